@@ -1,0 +1,8 @@
+"""``python -m lare2lib``: the same commands as the ``lare2`` console script."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m lare2lib"))

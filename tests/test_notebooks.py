@@ -1,0 +1,232 @@
+"""Notebooks as tests.
+
+For every ``notebooks/NN_*.ipynb``:
+
+* its parameters are what papermill can inspect, and include the standard ones, each typed and
+  described (``papermill --help-notebook`` shows them);
+* its jupytext twin ``NN_*.py`` (percent format) has the same cells, and the ``parameters`` tag
+  survives in both;
+* it is committed without outputs or execution counts;
+* it runs under papermill in smoke mode, in numeric order, offline, with per-cell timeouts,
+  and leaves ``metrics.json`` in its ``OUT_DIR`` (marked ``notebooks``).
+
+The checks themselves are tested on tiny notebooks generated here, so the harness is proven even
+before the first real notebook exists.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from jupytext.cli import jupytext as jupytext_cli
+
+from lare2lib import paths, runner
+from lare2lib.plotting import METRICS_FILENAME
+
+REQUIRED_PARAMETERS = ("PROFILE", "SMOKE", "SEED", "OUT_DIR", "INTERACTIVE")
+PAIRED_FORMATS = "ipynb,py:percent"
+
+CELL_TIMEOUT = 600
+"""Seconds any one cell may take in a smoke run."""
+
+NOTEBOOK_TIMEOUT = 1200
+"""Seconds a whole smoke notebook may take (kernel start included)."""
+
+NOTEBOOKS = runner.discover_notebooks()
+
+
+def _ids(path: Path) -> str:
+    return path.stem
+
+
+# -- the checks ---------------------------------------------------------------------------------
+
+
+def check_parameters(notebook: Path) -> None:
+    parameters = runner.notebook_parameters(notebook)
+    missing = [name for name in REQUIRED_PARAMETERS if name not in parameters]
+    assert not missing, f"{notebook.name}: parameters cell lacks {missing}"
+    untyped = [name for name, info in parameters.items() if info["inferred_type_name"] == "None"]
+    assert not untyped, f"{notebook.name}: annotate the type of {untyped} (e.g. `SEED: int = 0`)"
+    undocumented = [name for name, info in parameters.items() if not info["help"].strip()]
+    assert not undocumented, (
+        f"{notebook.name}: give {undocumented} an inline comment (papermill shows it as help)"
+    )
+
+
+def _cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    return [(cell.cell_type, cell.source.strip()) for cell in notebook.cells]
+
+
+def _parameter_cells(notebook: nbformat.NotebookNode) -> list[int]:
+    return [
+        index for index, cell in enumerate(notebook.cells)
+        if "parameters" in cell.metadata.get("tags", [])
+    ]
+
+
+def check_pairing(notebook: Path) -> None:
+    twin = notebook.with_suffix(".py")
+    assert twin.is_file(), f"{notebook.name} has no paired {twin.name}: run `make sync`"
+    from_ipynb, from_py = jupytext.read(notebook), jupytext.read(twin)
+    assert _cells(from_ipynb) == _cells(from_py), (
+        f"{notebook.name} and {twin.name} differ: run `make sync` (jupytext --sync)"
+    )
+    assert len(_parameter_cells(from_ipynb)) == 1, f"{notebook.name}: one cell tagged `parameters`"
+    assert _parameter_cells(from_py) == _parameter_cells(from_ipynb), (
+        f"{twin.name} lost the `parameters` tag (a cell_metadata_filter of '-all' deletes it)"
+    )
+
+
+def check_clean(notebook: Path) -> None:
+    content = nbformat.read(notebook, as_version=4)
+    dirty = [
+        index for index, cell in enumerate(content.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
+    assert not dirty, (
+        f"{notebook.name}: cells {dirty} carry outputs or execution counts; commit it cleared "
+        f"(`jupyter nbconvert --clear-output --inplace {notebook}`)"
+    )
+
+
+def run_smoke(notebook: Path, figures: Path, runs: Path) -> Path:
+    """Run one notebook in smoke mode as the runner would; return its OUT_DIR."""
+    [result] = runner.run_notebooks(
+        [notebook.stem], profile="mini", smoke=True, force=True, timeout_per_cell=CELL_TIMEOUT,
+        out_root=figures, runs_root=runs, notebooks_dir=notebook.parent, verbose=False,
+    )
+    assert result.status == "ran", f"{notebook.name} failed: {result.error} (see {result.executed})"
+    assert (result.out_dir / METRICS_FILENAME).is_file(), f"{notebook.name} wrote no metrics.json"
+    return result.out_dir
+
+
+# -- the real notebooks -------------------------------------------------------------------------
+
+
+def test_jupytext_config_pairs_with_percent_scripts():
+    from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
+
+    config_file = find_jupytext_configuration_file(str(paths.notebooks_dir()))
+    assert config_file is not None, "notebooks/ needs a jupytext configuration"
+    config = load_jupytext_configuration_file(config_file)
+    formats = config.formats if isinstance(config.formats, str) else ";".join(config.formats)
+    assert formats == PAIRED_FORMATS
+    assert "-all" != (config.cell_metadata_filter or "").strip()
+
+
+def test_every_script_has_its_notebook():
+    scripts = sorted(paths.notebooks_dir().glob("[0-9][0-9]_*.py"))
+    orphans = [script.name for script in scripts if not script.with_suffix(".ipynb").is_file()]
+    assert not orphans, f"{orphans} have no .ipynb twin: run `make sync`"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=_ids)
+def test_parameters_are_typed_and_described(notebook):
+    check_parameters(notebook)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=_ids)
+def test_paired_script_agrees(notebook):
+    check_pairing(notebook)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=_ids)
+def test_committed_without_outputs(notebook):
+    check_clean(notebook)
+
+
+@pytest.fixture(scope="module")
+def smoke_world(tmp_path_factory):
+    """One data folder shared by all smoke runs (later notebooks read what earlier ones built)."""
+    root = tmp_path_factory.mktemp("notebook-smoke")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LARE2_DATA_DIR", str(root / "data"))
+        yield {"figures": root / "figures", "runs": root / "runs", "failed": []}
+
+
+@pytest.mark.notebooks
+@pytest.mark.timeout(NOTEBOOK_TIMEOUT)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=_ids)
+def test_notebook_runs_in_smoke_mode(notebook, smoke_world):
+    if smoke_world["failed"]:
+        pytest.skip(f"an earlier notebook failed: {smoke_world['failed']}")
+    try:
+        run_smoke(notebook, smoke_world["figures"], smoke_world["runs"])
+    except AssertionError:
+        smoke_world["failed"].append(notebook.stem)
+        raise
+
+
+# -- the harness, on generated notebooks ---------------------------------------------------------
+
+
+@pytest.fixture
+def paired(tmp_path, make_notebook):
+    """A generated notebook in a folder with the project's jupytext config, paired by jupytext."""
+    folder = tmp_path / "notebooks"
+    notebook = make_notebook(folder, "01_tiny")
+    shutil.copy(paths.notebooks_dir() / "jupytext.toml", folder / "jupytext.toml")
+    assert jupytext_cli(["--quiet", "--sync", str(notebook)]) == 0
+    return notebook
+
+
+def test_harness_accepts_a_good_notebook(paired):
+    assert paired.with_suffix(".py").read_text().count("# %%") == 3
+    check_parameters(paired)
+    check_pairing(paired)
+    check_clean(paired)
+
+
+def test_harness_runs_a_notebook(paired, tmp_path):
+    out_dir = run_smoke(paired, tmp_path / "figures", tmp_path / "runs")
+    assert out_dir == tmp_path / "figures" / "01_tiny"
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("EPOCHS = 3  # passes over the data", "annotate the type of \\['EPOCHS'\\]"),
+        ("EPOCHS: int = 3", "inline comment"),
+        ('EPOCHS: int = 3  # passes ("" = auto)', "only one '='"),  # papermill would drop it
+    ],
+)
+def test_harness_rejects_badly_declared_parameters(tmp_path, make_notebook, line, problem):
+    notebook = make_notebook(tmp_path, "01_tiny", extra_parameters=(line,))
+    with pytest.raises((AssertionError, runner.RunnerError), match=problem):
+        check_parameters(notebook)
+
+
+def test_harness_rejects_missing_standard_parameter(tmp_path, make_notebook):
+    notebook = make_notebook(tmp_path, "01_tiny")
+    content = nbformat.read(notebook, as_version=4)
+    content.cells[1].source = content.cells[1].source.replace("INTERACTIVE", "SHOW_WIDGETS")
+    nbformat.write(content, notebook)
+    with pytest.raises(AssertionError, match="lacks \\['INTERACTIVE'\\]"):
+        check_parameters(notebook)
+
+
+def test_harness_rejects_a_stale_twin(paired):
+    script = paired.with_suffix(".py")
+    script.write_text(script.read_text() + "\n# %%\nprint('only in the script')\n")
+    with pytest.raises(AssertionError, match="make sync"):
+        check_pairing(paired)
+
+
+def test_harness_rejects_a_lost_parameters_tag(paired):
+    script = paired.with_suffix(".py")
+    script.write_text(script.read_text().replace('tags=["parameters"]', ""))
+    with pytest.raises(AssertionError, match="lost the `parameters` tag"):
+        check_pairing(paired)
+
+
+def test_harness_rejects_outputs(paired):
+    content = nbformat.read(paired, as_version=4)
+    content.cells[2].outputs = [nbformat.v4.new_output("stream", text="42\n")]
+    nbformat.write(content, paired)
+    with pytest.raises(AssertionError, match="cells \\[2\\]"):
+        check_clean(paired)
