@@ -29,8 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "run the notebooks in numeric order through papermill (skips unchanged ones)",
     ),
     "extract": (
-        "lare2lib.lare:add_extract_arguments",
-        "lare2lib.lare:extract_command",
+        "lare2lib.extract:add_extract_arguments",
+        "lare2lib.extract:extract_command",
         "extract LaRE / DIRE feature maps for a folder of images into a feature store",
     ),
     "env": (

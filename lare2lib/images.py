@@ -1,78 +1,79 @@
-"""Image input for every method: robust decoding, image ids and manifests, GenImage, transforms.
+"""Image decoding for every method: 8-bit RGB or a named reason, and a report of what happened.
 
-Everything a detector sees passes through here, so the choices below are the same for real and
+Everything a detector sees is decoded here, so the choices below are the same for real and
 generated images by construction:
 
 * **Decoding** (:func:`decode_image`) returns 8-bit RGB or raises :class:`BadImageError` with a
   short stable ``reason`` code (:data:`BAD_IMAGE_REASONS`). Nothing is silently replaced by a
   blank image: the official LaRE release wrote an all-zero map for an unreadable file.
-* **Image ids** are paths relative to the data root in POSIX form, so ``a/img.png`` and
-  ``b/img.png`` never collide (the official release keyed features by file stem and overwrote).
-* **Manifests** (CSV or parquet) list records; reading one refuses paths that leave the data root.
-* **Transforms** are pure, deterministic functions; small-image crops follow an explicit policy.
-* **Re-encoding** (:func:`reencode`) puts both classes through the same codec: GenImage reals are
-  ImageNet JPEGs (quality ~96) and fakes are PNG, a shortcut a detector learns (METHODS.md §6).
-* **Dataset** (:class:`RecordDataset`) returns an error item for a bad file instead of raising;
-  :func:`collate_skip_bad` separates them and :func:`iter_good_batches` records them in the main
-  process, so failures inside DataLoader workers are never lost.
+* **Reports** (:class:`DecodeReport`) list every skipped file with its reason and every file that
+  needed a conversion, so a run's outputs say exactly which inputs got no feature and why.
+
+The rest of the image input lives in one module per concern (all names stay importable from
+here, so ``from lare2lib.images import scan_folder`` keeps working):
+
+* :mod:`lare2lib.manifests`: image ids, :class:`ImageRecord`, folder scans, CSV/parquet
+  manifests, GenImage discovery;
+* :mod:`lare2lib.transforms`: tensors, resizing, crops with a small-image policy, re-encoding,
+  JPEG quality estimates;
+* :mod:`lare2lib.datasets`: :class:`RecordDataset` and the collate/iterate helpers that keep
+  failures inside DataLoader workers from being lost.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
+import importlib
 import io
 import json
 import os
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ALPHA_BACKGROUND",
-    "IMAGE_EXTENSIONS",
     "BAD_IMAGE_REASONS",
     "BadImageError",
-    "ManifestError",
-    "MANIFEST_COLUMNS",
-    "GENIMAGE_LABELS",
-    "SmallImagePolicy",
     "DecodedImage",
     "decode_image",
     "load_image",
     "probe_image",
     "DecodeFailure",
     "DecodeReport",
-    "ImageRecord",
-    "scan_folder",
-    "write_manifest",
-    "read_manifest",
-    "manifest_hash",
-    "discover_genimage",
-    "genimage_records",
-    "to_tensor",
-    "to_model_range",
-    "squash_resize",
-    "cut_to_multiple",
-    "center_crop",
-    "random_crop",
-    "reencode",
-    "jpeg_quality_estimate",
-    "RecordDataset",
-    "collate_skip_bad",
-    "iter_good_batches",
 ]
+
+_SPLIT_MODULES = ("lare2lib.manifests", "lare2lib.transforms", "lare2lib.datasets")
+"""Modules split off from this one; their public names (``__all__``) stay importable from here.
+
+They are re-exported lazily (PEP 562 ``__getattr__``) because they import this module: an eager
+import here would be circular, and would make every decode pay for torch (only the dataset and
+the tensor transforms need it).
+"""
+
+
+def __getattr__(name: str) -> Any:
+    if not name.startswith("__"):
+        for module_name in _SPLIT_MODULES:
+            module = importlib.import_module(module_name)
+            if name in module.__all__:
+                return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    modules = [importlib.import_module(module_name) for module_name in _SPLIT_MODULES]
+    return sorted({*globals(), *(name for module in modules for name in module.__all__)})
+
 
 DEFAULT_MAX_PIXELS = 8192 * 8192
 """Largest image decoded (67 M pixels, 200 MB as RGB), checked from the header before decoding.
@@ -90,9 +91,6 @@ Dropping alpha instead would expose whatever RGB a transparent pixel happens to 
 depends on the encoder. A fixed background makes the result depend on the visible image only, and
 because the same constant is used for real and generated images, it cannot become a label cue.
 """
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-"""File suffixes :func:`scan_folder` picks up (compared case-insensitively)."""
 
 BAD_IMAGE_REASONS = {
     "missing": "the file does not exist",
@@ -125,9 +123,6 @@ class BadImageError(Exception):
         self.message = message
         super().__init__(f"{self.path or '<image>'}: {reason}: {message}")
 
-
-class ManifestError(ValueError):
-    """A manifest that cannot be used as it is; the message names the file, the line and the fix."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,6 +328,7 @@ def probe_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
+
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
@@ -356,8 +352,9 @@ class DecodeFailure:
 class DecodeReport:
     """What happened to every image of a run: skipped files with reasons, conversions, counts.
 
-    Filled in the main process (see :func:`iter_good_batches`), written next to the run's outputs
-    as CSV or JSON so a reader can see exactly which inputs got no feature and why.
+    Filled in the main process (see :func:`lare2lib.datasets.iter_good_batches`), written next
+    to the run's outputs as CSV or JSON so a reader can see exactly which inputs got no feature
+    and why.
     """
 
     failures: list[DecodeFailure] = field(default_factory=list)
@@ -435,568 +432,3 @@ def _atomic_write_text(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
-
-
-# --------------------------------------------------------------------------------------------
-# Records and folders
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One input image. Everything downstream (features, predictions) is keyed by ``image_id``."""
-
-    image_id: str
-    """Path relative to the data root, POSIX form (``"sdv4/val/ai/000_sdv4_00020.png"``)."""
-    path: Path
-    """Absolute path of the file."""
-    label: int | None = None
-    """0 real, 1 generated, None unknown."""
-    source: str | None = None
-    """Set or generator name (a GenImage subset, ``"real"``, a mini-world generator, ...)."""
-    class_name: str | None = None
-    """ImageNet / photo category for the prompt ``"a photo of a {class}"``; None: class-free."""
-    width: int | None = None
-    """Width after EXIF orientation, from the header (None if not probed)."""
-    height: int | None = None
-    """Height after EXIF orientation, from the header."""
-
-
-def _relative_id(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
-def _iter_image_files(folder: Path, recursive: bool) -> Iterator[Path]:
-    """Image files under ``folder`` in sorted order; symlinked folders are not followed (loops)."""
-    for directory, subdirectories, filenames in os.walk(folder):
-        subdirectories.sort()
-        for name in sorted(filenames):
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                yield Path(directory) / name
-        if not recursive:
-            return
-
-
-def scan_folder(
-    root: str | os.PathLike,
-    label: int | None = None,
-    source: str | None = None,
-    recursive: bool = True,
-    *,
-    data_root: str | os.PathLike | None = None,
-    report: DecodeReport | None = None,
-    class_name_fn: Callable[[str], str | None] | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: bool = False,
-) -> list[ImageRecord]:
-    """Records for the images under ``root``, sorted by image id, sizes read from headers only.
-
-    ``image_id`` is relative to ``data_root`` (default ``root``), which must contain ``root``.
-    Files whose header cannot be read (empty, not an image, too large, unreadable) and symlinks
-    that resolve outside ``data_root`` are not listed: they go into ``report`` (and a warning
-    names how many when no report is passed). Truncation needs a full decode and is found later.
-    ``class_name_fn(file_name)`` fills ``class_name`` (e.g. :func:`lare2lib.imagenet.class_name_from_filename`).
-    """
-    root = Path(root).resolve()
-    data_root = root if data_root is None else Path(data_root).resolve()
-    if not root.is_dir():
-        raise NotADirectoryError(f"image folder {root} does not exist or is not a folder")
-    if not root.is_relative_to(data_root):
-        raise ValueError(f"scan folder {root} is not inside data_root {data_root}")
-    local_report = DecodeReport() if report is None else report
-    n_failed_before = local_report.n_failed
-    records = []
-    files = _iter_image_files(root, recursive)
-    for path in tqdm(files, desc=f"scan {root.name}", unit="img", disable=not progress):
-        try:
-            if path.is_symlink() and not path.resolve().is_relative_to(data_root):
-                raise BadImageError(path, "escapes_root", f"symlink to {path.resolve()} outside {data_root}")
-            width, height = probe_image(path, max_pixels=max_pixels)
-        except BadImageError as error:
-            local_report.add_error(error, image_id=_relative_id(path, data_root))
-            continue
-        class_name = class_name_fn(path.name) if class_name_fn else None
-        records.append(ImageRecord(_relative_id(path, data_root), path, label, source, class_name, width, height))
-    n_new_failures = local_report.n_failed - n_failed_before
-    if report is None and n_new_failures:
-        warnings.warn(
-            f"scan_folder({root}): {n_new_failures} unusable files skipped; pass report= to list them", stacklevel=2
-        )
-    return sorted(records, key=lambda record: record.image_id)
-
-
-# --------------------------------------------------------------------------------------------
-# Manifests
-# --------------------------------------------------------------------------------------------
-
-MANIFEST_COLUMNS = ("image_id", "path", "label", "source", "class_name", "width", "height")
-"""Manifest columns; ``path`` is relative to the data root, ``image_id`` usually equals it."""
-
-
-def _manifest_rows(records: Sequence[ImageRecord], root: Path, manifest: Path) -> list[dict[str, Any]]:
-    rows, seen = [], set()
-    for record in records:
-        if record.image_id in seen:
-            raise ManifestError(f"{manifest}: duplicate image_id {record.image_id!r}; ids must be unique")
-        seen.add(record.image_id)
-        absolute = Path(record.path).resolve()
-        if not absolute.is_relative_to(root):
-            raise ManifestError(f"{manifest}: {absolute} is outside the data root {root}")
-        row = asdict(record)
-        row["path"] = _relative_id(absolute, root)
-        rows.append(row)
-    return rows
-
-
-def _parquet_schema():
-    import pyarrow as pa
-
-    text, integer = pa.string(), pa.int64()
-    types = {"label": integer, "width": integer, "height": integer}
-    return pa.schema([(column, types.get(column, text)) for column in MANIFEST_COLUMNS])
-
-
-def write_manifest(
-    records: Sequence[ImageRecord], path: str | os.PathLike, *, root: str | os.PathLike | None = None
-) -> Path:
-    """Write records as CSV (or parquet when ``path`` ends in ``.parquet``), atomically.
-
-    Paths are stored relative to ``root`` (default: the manifest's folder), so a data folder can be
-    moved with its manifest. Missing values are empty CSV fields / parquet nulls.
-    """
-    path = Path(path)
-    root = (path.parent if root is None else Path(root)).resolve()
-    rows = _manifest_rows(records, root, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if path.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows, schema=_parquet_schema()), temporary)
-    else:
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
-    os.replace(temporary, path)
-    return path
-
-
-def _require_path_column(path: Path, columns: Sequence[str]) -> None:
-    if "path" not in columns:
-        raise ManifestError(f"{path}: no 'path' column; columns are {list(columns)}, expected {MANIFEST_COLUMNS}")
-
-
-def _manifest_entries(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(where, row)`` for each entry; ``where`` names the CSV line or parquet row for errors."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        _require_path_column(path, table.column_names)
-        for index, row in enumerate(table.to_pylist()):
-            yield f"{path}:row {index}", row
-        return
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        _require_path_column(path, reader.fieldnames or [])
-        for row in reader:
-            yield f"{path}:line {reader.line_num}", row
-
-
-def _cell(value: Any) -> str | None:
-    """A manifest cell as text, or None for an empty field or a null."""
-    text = "" if value is None else str(value).strip()
-    return text or None
-
-
-def _int_cell(value: Any, column: str, where: str) -> int | None:
-    text = _cell(value)
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ManifestError(f"{where}: column {column!r} must be an integer, got {text!r}") from None
-
-
-def _resolve_inside(root: Path, raw: str, where: str) -> Path:
-    """Absolute path of a manifest entry, refusing anything that resolves outside ``root``."""
-    candidate = Path(raw)
-    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if not resolved.is_relative_to(root):
-        raise ManifestError(
-            f"{where}: path {raw!r} resolves to {resolved}, outside the data root {root}. "
-            "Manifest paths must stay inside the data root (no '..', absolute paths elsewhere or "
-            "symlinks leading out); pass root= to read_manifest if the data root is elsewhere."
-        )
-    return resolved
-
-
-def read_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[ImageRecord]:
-    """Records of a manifest written by :func:`write_manifest` (or by hand: only ``path`` is required).
-
-    ``root`` is the data root (default: the manifest's folder); every path must resolve inside it,
-    so a manifest cannot make the pipeline read arbitrary files. ``image_id`` defaults to the path
-    as written. Raises :class:`ManifestError` naming the line (CSV) or row (parquet).
-    """
-    path = Path(path)
-    root = (path.parent if root is None else Path(root)).resolve()
-    records, seen = [], {}
-    for where, row in _manifest_entries(path):
-        raw = _cell(row.get("path"))
-        if raw is None:
-            raise ManifestError(f"{where}: empty path")
-        absolute = _resolve_inside(root, raw, where)
-        image_id = _cell(row.get("image_id")) or Path(raw).as_posix()
-        if image_id in seen:
-            raise ManifestError(f"{where}: image_id {image_id!r} already used at {seen[image_id]}")
-        seen[image_id] = where
-        label = _int_cell(row.get("label"), "label", where)
-        if label not in (None, 0, 1):
-            raise ManifestError(f"{where}: label must be 0 (real), 1 (generated) or empty, got {label}")
-        records.append(
-            ImageRecord(
-                image_id=image_id,
-                path=absolute,
-                label=label,
-                source=_cell(row.get("source")),
-                class_name=_cell(row.get("class_name")),
-                width=_int_cell(row.get("width"), "width", where),
-                height=_int_cell(row.get("height"), "height", where),
-            )
-        )
-    return records
-
-
-def manifest_hash(records: Iterable[ImageRecord]) -> str:
-    """sha256 of the records' content (ids, labels, sources, classes, sizes), order-independent.
-
-    Absolute paths are left out, so the same data set hashes the same on every machine; the hash
-    goes into feature-store metadata to tie features to their inputs.
-    """
-    rows = sorted(
-        [record.image_id, record.label, record.source, record.class_name, record.width, record.height]
-        for record in records
-    )
-    payload = json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# GenImage
-# --------------------------------------------------------------------------------------------
-
-GENIMAGE_SPLITS = ("train", "val")
-GENIMAGE_LABELS = {"nature": 0, "ai": 1}
-"""GenImage class folders and their labels (``nature`` = real ImageNet photos)."""
-
-
-def _genimage_splits(folder: Path) -> dict[str, dict[str, Path]]:
-    splits = {}
-    for split in GENIMAGE_SPLITS:
-        classes = {name: folder / split / name for name in GENIMAGE_LABELS if (folder / split / name).is_dir()}
-        if classes:
-            splits[split] = classes
-    return splits
-
-
-def discover_genimage(root: str | os.PathLike, max_depth: int = 3) -> dict[str, dict[str, dict[str, Path]]]:
-    """GenImage subsets under ``root``, found by shape ``<subset>/{train,val}/{ai,nature}``.
-
-    No subset names are assumed. The key is the subset folder relative to ``root`` (the official
-    download nests folders, e.g. ``stable_diffusion_v_1_4/imagenet_ai_0419_sdv4``), or ``root``'s
-    own name if ``root`` is a subset. Returns ``{subset: {split: {"ai"|"nature": folder}}}``.
-    """
-    root = Path(root).resolve()
-    found: dict[str, dict[str, dict[str, Path]]] = {}
-    frontier = [root]
-    for _ in range(max_depth + 1):
-        next_frontier = []
-        for folder in frontier:
-            splits = _genimage_splits(folder)
-            if splits:
-                found[folder.name if folder == root else _relative_id(folder, root)] = splits
-                continue
-            next_frontier += sorted(child for child in folder.iterdir() if child.is_dir())
-        frontier = next_frontier
-    return dict(sorted(found.items()))
-
-
-def genimage_records(
-    root: str | os.PathLike,
-    subset: str,
-    split: str,
-    *,
-    report: DecodeReport | None = None,
-    include_inferred_classes: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> list[ImageRecord]:
-    """Records of one GenImage subset and split: ``nature`` → label 0, ``ai`` → label 1.
-
-    Ids are relative to ``root``; ``source`` is the subset; ``class_name`` comes from the file
-    name (:mod:`lare2lib.imagenet`), None where the name carries no class.
-    """
-    from lare2lib.imagenet import class_name_from_filename
-
-    subsets = discover_genimage(root)
-    if subset not in subsets or split not in subsets[subset]:
-        available = {name: sorted(splits) for name, splits in subsets.items()}
-        raise ValueError(f"no GenImage {subset!r}/{split!r} under {root}; found {available}")
-
-    def class_name_fn(name: str) -> str | None:
-        return class_name_from_filename(name, include_inferred=include_inferred_classes)
-
-    records = []
-    for class_folder, folder in sorted(subsets[subset][split].items()):
-        records += scan_folder(
-            folder,
-            label=GENIMAGE_LABELS[class_folder],
-            source=subset,
-            data_root=root,
-            report=report,
-            class_name_fn=class_name_fn,
-            max_pixels=max_pixels,
-        )
-    return sorted(records, key=lambda record: record.image_id)
-
-
-# --------------------------------------------------------------------------------------------
-# Transforms (pure and deterministic; sizes are ints for squares or (height, width))
-# --------------------------------------------------------------------------------------------
-
-SmallImagePolicy = Literal["reflect", "resize_up", "skip"]
-"""What a crop does with an image smaller than the crop.
-
-``reflect``    pad centred with mirror reflection (no edge repeat), EGRE's released train transform
-               (albumentations ``PadIfNeeded`` with ``BORDER_REFLECT_101`` then ``RandomCrop``);
-``resize_up``  upscale (bicubic, aspect kept) until the crop fits: changes the pixel statistics;
-``skip``       raise :class:`BadImageError` with reason ``too_small`` (reported, not used).
-"""
-
-
-def _size_hw(size: int | tuple[int, int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """8-bit RGB image → float32 tensor (3, H, W) in [0, 1]."""
-    if image.mode != "RGB":
-        raise ValueError(f"to_tensor expects an RGB image (use load_image), got mode {image.mode!r}")
-    array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
-
-
-def to_model_range(pixels: torch.Tensor) -> torch.Tensor:
-    """[0, 1] → [-1, 1], the range diffusers VAEs and LaRE expect."""
-    return pixels * 2.0 - 1.0
-
-
-def squash_resize(
-    image: Image.Image, size: int | tuple[int, int], resample: int = Image.Resampling.BICUBIC
-) -> Image.Image:
-    """Resize the whole image to ``size`` ignoring aspect ratio (LaRE: 256×256 bicubic, no crop)."""
-    height, width = _size_hw(size)
-    return image.resize((width, height), resample=resample)
-
-
-def cut_to_multiple(image: Image.Image, multiple: int = 8) -> Image.Image:
-    """Centre-crop each side down to a multiple of ``multiple`` (8: the VAE downsampling factor).
-
-    Autoencoders at native resolution need sides divisible by their downsampling; cropping (not
-    resizing) keeps the pixels and their traces intact.
-    """
-    width, height = image.size
-    new_width, new_height = width - width % multiple, height - height % multiple
-    if new_width == 0 or new_height == 0:
-        raise BadImageError(None, "too_small", f"{width}x{height} has no side of at least {multiple}")
-    left, top = (width - new_width) // 2, (height - new_height) // 2
-    return image.crop((left, top, left + new_width, top + new_height))
-
-
-def _fit_small(image: Image.Image, height: int, width: int, pad_mode: SmallImagePolicy) -> Image.Image:
-    """Make ``image`` at least ``height`` × ``width`` according to the small-image policy."""
-    image_width, image_height = image.size
-    if image_width >= width and image_height >= height:
-        return image
-    if pad_mode == "skip":
-        raise BadImageError(
-            None, "too_small", f"{image_width}x{image_height} is smaller than the {width}x{height} crop"
-        )
-    if pad_mode == "resize_up":
-        scale = max(height / image_height, width / image_width)
-        new_size = (max(width, round(image_width * scale)), max(height, round(image_height * scale)))
-        return image.resize(new_size, resample=Image.Resampling.BICUBIC)
-    if pad_mode == "reflect":
-        pad_y, pad_x = max(0, height - image_height), max(0, width - image_width)
-        array = np.pad(
-            np.asarray(image),
-            ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2), (0, 0)),
-            mode="reflect",
-        )
-        return Image.fromarray(array)
-    raise ValueError(f"pad_mode must be 'reflect', 'resize_up' or 'skip', got {pad_mode!r}")
-
-
-def center_crop(image: Image.Image, size: int | tuple[int, int], pad_mode: SmallImagePolicy = "reflect") -> Image.Image:
-    """Centred crop of ``size``; smaller images follow ``pad_mode`` (:data:`SmallImagePolicy`)."""
-    height, width = _size_hw(size)
-    image = _fit_small(image, height, width, pad_mode)
-    left, top = (image.width - width) // 2, (image.height - height) // 2
-    return image.crop((left, top, left + width, top + height))
-
-
-def random_crop(
-    image: Image.Image,
-    size: int | tuple[int, int],
-    generator: torch.Generator | None = None,
-    pad_mode: SmallImagePolicy = "reflect",
-) -> Image.Image:
-    """Uniformly placed crop of ``size``, positions drawn from ``generator`` (torch's global RNG if None)."""
-    height, width = _size_hw(size)
-    image = _fit_small(image, height, width, pad_mode)
-    top = int(torch.randint(0, image.height - height + 1, (1,), generator=generator))
-    left = int(torch.randint(0, image.width - width + 1, (1,), generator=generator))
-    return image.crop((left, top, left + width, top + height))
-
-
-def reencode(
-    image: Image.Image, fmt: Literal["png", "jpeg"] = "png", quality: int = 96, subsampling: str = "4:2:0"
-) -> Image.Image:
-    """Encode and decode in memory with one codec, so both classes carry the same format traces.
-
-    The output depends on the pixels only, never on the file the image came from. ``png`` is
-    lossless (pixels unchanged: real JPEG artefacts stay, fakes stay clean); to remove the
-    "JPEG ⇒ real" shortcut use ``jpeg`` for both classes at the reals' quality (96 for GenImage,
-    4:2:0 chroma subsampling as in ImageNet), as "Fake or JPEG?" (arXiv 2403.17608) does.
-    """
-    buffer = io.BytesIO()
-    rgb = image.convert("RGB")
-    if fmt == "jpeg":
-        rgb.save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
-    elif fmt == "png":
-        rgb.save(buffer, format="PNG")
-    else:
-        raise ValueError(f"fmt must be 'png' or 'jpeg', got {fmt!r}")
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return decoded.convert("RGB")
-
-
-_IJG_LUMINANCE = np.array(
-    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
-    dtype=np.int64,
-)  # fmt: skip
-"""JPEG Annex K luminance table (natural order), which libjpeg scales by the quality setting."""
-
-
-def _ijg_luminance_table(quality: int) -> np.ndarray:
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return np.clip((_IJG_LUMINANCE * scale + 50) // 100, 1, 255)
-
-
-def jpeg_quality_estimate(source: str | os.PathLike | Image.Image) -> int | None:
-    """libjpeg quality (1-100) whose luminance table is closest to the file's; None if not a JPEG.
-
-    Reads only the header's quantisation table. Exact for encoders that scale the standard table
-    (libjpeg, Pillow, most cameras' software); a nearest match otherwise. Useful to report format
-    bias: GenImage reals estimate at ~96, re-encoded fakes at whatever :func:`reencode` used.
-    """
-    context = contextlib.nullcontext(source) if isinstance(source, Image.Image) else Image.open(source)
-    with context as image:
-        if image.format != "JPEG" or not getattr(image, "quantization", None):
-            return None
-        table = np.asarray(image.quantization[0], dtype=np.int64)
-    errors = [np.abs(_ijg_luminance_table(q) - table).sum() for q in range(1, 101)]
-    return int(np.argmin(errors)) + 1
-
-
-# --------------------------------------------------------------------------------------------
-# Dataset
-# --------------------------------------------------------------------------------------------
-
-
-class RecordDataset(torch.utils.data.Dataset):
-    """Decoded, transformed images of a list of records, with bad files returned as error items.
-
-    ``__getitem__(i)`` returns ``{"pixel_values", "index", "image_id", "notes"}`` for a good file
-    and ``{"error", "message", "path", "index", "image_id"}`` for a bad one (undecodable, or
-    refused by the transform, e.g. ``too_small``). Errors are data, not exceptions or ``None``:
-    DataLoader workers are separate processes, so anything they wrote into a report would be lost.
-    :func:`collate_skip_bad` splits a batch into good and bad and :func:`iter_good_batches` records
-    the bad ones in ``report`` in the main process.
-
-    ``transform`` maps the decoded RGB image to the model input (must be picklable for workers,
-    e.g. a module-level function or :func:`functools.partial`); ``report`` is where
-    :func:`iter_good_batches` records outcomes by default (the dataset itself never writes to it).
-    """
-
-    def __init__(
-        self,
-        records: Sequence[ImageRecord],
-        transform: Callable[[Image.Image], Any] = to_tensor,
-        report: DecodeReport | None = None,
-        *,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-    ):
-        self.records = list(records)
-        self.transform = transform
-        self.report = report
-        self.max_pixels = max_pixels
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
-        try:
-            decoded = decode_image(record.path, max_pixels=self.max_pixels)
-            pixel_values = self.transform(decoded.image)
-        except BadImageError as error:
-            return {
-                "error": error.reason,
-                "message": error.message,
-                "path": str(record.path),
-                "index": index,
-                "image_id": record.image_id,
-            }
-        return {"pixel_values": pixel_values, "index": index, "image_id": record.image_id, "notes": decoded.notes}
-
-
-def collate_skip_bad(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Batch the good items of :class:`RecordDataset`; the bad ones travel along under ``"bad"``.
-
-    Returns ``pixel_values`` (stacked, or None when every item was bad), ``index`` (long tensor),
-    ``image_id`` and ``notes`` (lists), ``bad`` (list of error items).
-    """
-    good = [item for item in items if "error" not in item]
-    bad = [item for item in items if "error" in item]
-    return {
-        "pixel_values": torch.utils.data.default_collate([item["pixel_values"] for item in good]) if good else None,
-        "index": torch.tensor([item["index"] for item in good], dtype=torch.long),
-        "image_id": [item["image_id"] for item in good],
-        "notes": [item["notes"] for item in good],
-        "bad": bad,
-    }
-
-
-def iter_good_batches(loader: Iterable[dict[str, Any]], report: DecodeReport | None = None) -> Iterator[dict[str, Any]]:
-    """Batches of a DataLoader built with :func:`collate_skip_bad`, recording outcomes in ``report``.
-
-    ``report`` defaults to ``loader.dataset.report``. Batches in which every file was bad are
-    recorded and not yielded, so callers never see an empty batch.
-    """
-    if report is None:
-        report = getattr(getattr(loader, "dataset", None), "report", None)
-    for batch in loader:
-        if report is not None:
-            for item in batch["bad"]:
-                report.add_failure(item["path"], item["error"], item["message"], item["image_id"])
-            for image_id, notes in zip(batch["image_id"], batch["notes"], strict=True):
-                report.add_success(image_id, notes)
-        if batch["pixel_values"] is not None:
-            yield batch

@@ -176,13 +176,33 @@ def export_weights(profile: Profile, quality: dict | None = None) -> Path:
                 {"vae": f"../{LDM_AE[name]}", "unet": "unet", "prompt_encoder": "prompt_encoder",
                  "scheduler": "scheduler"}, indent=1, sort_keys=True) + "\n")
     files = {str(p.relative_to(staging)): sha256_file(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+    real, info = real_sets(profile, progress=False)
+    data = {"crops_key": info["crops_key"], "photos": [p["id"] for p in info["photos"]],
+            "train_crops_sha256": _imageset_digest(real["train"])}
     manifest = {"recipe": recipe, "seed": profile.seed, "world": asdict(profile.world), "files": files,
-                "training": results, "quality": quality or {}, "class_names": list(CLASS_NAMES)}
+                "training": results, "quality": quality or {}, "class_names": list(CLASS_NAMES), "data": data}
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     if root.exists():
         shutil.rmtree(root)
     os.replace(staging, root)
     return root
+
+
+def _imageset_digest(images: ImageSet) -> str:
+    """sha256 of the pixels and ids the models were trained on (the data manifest hash)."""
+    digest = hashlib.sha256(images.pixels.numpy().tobytes())
+    digest.update("\n".join(images.ids).encode())
+    return digest.hexdigest()
+
+
+def record_quality(recipe: str, quality: dict) -> None:
+    """Store measured quality numbers in the manifest (not hashed: the weights do not change)."""
+    path = weights_root(recipe) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["quality"] = quality
+    tmp = path.with_name("manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 class WeightsError(RuntimeError):

@@ -22,6 +22,7 @@ __all__ = [
     "training_curves",
     "premise_curve",
     "premise_table",
+    "premise_verdict",
     "autoencoder_psnr",
     "kid_table",
     "premise_gap",
@@ -99,9 +100,22 @@ def premise_table(manifest: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def premise_verdict(table: pd.DataFrame) -> str:
+    """One line per LDM: does the premise hold at the last checkpoint, and how did it move?"""
+    lines = []
+    for name, group in table.sort_values("step").groupby("ldm"):
+        first, last = group.iloc[0], group.iloc[-1]
+        holds = "holds" if last["gap"] > 0 else "does not hold yet"
+        lines.append(f"{name}: premise {holds} at step {int(last['step'])} (gap {last['gap']:+.4f}, "
+                     f"AUC {last['auc']:.2f}); at step {int(first['step'])}: gap {first['gap']:+.4f}, "
+                     f"AUC {first['auc']:.2f}")
+    return "\n".join(lines)
+
+
 def premise_curve(manifest: dict):
     """The issue's question: from which training step do samples sit below real images' loss?"""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     table = premise_table(manifest)
     fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -117,6 +131,10 @@ def premise_curve(manifest: dict):
     ax_auc.set(xlabel="UNet training step", ylabel="AUC (lower loss ⇒ generated)", xscale="log", ylim=(0, 1),
                title="Separation by mean loss")
     ax_auc.legend(fontsize=8)
+    steps = sorted(table["step"].unique()) if len(table) else []
+    for ax in (ax_loss, ax_auc):  # label the checkpoints themselves, not log-scale minor ticks
+        ax.set_xticks(steps, [str(s) for s in steps])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     return fig
 

@@ -106,3 +106,25 @@ def make_notebook():
         return path
 
     return make
+
+
+# -- tiny in-memory LDMs for the extraction tests ---------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["kl", "vq"])
+def tiny_ldm(request: pytest.FixtureRequest):
+    """A tiny SD-shaped LDM per autoencoder kind (:func:`lare2lib.testing.tiny_ldm_components`).
+
+    Built once per test module: tests may hook or wrap it but must not change its weights.
+    """
+    from lare2lib.testing import tiny_ldm_components
+
+    return tiny_ldm_components(request.param)
+
+
+@pytest.fixture(scope="module")
+def tiny_kl_ldm():
+    """The KL-autoencoder tiny LDM alone, for tests that need a posterior (or one model only)."""
+    from lare2lib.testing import tiny_ldm_components
+
+    return tiny_ldm_components("kl")

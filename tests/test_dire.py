@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_lare import CONFIG, IDS, IMAGE_SIZE, PROMPTS, batch, random_images, tiny_ldm
+from test_lare import CONFIG, IDS, IMAGE_SIZE, PROMPTS, batch, random_images
 
 from lare2lib.dire import DireExtractor
 from lare2lib.lare import LareExtractor
-
-
-@pytest.fixture(scope="module", params=["kl", "vq"])
-def ldm(request):
-    return tiny_ldm(request.param)
 
 
 @pytest.mark.parametrize(("space", "shape"), [
     ("pixel", (3, IMAGE_SIZE, IMAGE_SIZE)),
     ("latent", (4, IMAGE_SIZE // 2, IMAGE_SIZE // 2)),
 ])
-def test_maps_are_finite_with_the_space_shape(ldm, space, shape):
-    extractor = DireExtractor(ldm, CONFIG, steps=2, space=space)
+def test_maps_are_finite_with_the_space_shape(tiny_ldm, space, shape):
+    extractor = DireExtractor(tiny_ldm, CONFIG, steps=2, space=space)
     maps = extractor(batch(random_images(3)), IDS[:3], PROMPTS[:3])
     assert maps.shape == (3, *shape) and maps.dtype == torch.float32
     assert torch.isfinite(maps).all() and (maps >= 0).all() and maps.max() > 0
@@ -29,8 +24,8 @@ def test_maps_are_finite_with_the_space_shape(ldm, space, shape):
     assert extractor.network_passes == 4 == extractor.unet_calls
 
 
-def test_default_is_40_batched_network_passes():
-    ldm = tiny_ldm("kl")
+def test_default_is_40_batched_network_passes(tiny_kl_ldm):
+    ldm = tiny_kl_ldm
     calls = []
     hook = ldm.unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
     extractor = DireExtractor(ldm, CONFIG)
@@ -43,8 +38,8 @@ def test_default_is_40_batched_network_passes():
     assert set(calls) == {2}  # both images go through each step together
 
 
-def test_maps_do_not_depend_on_batch_composition():
-    ldm = tiny_ldm("kl")
+def test_maps_do_not_depend_on_batch_composition(tiny_kl_ldm):
+    ldm = tiny_kl_ldm
     extractor = DireExtractor(ldm, CONFIG, steps=3, space="latent", seed=2)
     pixels = batch(random_images(4))
     together = extractor(pixels, IDS[:4], PROMPTS[:4])
@@ -54,9 +49,9 @@ def test_maps_do_not_depend_on_batch_composition():
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
 
 
-def test_inversion_starts_from_the_same_latent_as_lare():
+def test_inversion_starts_from_the_same_latent_as_lare(tiny_kl_ldm):
     """Same seed → same posterior sample: latent DIRE with 0 reconstruction error would be 0."""
-    ldm = tiny_ldm("kl")
+    ldm = tiny_kl_ldm
     pixels = batch(random_images(2))
     dire = DireExtractor(ldm, CONFIG, steps=2, space="latent", seed=9)
     lare_latents = LareExtractor(ldm, CONFIG, seed=9).latents(pixels, IDS[:2])
@@ -66,6 +61,6 @@ def test_inversion_starts_from_the_same_latent_as_lare():
     torch.testing.assert_close(seen[0], lare_latents)
 
 
-def test_unknown_space_is_named():
+def test_unknown_space_is_named(tiny_kl_ldm):
     with pytest.raises(ValueError, match="pixel.*latent"):
-        DireExtractor(tiny_ldm("kl"), CONFIG, space="pixels")
+        DireExtractor(tiny_kl_ldm, CONFIG, space="pixels")

@@ -458,3 +458,29 @@ def test_transform_refusals_are_reported_not_raised(corpus):
     assert all_bad["pixel_values"] is None and all_bad["index"].numel() == 0
     report = DecodeReport()
     assert list(iter_good_batches([all_bad], report)) == [] and report.counts == {"too_small": 1}
+
+
+# ---------------------------------------------------------------- module layout
+
+
+@pytest.mark.parametrize("module_name", ["lare2lib.manifests", "lare2lib.transforms", "lare2lib.datasets"])
+def test_split_modules_stay_importable_from_images(module_name):
+    import importlib
+
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        assert getattr(images, name) is getattr(module, name), name
+        assert name in dir(images)
+    with pytest.raises(AttributeError, match="no attribute 'scan_everything'"):
+        images.scan_everything  # noqa: B018
+
+
+def test_decoding_and_manifests_do_not_import_torch():
+    """Scanning a folder or reading a manifest must not pay for torch (a multi-second import)."""
+    import subprocess
+    import sys
+
+    code = "import sys, lare2lib.images, lare2lib.manifests; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"

@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
+from lare2lib import extract, lare
+from lare2lib.extract import extract_to_store
 from lare2lib.lare import (
     LareExtractor,
-    extract_to_store,
     pixels_from_image,
     precision_error,
     prompt_for,
@@ -25,42 +26,13 @@ from lare2lib.lare import (
 from lare2lib.profiles import LareConfig
 from lare2lib.rng import LARE_NOISE_STREAM, POSTERIOR_STREAM, image_generator, randn_per_image
 from lare2lib.store import FeatureStore
+from lare2lib.testing import TINY_CLASS_NAMES, TinyLDMSpec, tiny_ldm_components
 
-CLASSES = ("cat", "dog", "apple")
-IMAGE_SIZE = 32
+CLASSES = TINY_CLASS_NAMES
+IMAGE_SIZE = TinyLDMSpec().image_size
 CONFIG = LareConfig(timestep=200, ensemble=3, image_size=IMAGE_SIZE, prompt="class", batch_size=4)
 TIGHT = {"rtol": 1e-5, "atol": 1e-6}
 """fp32 tolerance for batched vs per-image: only summation order differs between them."""
-
-
-def tiny_ldm(vae_kind: str = "kl", seed: int = 0):
-    """SD-shaped components with tiny widths: KL or VQ VAE (f = 2, 4 latent channels), a
-    cross-attention UNet, SD's DDPM schedule, and learned class prompts."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel, VQModel
-
-    from lare2lib.conditioning import ClassPromptEncoder
-    from lare2lib.models import LDMComponents
-
-    torch.manual_seed(seed)
-    ae_kwargs = dict(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                     up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
-                     norm_num_groups=4, layers_per_block=1, sample_size=IMAGE_SIZE)
-    if vae_kind == "kl":
-        vae = AutoencoderKL(**ae_kwargs)
-    else:
-        vae = VQModel(**ae_kwargs, num_vq_embeddings=16, vq_embed_dim=4)
-    unet = UNet2DConditionModel(
-        sample_size=IMAGE_SIZE // 2, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=(16, 32), norm_num_groups=4, cross_attention_dim=16,
-        attention_head_dim=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                              beta_schedule="scaled_linear", clip_sample=False)
-    prompts = ClassPromptEncoder(class_names=CLASSES, dim=16, seq_len=4)
-    components = LDMComponents(name=f"tiny-{vae_kind}", vae=vae, unet=unet, scheduler=scheduler,
-                               prompt_encoder=prompts, class_names=CLASSES)
-    return components.eval()
 
 
 def random_images(count: int, seed: int = 0) -> list[Image.Image]:
@@ -75,94 +47,84 @@ def batch(images: list[Image.Image]) -> torch.Tensor:
     return torch.stack([pixels_from_image(image, IMAGE_SIZE) for image in images])
 
 
-@pytest.fixture(scope="module", params=["kl", "vq"])
-def ldm(request):
-    return tiny_ldm(request.param)
-
-
-@pytest.fixture(scope="module")
-def kl_ldm():
-    return tiny_ldm("kl")
-
-
 IDS = [f"folder{i % 2}/img{i}.png" for i in range(8)]
 PROMPTS = ["a photo of a cat", "a photo of a dog", "a photo", "",
            "a photo of a cat", "a photo of an apple", "a photo of a dog", "a photo"]
 
 
-def test_batched_matches_released_per_image_loop(ldm):
+def test_batched_matches_released_per_image_loop(tiny_ldm):
     images = random_images(4)
-    maps = LareExtractor(ldm, CONFIG, seed=3)(batch(images), IDS[:4], PROMPTS[:4])
+    maps = LareExtractor(tiny_ldm, CONFIG, seed=3)(batch(images), IDS[:4], PROMPTS[:4])
     for row, (image, image_id, prompt) in enumerate(zip(images, IDS, PROMPTS)):
-        expected = reference_lare_per_image(ldm, image, image_id, prompt, CONFIG, seed=3)
+        expected = reference_lare_per_image(tiny_ldm, image, image_id, prompt, CONFIG, seed=3)
         torch.testing.assert_close(maps[row], expected, **TIGHT)
 
 
-def test_map_is_float32_with_latent_shape(ldm):
-    maps = LareExtractor(ldm, CONFIG)(batch(random_images(2)), IDS[:2], PROMPTS[:2])
+def test_map_is_float32_with_latent_shape(tiny_ldm):
+    maps = LareExtractor(tiny_ldm, CONFIG)(batch(random_images(2)), IDS[:2], PROMPTS[:2])
     assert maps.dtype == torch.float32
     assert maps.shape == (2, 4, IMAGE_SIZE // 2, IMAGE_SIZE // 2)
     assert torch.isfinite(maps).all() and (maps >= 0).all()
 
 
-def test_batch_size_one_and_eight_give_the_same_maps(kl_ldm):
+def test_batch_size_one_and_eight_give_the_same_maps(tiny_kl_ldm):
     pixels = batch(random_images(8))
-    extractor = LareExtractor(kl_ldm, CONFIG, seed=1)
+    extractor = LareExtractor(tiny_kl_ldm, CONFIG, seed=1)
     together = extractor(pixels, IDS, PROMPTS)
     alone = torch.cat([extractor(pixels[i:i + 1], IDS[i:i + 1], PROMPTS[i:i + 1])
                        for i in range(8)])
     torch.testing.assert_close(together, alone, **TIGHT)
 
 
-def test_maps_follow_their_image_under_permutation(kl_ldm):
+def test_maps_follow_their_image_under_permutation(tiny_kl_ldm):
     pixels = batch(random_images(6))
-    extractor = LareExtractor(kl_ldm, CONFIG, seed=1)
+    extractor = LareExtractor(tiny_kl_ldm, CONFIG, seed=1)
     maps = extractor(pixels, IDS[:6], PROMPTS[:6])
     order = [4, 2, 0, 5, 1, 3]
     shuffled = extractor(pixels[order], [IDS[i] for i in order], [PROMPTS[i] for i in order])
     torch.testing.assert_close(shuffled, maps[order], **TIGHT)
 
 
-def test_maps_depend_on_seed_and_image_id(kl_ldm):
+def test_maps_depend_on_seed_and_image_id(tiny_kl_ldm):
     pixels = batch(random_images(1) * 2)  # the same image under two ids
-    first = LareExtractor(kl_ldm, CONFIG, seed=0)(pixels, ["a.png", "b.png"], ["", ""])
-    again = LareExtractor(kl_ldm, CONFIG, seed=0)(pixels, ["a.png", "b.png"], ["", ""])
-    other = LareExtractor(kl_ldm, CONFIG, seed=1)(pixels, ["a.png", "b.png"], ["", ""])
+    first = LareExtractor(tiny_kl_ldm, CONFIG, seed=0)(pixels, ["a.png", "b.png"], ["", ""])
+    again = LareExtractor(tiny_kl_ldm, CONFIG, seed=0)(pixels, ["a.png", "b.png"], ["", ""])
+    other = LareExtractor(tiny_kl_ldm, CONFIG, seed=1)(pixels, ["a.png", "b.png"], ["", ""])
     torch.testing.assert_close(first, again, rtol=0, atol=0)
     assert not torch.allclose(first, other)
     assert not torch.allclose(first[0], first[1])
 
 
-def test_posterior_sample_not_mean_is_encoded(kl_ldm):
+def test_posterior_sample_not_mean_is_encoded(tiny_kl_ldm):
     """The latent equals ``latent_dist.sample(generator) * 0.18215``-style scaling, by hand."""
     images = random_images(2)
-    extractor = LareExtractor(kl_ldm, CONFIG, seed=5)
+    extractor = LareExtractor(tiny_kl_ldm, CONFIG, seed=5)
     latents = extractor.latents(batch(images), IDS[:2])
     for row, image in enumerate(images):
         with torch.no_grad():
-            posterior = kl_ldm.vae.encode(batch([image])).latent_dist
+            posterior = tiny_kl_ldm.vae.encode(batch([image])).latent_dist
         noise = torch.randn((4, 16, 16), generator=image_generator(5, IDS[row], POSTERIOR_STREAM))
-        by_hand = (posterior.mean[0] + posterior.std[0] * noise) * kl_ldm.scaling_factor
+        by_hand = (posterior.mean[0] + posterior.std[0] * noise) * tiny_kl_ldm.scaling_factor
         torch.testing.assert_close(latents[row], by_hand, **TIGHT)
-        assert not torch.allclose(latents[row], posterior.mean[0] * kl_ldm.scaling_factor,
+        assert not torch.allclose(latents[row], posterior.mean[0] * tiny_kl_ldm.scaling_factor,
                                   atol=1e-3)
-    mean_maps = LareExtractor(kl_ldm, CONFIG, seed=5, posterior="mean")(batch(images), IDS[:2],
-                                                                       PROMPTS[:2])
+    mean_maps = LareExtractor(tiny_kl_ldm, CONFIG, seed=5, posterior="mean")(
+        batch(images), IDS[:2], PROMPTS[:2])
     assert not torch.allclose(mean_maps, extractor(batch(images), IDS[:2], PROMPTS[:2]))
 
 
-def test_ensemble_draws_share_one_latent(kl_ldm):
+def test_ensemble_draws_share_one_latent(tiny_kl_ldm):
     """Undo add_noise on every UNet input: all K draws of an image come from the same z0."""
     inputs = []
-    hook = kl_ldm.unet.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
-    extractor = LareExtractor(kl_ldm, CONFIG, seed=2)
+    hook = tiny_kl_ldm.unet.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    extractor = LareExtractor(tiny_kl_ldm, CONFIG, seed=2)
     try:
         extractor(batch(random_images(2)), IDS[:2], PROMPTS[:2])
     finally:
         hook.remove()
     (z_t,) = inputs
     k = CONFIG.ensemble
-    alpha_bar = kl_ldm.scheduler.alphas_cumprod[CONFIG.timestep]
+    alpha_bar = tiny_kl_ldm.scheduler.alphas_cumprod[CONFIG.timestep]
     eps = randn_per_image((k, 4, 16, 16), 2, IDS[:2], LARE_NOISE_STREAM).flatten(0, 1)
     z0 = ((z_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).unflatten(0, (2, k))
     latents = extractor.latents(batch(random_images(2)), IDS[:2])
@@ -171,13 +133,13 @@ def test_ensemble_draws_share_one_latent(kl_ldm):
     assert not torch.allclose(eps[0], eps[1])  # the draws themselves differ
 
 
-def test_each_distinct_prompt_is_embedded_once(kl_ldm):
+def test_each_distinct_prompt_is_embedded_once(tiny_kl_ldm):
     calls = []
-    original = kl_ldm.encode_prompts
+    original = tiny_kl_ldm.encode_prompts
 
     class Counting:
         def __getattr__(self, name):
-            return getattr(kl_ldm, name)
+            return getattr(tiny_kl_ldm, name)
 
         def encode_prompts(self, prompts):
             calls.append(list(prompts))
@@ -207,33 +169,33 @@ def test_prompt_policy_typo_names_the_valid_ones():
         prompt_for("classes", "cat")
 
 
-def test_single_step_loss_matches_lare_at_the_same_timestep(kl_ldm):
+def test_single_step_loss_matches_lare_at_the_same_timestep(tiny_kl_ldm):
     pixels = batch(random_images(3))
-    curve = single_step_loss(kl_ldm, pixels, IDS[:3], PROMPTS[:3], [50, 200, 600], ensemble=2,
+    curve = single_step_loss(tiny_kl_ldm, pixels, IDS[:3], PROMPTS[:3], [50, 200, 600], ensemble=2,
                              seed=4)
     assert curve.shape == (3, 3)
     config = dataclasses.replace(CONFIG, ensemble=2)
-    maps = LareExtractor(kl_ldm, config, seed=4)(pixels, IDS[:3], PROMPTS[:3])
+    maps = LareExtractor(tiny_kl_ldm, config, seed=4)(pixels, IDS[:3], PROMPTS[:3])
     torch.testing.assert_close(curve[:, 1], maps.mean(dim=(1, 2, 3)), **TIGHT)
 
 
-def test_half_precision_is_refused_on_cpu(kl_ldm):
+def test_half_precision_is_refused_on_cpu(tiny_kl_ldm):
     with pytest.raises(ValueError, match="only supported on GPU"):
-        precision_error(kl_ldm, batch(random_images(1)), IDS[:1], PROMPTS[:1], CONFIG,
+        precision_error(tiny_kl_ldm, batch(random_images(1)), IDS[:1], PROMPTS[:1], CONFIG,
                         dtype=torch.float16)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="half precision needs a GPU")
 def test_half_precision_error_is_small_on_gpu():
-    ldm = tiny_ldm("kl").to("cuda")
+    ldm = tiny_ldm_components("kl").to("cuda")
     error = precision_error(ldm, batch(random_images(2)), IDS[:2], PROMPTS[:2], CONFIG,
                             dtype=torch.bfloat16)
     assert error["relative_l2"] < 0.1
 
 
-def test_bad_batch_is_rejected_with_the_expected_shape(kl_ldm):
+def test_bad_batch_is_rejected_with_the_expected_shape(tiny_kl_ldm):
     with pytest.raises(ValueError, match=r"expected pixels of shape \(2, 3, 32, 32\)"):
-        LareExtractor(kl_ldm, CONFIG)(torch.zeros(2, 3, 64, 64), IDS[:2], PROMPTS[:2])
+        LareExtractor(tiny_kl_ldm, CONFIG)(torch.zeros(2, 3, 64, 64), IDS[:2], PROMPTS[:2])
 
 
 # -- the driver ---------------------------------------------------------------------------
@@ -253,11 +215,11 @@ def write_folder(root, count: int, bad: dict[str, bytes]):
     return records
 
 
-def test_extract_to_store_reports_bad_images_and_resumes(kl_ldm, tmp_path):
+def test_extract_to_store_reports_bad_images_and_resumes(tiny_kl_ldm, tmp_path):
     bad = {"empty.png": b"", "text.jpg": b"not an image at all", "trunc.png": b"\x89PNG\r\n\x1a\n"}
     records = write_folder(tmp_path / "images", 5, bad)
     store = FeatureStore(tmp_path / "store", {"test": 1}, shard_size=2)
-    summary = extract_to_store("lare", kl_ldm, records, store, CONFIG, seed=0, batch_size=3,
+    summary = extract_to_store("lare", tiny_kl_ldm, records, store, CONFIG, seed=0, batch_size=3,
                                progress=False)
     assert summary.done == 5 and summary.skipped_finished == 0
     assert sorted(summary.bad) == sorted(bad)
@@ -265,38 +227,65 @@ def test_extract_to_store_reports_bad_images_and_resumes(kl_ldm, tmp_path):
     assert sorted(store.report["bad"]) == sorted(bad)
     assert all(name not in store for name in bad)  # no zero map for a bad image
 
-    extractor = LareExtractor(kl_ldm, CONFIG, seed=0)
+    extractor = LareExtractor(tiny_kl_ldm, CONFIG, seed=0)
     images = [Image.open(r[1]) for r in records[:5]]
     prompts = [prompt_for("class", r[2], CLASSES) for r in records[:5]]
     expected = extractor(batch(images), [r[0] for r in records[:5]], prompts)
     torch.testing.assert_close(store.get([r[0] for r in records[:5]]), expected, **TIGHT)
 
     reopened = FeatureStore(tmp_path / "store", {"test": 1}, shard_size=2)
-    again = extract_to_store(extractor, kl_ldm, records, reopened, CONFIG, batch_size=3,
+    again = extract_to_store(extractor, tiny_kl_ldm, records, reopened, CONFIG, batch_size=3,
                              progress=False)
     assert again.done == 0 and again.skipped_finished == 5
     assert extractor.unet_calls == 1  # only the `expected` batch above: nothing recomputed
 
 
-def test_extract_command_end_to_end(kl_ldm, tmp_path, monkeypatch, capsys):
+def extract_arguments(*argv: str):
+    import argparse
+
+    return extract.add_extract_arguments(argparse.ArgumentParser()).parse_args(argv)
+
+
+def test_driver_names_stay_importable_from_lare():
+    for name in extract.__all__:
+        assert getattr(lare, name) is getattr(extract, name)
+    with pytest.raises(AttributeError, match="no attribute 'extract_everything'"):
+        lare.extract_everything  # noqa: B018
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_extract_command_refuses_half_precision_on_cpu_before_loading(dtype, tmp_path,
+                                                                      monkeypatch, capsys):
+    import lare2lib.models as models
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model was loaded despite an impossible precision")
+
+    monkeypatch.setattr(models, "load_ldm", must_not_load)
+    args = extract_arguments("--images", str(tmp_path), "--out", str(tmp_path / "store"),
+                             "--device", "cpu", "--dtype", dtype)
+    assert extract.extract_command(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("lare2 extract: error:") and "float32" in error and dtype in error
+    assert not (tmp_path / "store").exists()
+
+
+def test_extract_command_end_to_end(tiny_kl_ldm, tmp_path, monkeypatch, capsys):
     """A real folder scan: unopenable files are dropped by the scan, a truncated PNG fails in
     the decoder; both are named in the summary and the report, and get no feature."""
-    import argparse
     import io
 
-    import lare2lib.lare as lare
     import lare2lib.models as models
 
     png = io.BytesIO()
     random_images(1)[0].resize((64, 64)).save(png, format="PNG")
     bad = {"empty.png": b"", "notes.jpg": b"plain text", "cut.png": png.getvalue()[:200]}
     write_folder(tmp_path / "images", 3, bad)
-    monkeypatch.setattr(models, "load_ldm", lambda ref, device, dtype: kl_ldm)
-    parser = lare.add_extract_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--images", str(tmp_path / "images"), "--out",
-                              str(tmp_path / "store"), "--profile", "smoke", "--ensemble", "2",
-                              "--num-workers", "0", "--device", "cpu"])
-    assert lare.extract_command(args) == 0
+    monkeypatch.setattr(models, "load_ldm", lambda ref, device, dtype: tiny_kl_ldm)
+    args = extract_arguments("--images", str(tmp_path / "images"), "--out", str(tmp_path / "store"),
+                             "--profile", "smoke", "--ensemble", "2", "--num-workers", "0",
+                             "--device", "cpu")
+    assert extract.extract_command(args) == 0
     output = capsys.readouterr().out
     assert "extracted 3 image(s)" in output and "3 bad" in output
     store = FeatureStore.open_read_only(tmp_path / "store")

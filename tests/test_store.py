@@ -151,12 +151,14 @@ KILLED_RUN = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import torch
     torch.set_num_threads(1)
-    from test_lare import CONFIG, tiny_ldm
-    from lare2lib.lare import LareExtractor, extract_to_store
+    from test_lare import CONFIG
+    from lare2lib.extract import extract_to_store
+    from lare2lib.lare import LareExtractor
     from lare2lib.store import FeatureStore
+    from lare2lib.testing import tiny_ldm_components
 
     records = {records!r}
-    extractor = LareExtractor(tiny_ldm("kl"), CONFIG, seed=0)
+    extractor = LareExtractor(tiny_ldm_components("kl"), CONFIG, seed=0)
     compute = extractor.error_at
 
     def error_at(*args, **kwargs):
@@ -171,11 +173,12 @@ KILLED_RUN = textwrap.dedent("""
 
 
 @pytest.mark.timeout(900)  # ~25 s of CPU, but a subprocess importing diffusers on a busy machine
-def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tmp_path):
+def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_kl_ldm):
     from test_lare import CONFIG as LARE_CONFIG
-    from test_lare import tiny_ldm, write_folder
+    from test_lare import write_folder
 
-    from lare2lib.lare import LareExtractor, extract_to_store
+    from lare2lib.extract import extract_to_store
+    from lare2lib.lare import LareExtractor
 
     records = write_folder(tmp_path / "images", 10, {})
     killed_store = tmp_path / "killed"
@@ -189,7 +192,7 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tmp_path):
     survived = FeatureStore(killed_store, CONFIG, shard_size=2)
     finished = survived.ids()
     assert len(finished) == 6  # 2 batches of 3 → 3 shards of 2; the 3rd batch died in the UNet
-    ldm = tiny_ldm("kl")
+    ldm = tiny_kl_ldm
     rerun = LareExtractor(ldm, LARE_CONFIG, seed=0)
     summary = extract_to_store(rerun, ldm, records, survived, LARE_CONFIG, batch_size=3,
                                progress=False)
