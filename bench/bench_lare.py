@@ -1,19 +1,24 @@
 """Cost of LaRE extraction, measured as ratios on one model in one run.
 
-Compares, at a few batch sizes:
+For each batch size, :func:`lare2lib.larecost.compare_costs` times five variants on the same
+weights and images (one untimed warm-up run each, then ``--repeats`` timed runs, fastest kept):
 
-* LaRE (batched, through the full driver: PNG decode in a DataLoader, squash, extraction,
-  feature store) against the bare model cost at the same batch: ``vae.encode`` + one UNet
-  forward on B·K latents with tensors already in memory (issue 3 target: ≥ 85 %);
-* LaRE batched against the released per-image loop (:func:`reference_lare_per_image`;
-  target ≥ 3× on CPU);
-* LaRE against the DIRE-style baseline (20 + 20 DDIM passes) on the same model (paper: 8×).
+* ``lare``: batched LaRE from pixels in memory; ``dire``: the DIRE-style baseline (20 + 20 DDIM
+  passes) the same way → ``lare_vs_dire_speedup`` (paper: 8×);
+* ``driver``: the whole ``extract_to_store`` path (PNG decode in a DataLoader, squash,
+  extraction, feature store) against ``per_image``, the released per-image loop
+  (:func:`lare2lib.lare.reference_lare_per_image`) → ``batched_vs_per_image`` (target ≥ 3× on CPU);
+* ``driver`` against ``bare``: ``vae.encode`` + one UNet forward on B·K latents with tensors
+  in memory → ``extraction_vs_bare`` (target ≥ 0.85).
 
 Usage::
 
-    python bench/bench_lare.py --images 32 --out bench/lare.json            # tiny random LDM
-    python bench/bench_lare.py --model mini:kl_ldm --images 256 --batch-sizes 1 8 32
+    python bench/bench_lare.py --model mini:kl_ldm --images 64 --batch-sizes 8 32 --out bench/results/lare_mini.json
+    python bench/bench_lare.py --model /path/to/ldm_folder --images-from random
+    python bench/bench_lare.py --images 32                  # tiny random SD-shaped LDM, random images
 
+``mini:<name>`` and mini-layout folders take their images from the mini world's held-out real
+crops (``--profile smoke`` for the smoke world); other models get random PNGs of mixed sizes.
 Numbers depend on the machine and its load; the ratios are what to compare.
 """
 
@@ -33,8 +38,8 @@ import torch
 
 
 def tiny_random_ldm(image_size: int = 64, seed: int = 0):
-    """An SD-shaped LDM with random weights and small widths (used until mini weights exist):
-    KL VAE with f = 4, a 3-level cross-attention UNet, SD's DDPM schedule, class prompts."""
+    """An SD-shaped LDM with random weights and small widths: KL VAE with f = 4, a 3-level
+    cross-attention UNet, SD's DDPM schedule, class prompts."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
     from lare2lib.conditioning import ClassPromptEncoder
@@ -58,7 +63,7 @@ def tiny_random_ldm(image_size: int = 64, seed: int = 0):
                          prompt_encoder=prompts, class_names=classes).eval()
 
 
-def write_images(folder: Path, count: int, seed: int = 0) -> list[tuple[str, str, str]]:
+def random_records(folder: Path, count: int, class_names, seed: int = 0) -> list[tuple]:
     """``count`` random PNGs of mixed sizes (so squashing does real work) as driver records."""
     from PIL import Image
 
@@ -68,8 +73,20 @@ def write_images(folder: Path, count: int, seed: int = 0) -> list[tuple[str, str
         height, width = rng.integers(48, 160, size=2)
         path = folder / f"img{i:05d}.png"
         Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
-        records.append((path.name, str(path), ("cat", "dog")[i % 2]))
+        records.append((path.name, str(path), class_names[i % len(class_names)] if class_names else None))
     return records
+
+
+def world_records(folder: Path, count: int, profile_name: str, seed: int = 0) -> list[tuple]:
+    """``count`` held-out real crops of the mini (or smoke) world, written as PNGs."""
+    from lare2lib import larecost, lareviz
+    from lare2lib.profiles import get_profile
+    from lare2lib.worldbuild import load_world
+
+    world = load_world(get_profile(profile_name, seed=seed), progress=False)
+    real = lareviz.subsample(world.real["test"], count, seed)
+    return larecost.write_png_records(real.pixels, real.ids,
+                                      [world.class_names[i] for i in real.class_index], folder)
 
 
 def timed(function, repeat: int = 1) -> float:
@@ -80,57 +97,6 @@ def timed(function, repeat: int = 1) -> float:
         function()
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def bench_driver(ldm, config, records, batch_size: int, workers: int) -> float:
-    from lare2lib.lare import LareExtractor, extract_to_store
-    from lare2lib.store import FeatureStore
-
-    with tempfile.TemporaryDirectory() as folder:
-        store = FeatureStore(folder, {"bench": batch_size})
-        extractor = LareExtractor(ldm, config)
-        return timed(lambda: extract_to_store(extractor, ldm, records, store, config,
-                                              batch_size=batch_size, num_workers=workers,
-                                              progress=False))
-
-
-@torch.inference_mode()
-def bench_bare_forward(ldm, config, count: int, batch_size: int) -> float:
-    """vae.encode + one UNet forward on B·K latents, pixels already in memory."""
-    pixels = torch.rand(batch_size, 3, config.image_size, config.image_size) * 2 - 1
-    states = ldm.encode_prompts(["a photo"] * batch_size * config.ensemble)
-    t = torch.full((batch_size * config.ensemble,), config.timestep)
-
-    def run():
-        for _ in range(0, count, batch_size):
-            z = ldm.vae.encode(pixels).latent_dist.sample() * ldm.scaling_factor
-            ldm.unet(z.repeat_interleave(config.ensemble, 0), t, encoder_hidden_states=states)
-    return timed(run)
-
-
-def bench_per_image(ldm, config, records) -> float:
-    from PIL import Image
-
-    from lare2lib.lare import prompt_for, reference_lare_per_image
-
-    def run():
-        for image_id, path, class_name in records:
-            with Image.open(path) as image:
-                reference_lare_per_image(ldm, image, image_id,
-                                         prompt_for("class", class_name, ldm.class_names), config)
-    return timed(run)
-
-
-def bench_dire(ldm, config, records, batch_size: int, steps: int) -> float:
-    from lare2lib.dire import DireExtractor
-    from lare2lib.lare import extract_to_store
-    from lare2lib.store import FeatureStore
-
-    with tempfile.TemporaryDirectory() as folder:
-        store = FeatureStore(folder, {"bench": "dire"})
-        extractor = DireExtractor(ldm, config, steps=steps)
-        return timed(lambda: extract_to_store(extractor, ldm, records, store, config,
-                                              batch_size=batch_size, progress=False))
 
 
 def _rss_mb() -> float:
@@ -189,16 +155,23 @@ def plot_store_scale(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="LDM reference for lare2lib.models.load_ldm "
-                                        "(default: a tiny random SD-shaped model)")
-    parser.add_argument("--images", type=int, default=32, help="images per measurement")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--model", help="LDM for lare2lib.models.load_ldm: mini:kl_ldm, a mini-layout "
+                                        "or diffusers folder, a hub id (default: a tiny random LDM)")
+    parser.add_argument("--images", type=int, default=64, help="images per measurement")
+    parser.add_argument("--images-from", help="mini, smoke (the world's held-out reals) or random "
+                                              "(default: the --profile world for mini-layout models)")
+    parser.add_argument("--profile", default="mini", help="world of mini-layout models (mini|smoke)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="LaRE input side (default: the world's, 64 for random images)")
     parser.add_argument("--ensemble", type=int, default=4)
     parser.add_argument("--dire-steps", type=int, default=20)
-    parser.add_argument("--dire-images", type=int, default=None,
-                        help="images for the (slow) DIRE measurement (default: --images)")
-    parser.add_argument("--workers", type=int, default=1, help="DataLoader decoding processes")
+    parser.add_argument("--dire-images", type=int, default=32,
+                        help="images for the (slow) DIRE measurement")
+    parser.add_argument("--per-image-images", type=int, default=16,
+                        help="images for the (slow) per-image loop")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (fastest kept)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader decoding processes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--store-scale", type=int, metavar="N",
@@ -218,59 +191,77 @@ def main(argv: list[str] | None = None) -> int:
             args.out.write_text(json.dumps(result, indent=2))
         return 0
 
-    from lare2lib.profiles import LareConfig
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.model:
-        from lare2lib.models import load_ldm
-
-        ldm = load_ldm(args.model, device="cpu", dtype=torch.float32)
-    else:
-        ldm = tiny_random_ldm(args.image_size)
-    config = LareConfig(image_size=args.image_size, ensemble=args.ensemble)
+    ldm, config, image_source = _model_and_config(args)
     results: dict = {"model": args.model or "tiny-random", "images": args.images,
-                     "image_size": args.image_size, "ensemble": args.ensemble,
+                     "image_source": image_source, "image_size": config.image_size,
+                     "ensemble": config.ensemble, "repeats": args.repeats,
                      "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+                     "cpu_count": os.cpu_count(), "load_average": os.getloadavg()[0],
                      "python": sys.version.split()[0], "torch": torch.__version__,
                      "batch_sizes": {}}
-    bench_bare_forward(ldm, config, 1, 1)  # warm-up: lazy inits must not count against any variant
-    with tempfile.TemporaryDirectory() as folder:
-        records = write_images(Path(folder), args.images)
-        per_image = args.images / bench_per_image(ldm, config, records)
-        results["per_image_loop_images_per_second"] = per_image
-        for batch_size in args.batch_sizes:
-            lare = args.images / bench_driver(ldm, config, records, batch_size, args.workers)
-            bare = args.images / bench_bare_forward(ldm, config, args.images, batch_size)
-            results["batch_sizes"][str(batch_size)] = {
-                "lare_images_per_second": lare, "bare_forward_images_per_second": bare,
-                "extraction_vs_bare": lare / bare, "batched_vs_per_image": lare / per_image}
-        dire_records = records[: args.dire_images or args.images]
-        dire_batch = max(args.batch_sizes)
-        dire = len(dire_records) / bench_dire(ldm, config, dire_records, dire_batch,
-                                              args.dire_steps)
-        best = max(results["batch_sizes"].values(), key=lambda r: r["lare_images_per_second"])
-        results["dire"] = {"batch_size": dire_batch, "steps": args.dire_steps,
-                           "network_passes": 2 * args.dire_steps, "images_per_second": dire}
-        results["lare_vs_dire_speedup"] = best["lare_images_per_second"] / dire
-        results["batched_vs_per_image_speedup"] = best["batched_vs_per_image"]
+    from lare2lib.larecost import compare_costs
 
-    print(f"model {results['model']}, {args.images} images of {args.image_size}², K={args.ensemble}, "
-          f"{results['torch_threads']} threads")
-    print(f"{'batch':>5} {'LaRE img/s':>11} {'bare img/s':>11} {'LaRE/bare':>10} {'vs loop':>8}")
-    for batch_size, row in results["batch_sizes"].items():
-        print(f"{batch_size:>5} {row['lare_images_per_second']:>11.2f} "
-              f"{row['bare_forward_images_per_second']:>11.2f} {row['extraction_vs_bare']:>10.2f} "
-              f"{row['batched_vs_per_image']:>7.2f}×")
-    print(f"per-image loop (released): {per_image:.2f} img/s")
-    print(f"DIRE-style ({2 * args.dire_steps} passes, batch {dire_batch}): "
-          f"{results['dire']['images_per_second']:.2f} img/s → LaRE is "
-          f"{results['lare_vs_dire_speedup']:.1f}× faster")
+    with tempfile.TemporaryDirectory() as folder:
+        if image_source == "random":
+            records = random_records(Path(folder), args.images, ldm.class_names)
+        else:
+            records = world_records(Path(folder), args.images, image_source)
+        for batch_size in args.batch_sizes:
+            report = compare_costs(
+                ldm, records, config, batch_size=batch_size, dire_steps=args.dire_steps,
+                dire_images=args.dire_images, per_image_images=args.per_image_images,
+                repeats=args.repeats, num_workers=args.workers, progress=False)
+            results["batch_sizes"][str(batch_size)] = report.to_dict()
+    results["load_average_after"] = os.getloadavg()[0]
+    print(format_table(results))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
         print(f"wrote {args.out}")
     return 0
+
+
+def _model_and_config(args):
+    """The LDM, its LaRE config, and where the images come from (``random`` or a profile)."""
+    from lare2lib.profiles import LareConfig
+
+    if not args.model:
+        ldm = tiny_random_ldm(args.image_size or 64)
+        source = "random"
+    else:
+        from lare2lib.models import load_ldm
+
+        ldm = load_ldm(args.model, device="cpu", dtype=torch.float32)
+        mini_layout = args.model.startswith("mini:") or (Path(args.model) / "ldm.json").is_file()
+        source = args.images_from or (args.profile if mini_layout else "random")
+    size = args.image_size or (64 if source == "random" else _world_image_size(source))
+    return ldm, LareConfig(image_size=size, ensemble=args.ensemble), source
+
+
+def _world_image_size(profile_name: str) -> int:
+    from lare2lib.profiles import get_profile
+
+    return get_profile(profile_name).world.image_size
+
+
+def format_table(results: dict) -> str:
+    """One row per batch size: images/s of each variant and the three ratios."""
+    title = (f"model {results['model']} · {results['images']} {results['image_source']} images "
+             f"of {results['image_size']}² · K={results['ensemble']} · "
+             f"{results['torch_threads']} threads · load {results['load_average']:.1f}")
+    header = (f"{'batch':>5} {'LaRE':>8} {'DIRE':>8} {'driver':>8} {'bare':>8} {'loop':>8}"
+              f" {'LaRE/DIRE':>9} {'batch/loop':>10} {'drv/bare':>8}   (images/s)")
+    lines = [title, header]
+    for batch_size, row in results["batch_sizes"].items():
+        ips = {name: timing["images_per_second"] for name, timing in row["timings"].items()}
+        lines.append(f"{batch_size:>5} {ips['lare']:>8.1f} {ips['dire']:>8.2f} "
+                     f"{ips['driver']:>8.1f} {ips['bare']:>8.1f} {ips['per_image']:>8.1f} "
+                     f"{row['lare_vs_dire_speedup']:>8.1f}× "
+                     f"{row['batched_vs_per_image_speedup']:>9.1f}× "
+                     f"{row['extraction_vs_bare_ratio']:>8.2f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

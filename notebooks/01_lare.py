@@ -1,0 +1,321 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · LaRE: the latent reconstruction error, what it sees and what it costs
+#
+# LaRE² (Luo et al., CVPR 2024) detects diffusion-generated images with **one** network pass
+# of a reference latent diffusion model (LDM). For an image x:
+#
+# ```
+# z0  = VAE posterior sample of x, times the latent scaling factor       (C, h, w)
+# z_t = sqrt(ᾱ_t) z0 + sqrt(1 − ᾱ_t) ε                 for K noise draws ε, t = 200
+# LaRE(x) = mean over the K draws of (UNet(z_t, t, "a photo of a {class}") − ε)²   (C, h, w)
+# ```
+#
+# The premise (the paper's Fig. 1b): a diffusion model predicts the noise **better on generated
+# images** than on real photos, so their LaRE is lower, most clearly near t ≈ 200. The paper
+# then feeds the map to a classifier (EGRE, notebook 02); here we look at the map itself:
+#
+# 1. LaRE maps of real and generated images, side by side;
+# 2. how well the **mean LaRE alone** separates held-out reals from each generator (AUC);
+# 3. the single-step loss over t, the paper's Fig. 1b redrawn in the mini world;
+# 4. what the ensemble size K buys;
+# 5. what it costs, against a DIRE-style baseline and the released per-image loop.
+#
+# **Sign convention.** The score is −mean LaRE and generated images are the positive class:
+# AUC = P(LaRE(generated) < LaRE(real)). Above 0.5 the premise holds; 0.5 is chance.
+#
+# The reference model is the mini world's `kl_ldm` (notebook 00): an SD-shaped LDM (KL
+# autoencoder, class-conditional UNet, SD's DDPM schedule) trained on the world's real photos,
+# standing in for Stable Diffusion v1.5. Extraction follows the released code (posterior sample,
+# K draws sharing one latent, squared ε error, float32), batched, with every random number drawn
+# per image from (seed, image id).
+
+# %% tags=["parameters"]
+PROFILE: str = "mini"  # profile: mini (default) or smoke (tiny); this notebook needs the mini world
+SMOKE: bool = False  # tiny budgets (tests, CI): a few images, one repeat
+SEED: int = 0  # root seed: posterior samples and noise draws are drawn per image from it
+OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/01_lare)
+DATA_DIR: str = ""  # caches and the built world (empty: <repo>/data or $LARE2_DATA_DIR)
+INTERACTIVE: bool = False  # show the ipywidgets explorer (image, t, K) after the static figures
+TIMESTEP: int = 200  # LaRE timestep t (released code: 200; older configs 261, 280)
+ENSEMBLE: int = 4  # noise draws K per image, averaged (released code: 4; older configs 8)
+N_IMAGES: int = 256  # images per set (held-out reals and each generator) for maps and AUC; 0 for all
+CURVE_IMAGES: int = 128  # images per set for the loss-over-t curves
+CURVE_TIMESTEPS: str = "20,50,100,150,200,300,400,500,600,700,800,900,980"  # comma-separated t grid
+ENSEMBLE_SIZES: str = "1,2,4,8,16"  # K values for the ensemble study (draws up to the largest)
+ENSEMBLE_IMAGES: int = 96  # images per set for the ensemble study
+BOOTSTRAP: int = 1000  # bootstrap resamples for the AUC intervals
+COST_IMAGES: int = 64  # images timed per cost variant (DIRE and the per-image loop: a quarter)
+COST_BATCH: int = 32  # batch size of the batched variants
+DIRE_STEPS: int = 20  # DDIM steps each way of the DIRE-style baseline (DIRE: 20 plus 20)
+COST_REPEATS: int = 3  # timed repeats per variant after one warm-up run; the fastest is kept
+NUM_WORKERS: int = 0  # DataLoader decoding processes of the extraction driver (0: main process)
+
+# %%
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+if DATA_DIR:
+    os.environ["LARE2_DATA_DIR"] = DATA_DIR
+
+import matplotlib.pyplot as plt
+import torch
+
+from lare2lib import larecost, lareviz, paths
+from lare2lib.lare import latent_shape
+from lare2lib.plotting import save_figure, set_theme, write_metrics
+from lare2lib.profiles import get_profile
+from lare2lib.worldbuild import load_world
+
+started = time.time()
+profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
+if profile.name == "full":
+    raise ValueError("notebook 01 studies LaRE in the mini world; run it with PROFILE='mini' "
+                     "(or SMOKE=True); `lare2 extract --profile full` extracts GenImage maps")
+if profile.smoke:  # seconds, not minutes: every section runs, on a handful of images
+    N_IMAGES, CURVE_IMAGES, ENSEMBLE_IMAGES, BOOTSTRAP = 8, 8, 8, 100
+    CURVE_TIMESTEPS, ENSEMBLE_SIZES = "20,200,600,980", "1,2,4"
+    COST_IMAGES, COST_BATCH, DIRE_STEPS, COST_REPEATS = 8, 8, 4, 1
+out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("01_lare")
+timesteps = [int(t) for t in CURVE_TIMESTEPS.split(",")]
+ensemble_sizes = [int(k) for k in ENSEMBLE_SIZES.split(",")]
+set_theme()
+torch.manual_seed(SEED)
+print(f"profile={profile.name} seed={profile.seed} t={TIMESTEP} K={ENSEMBLE} "
+      f"threads={torch.get_num_threads()} out={out_dir}")
+
+# %% [markdown]
+# ## The world and the reference model
+#
+# Held-out **test** reals (photos no model saw in training) against the test samples of the
+# three generators: `kl_ldm` (the reference model's own samples), `vq_ldm` (a second LDM with a
+# VQ autoencoder) and `kl_ldm_fast` (the reference LDM with a different sampler: 5× fewer,
+# stochastic DDIM steps, no guidance). All sets are 8-bit and stored losslessly the same way.
+
+# %%
+world = load_world(profile, progress=False)
+reference = lareviz.world_ldm(world, "kl_ldm")
+config = dataclasses.replace(profile.lare, timestep=TIMESTEP, ensemble=ENSEMBLE, prompt="class")
+generators = [spec.name for spec in world.generators]
+sets = {"real": world.real["test"]} | {name: world.generated(name) for name in generators}
+analysis = {name: lareviz.subsample(images, N_IMAGES, SEED) for name, images in sets.items()}
+print({name: len(images) for name, images in analysis.items()}, "| reference:", reference.name,
+      "| LaRE map shape:", latent_shape(reference.vae, config.image_size))
+
+# %% [markdown]
+# ## 1 · LaRE maps, real vs generated
+#
+# Each row: an image, its LaRE map per latent channel, and the channel mean. Channel panels
+# share one colour scale and mean panels another (clipped at the 99th percentile of what is
+# shown), so brighter means a larger error everywhere. The map has the latent's resolution
+# (the autoencoder downsamples by 4 here, by 8 in SD): LaRE is a coarse, noisy map, which is
+# why the paper learns what to do with it (EGRE) instead of thresholding it.
+
+# %%
+maps = {name: lareviz.lare_maps(reference, images, world.class_names, config, seed=SEED,
+                                batch_size=COST_BATCH)
+        for name, images in analysis.items()}
+fig = lareviz.map_gallery({name: (analysis[name], maps[name]) for name in maps}, per_set=2)
+save_figure(fig, out_dir, "lare_maps")
+plt.show()
+
+# %% [markdown]
+# ## 2 · How far does the mean LaRE alone go?
+#
+# The simplest detector: average the map to one number and threshold it. The AUC below needs
+# no threshold; its interval is a percentile bootstrap with reals and generated images
+# resampled separately. If the premise holds, a generator's samples score above 0.5; an
+# interval that excludes 0.5 *from below* means the premise is reversed for that generator.
+#
+# Things to compare when reading it: `kl_ldm` and `kl_ldm_fast` are the **same weights** as the
+# reference, sampled differently (25 deterministic DDIM steps with classifier-free guidance 2
+# against 5 stochastic steps without guidance), so any difference between them comes from the
+# sampler alone; `vq_ldm` has its own autoencoder and UNet, so it tests whether the signal
+# transfers to a model LaRE was not computed with. Notebook 00 measured the same premise with
+# each generator's *own* LDM during training; the mean LaRE here is the paper's setting, one
+# reference model for every image.
+
+# %%
+mean_lare = {name: m.mean(dim=(1, 2, 3)).numpy() for name, m in maps.items()}
+auc = lareviz.auc_table(mean_lare, real="real", resamples=BOOTSTRAP, seed=SEED)
+fig = lareviz.auc_figure(mean_lare, auc)
+save_figure(fig, out_dir, "mean_lare_auc")
+plt.show()
+auc[["auc", "low", "high", "n_real", "n_generated"]]
+
+# %% [markdown]
+# ## 3 · The single-step loss over t (the paper's Fig. 1b)
+#
+# Mean loss (K = 1 draw per t; one latent sample per image shared by every t) over a grid of
+# timesteps. **Left:** every set scored by the common reference `kl_ldm`, as LaRE scores
+# every image with SD v1.5. **Right:** `vq_ldm`'s samples scored by their own LDM, against the
+# same reals scored by that LDM (`kl_ldm` and `kl_ldm_fast` already are their own model's on
+# the left). Shaded: ±1 standard error over images. At large t the noise dominates z_t and
+# every curve meets; at small t the UNet sees nearly clean latents; the paper finds the gap
+# largest around t ≈ 200 (dotted line).
+
+# %%
+curve_sets = {name: lareviz.subsample(images, CURVE_IMAGES, SEED) for name, images in sets.items()}
+common = lareviz.curve_summary(lareviz.loss_curves(
+    reference, curve_sets, world.class_names, timesteps, seed=SEED, batch_size=COST_BATCH))
+own_sets = {"real": curve_sets["real"], "vq_ldm": curve_sets["vq_ldm"]}
+own = lareviz.curve_summary(lareviz.loss_curves(
+    lareviz.world_ldm(world, "vq_ldm"), own_sets, world.class_names, timesteps, seed=SEED,
+    batch_size=COST_BATCH))
+fig, (ax_common, ax_own) = plt.subplots(1, 2, figsize=(11, 3.9), sharey=True)
+lareviz.timestep_figure(common, "kl_ldm (common reference)", TIMESTEP, ax=ax_common)
+lareviz.timestep_figure(own, "vq_ldm (its own samples)", TIMESTEP, ax=ax_own)
+fig.tight_layout()
+save_figure(fig, out_dir, "loss_over_timesteps")
+plt.show()
+gap = lareviz.curve_gap(common, real="real")
+gap.round(4)
+
+# %% [markdown]
+# The table: mean loss of the reals minus that of each generator at each t (positive: the
+# premise holds at that t), scored by `kl_ldm`.
+#
+# ## 4 · Ensemble size K
+#
+# Each draw of ε gives a different squared error; LaRE averages K of them. Draw the errors of
+# up to 16 draws once, then average the first K: the **split-half correlation** compares the
+# K-draw map of draws 1..K with that of draws K+1..2K of the same image (1 = a reproducible
+# map), and the AUC uses the mean of the first K draws. Top row: one real image's map as K
+# grows. More draws cost K UNet passes each; the paper settled on K = 4.
+
+# %%
+draws = max(ensemble_sizes)
+study_sets = {name: lareviz.subsample(images, ENSEMBLE_IMAGES, SEED) for name, images in sets.items()}
+errors = {name: lareviz.draw_errors(reference, images, world.class_names, draws, config,
+                                    seed=SEED, batch_size=max(1, COST_BATCH // 4))
+          for name, images in study_sets.items()}
+study = lareviz.ensemble_study(errors, ensemble_sizes, real="real")
+fig = lareviz.ensemble_figure(study, errors["real"][0], ensemble_sizes,
+                              title=f"t = {TIMESTEP}, {ENSEMBLE_IMAGES} images per set")
+save_figure(fig, out_dir, "ensemble_size")
+plt.show()
+study.pivot(index="K", columns="set", values=["split_half_corr", "auc"]).round(3)
+
+# %% [markdown]
+# ## 5 · What it costs
+#
+# All variants run in this one process, on the same weights and images, one after the other:
+# one untimed warm-up run each, then `COST_REPEATS` timed runs, the fastest kept. Ratios are
+# what to read; absolute numbers depend on the machine and what else runs on it.
+#
+# * **LaRE vs DIRE-style**: DIRE inverts the image to noise with 20 DDIM steps and
+#   reconstructs it with 20 more (40 UNet passes on B latents, plus a decode); LaRE makes one
+#   UNet call on B·K latents. Both from pixels in memory, at the same batch.
+# * **batched vs per-image**: the extraction driver (PNG files → DataLoader → batched LaRE →
+#   feature store) against a loop like the released one (one image at a time, the prompt
+#   re-embedded for every image), both from PNG files.
+# * **extraction vs bare**: the driver against just `vae.encode` + one UNet forward on B·K
+#   latents with tensors in memory: how much of the model's speed the pipeline keeps
+#   (target ≥ 0.85: decoding, noise drawing and storage hidden behind compute).
+
+# %%
+with tempfile.TemporaryDirectory() as folder:
+    timed = lareviz.subsample(sets["real"], COST_IMAGES, SEED)
+    records = larecost.write_png_records(timed.pixels, timed.ids,
+                                         [world.class_names[i] for i in timed.class_index], folder)
+    cost = larecost.compare_costs(
+        reference, records, config, batch_size=COST_BATCH, dire_steps=DIRE_STEPS,
+        dire_images=max(COST_BATCH, COST_IMAGES // 4), per_image_images=max(4, COST_IMAGES // 4),
+        repeats=COST_REPEATS, num_workers=NUM_WORKERS, seed=SEED)
+fig = lareviz.cost_figure(cost)
+save_figure(fig, out_dir, "cost")
+plt.show()
+print(json.dumps({k: round(v, 2) for k, v in cost.ratios().items()}, indent=1))
+cost.table().round(3)
+
+# %% [markdown]
+# The paper's claim is "8× faster than DIRE" (0.28 s against 2.3 s per image). Counting UNet
+# passes predicts the ratio here: DIRE makes 40 passes per image, LaRE K = 4, so about 10×,
+# more because DIRE also decodes and less where small batches leave the CPU idle.
+#
+# **Half precision** (bf16 against fp32) is measured only on a GPU: on a CPU the library
+# refuses half types (slow kernels, and the released fp16 path crashes).
+
+# %%
+if torch.cuda.is_available():
+    from lare2lib.lare import precision_error
+
+    gpu_reference = lareviz.world_ldm(world, "kl_ldm").to("cuda")
+    probe = lareviz.subsample(sets["real"], 16, SEED)
+    precision = precision_error(
+        gpu_reference, lareviz.set_pixels(probe, config.image_size), probe.ids,
+        lareviz.set_prompts(probe, world.class_names, gpu_reference.class_names), config,
+        dtype=torch.bfloat16, seed=SEED)
+    print(precision)
+else:
+    precision = None
+    print("bf16 vs fp32 error: skipped (no GPU; half precision is GPU-only)")
+
+# %% [markdown]
+# ## 6 · Explorer (interactive only)
+#
+# Pick a set, an image, a timestep and K; the map is recomputed on the spot.
+
+# %%
+if INTERACTIVE:
+    import ipywidgets as widgets
+
+    def explore(set_name: str, index: int, timestep: int, k: int) -> None:
+        explorer_config = dataclasses.replace(config, timestep=timestep, ensemble=k)
+        lareviz.single_map_figure(reference, sets[set_name], index, world.class_names,
+                                  explorer_config, seed=SEED)
+        plt.show()
+
+    widgets.interact(explore, set_name=list(sets), index=widgets.IntSlider(0, 0, 255),
+                     timestep=widgets.IntSlider(TIMESTEP, 20, 980, 20),
+                     k=widgets.IntSlider(ENSEMBLE, 1, 16))
+
+# %% [markdown]
+# ## 7 · Headline numbers
+
+# %%
+metrics = {
+    "profile": profile.name,
+    "seed": profile.seed,
+    "timestep": TIMESTEP,
+    "ensemble": ENSEMBLE,
+    "reference_ldm": "kl_ldm",
+    "auc_convention": "score = -mean LaRE, generated = positive: AUC = P(LaRE(gen) < LaRE(real))",
+    "lare_auc": auc[["auc", "low", "high", "level", "n_real", "n_generated"]].to_dict(orient="index"),
+    "mean_lare": {name: float(values.mean()) for name, values in mean_lare.items()},
+    "timestep_curve": {
+        "kl_ldm": lareviz.curve_dict(common),
+        "vq_ldm_own": lareviz.curve_dict(own),
+    },
+    "ensemble_study": study.to_dict(orient="records"),
+    "cost": cost.to_dict(),
+    "lare_vs_dire_speedup": cost.lare_vs_dire_speedup,
+    "batched_vs_per_image_speedup": cost.batched_vs_per_image_speedup,
+    "lare_images_per_second": cost.lare_images_per_second,
+    "extraction_vs_bare_ratio": cost.extraction_vs_bare_ratio,
+    "precision_bf16": precision,
+    "seconds": time.time() - started,
+}
+write_metrics(out_dir, metrics, notebook="01_lare")
+print(json.dumps({key: metrics[key] for key in ("lare_auc", "lare_vs_dire_speedup",
+                                                 "batched_vs_per_image_speedup",
+                                                 "extraction_vs_bare_ratio", "seconds")},
+                 indent=1, default=float))
