@@ -144,7 +144,7 @@ def extract_to_store(method: str | Extractor, components, records, store,
                      batch_size: int | None = None, device: str | None = None,
                      num_workers: int = 0, *,
                      prompt: str | None = None, bad: dict[str, str] | None = None,
-                     progress: bool = True) -> ExtractionSummary:
+                     progress: bool = True, flush_every_seconds: float = 60.0) -> ExtractionSummary:
     """Extract features for ``records`` into ``store``, skipping ids already there.
 
     ``records`` are ``ImageRecord``-like objects (``image_id``, ``path``, ``class_name``) or
@@ -152,7 +152,9 @@ def extract_to_store(method: str | Extractor, components, records, store,
     (``num_workers`` processes) while the model computes; a failed decode is recorded in the
     store report and gets no feature; ``bad`` adds failures found earlier (e.g. files whose
     header :func:`lare2lib.manifests.scan_folder` could not read). ``device`` is only checked
-    against the components (they are moved by their loader). Rows are flushed to the store
+    against the components (they are moved by their loader). Buffered rows are written as a
+    (possibly short) shard at least every ``flush_every_seconds``, so a run killed at any moment
+    loses at most that much work however large the store's shards are; the rest is flushed
     before returning.
     """
     started = time.perf_counter()
@@ -178,6 +180,7 @@ def extract_to_store(method: str | Extractor, components, records, store,
     from lare2lib.store import manifest_hash
 
     manifest = manifest_hash(item.image_id for item in items)
+    last_flush = time.perf_counter()
     with tqdm(total=len(pending), desc=f"{extractor.method} features", unit="img",
               disable=not progress) as bar:
         for indices, pixels, bad in loader:
@@ -191,6 +194,9 @@ def extract_to_store(method: str | Extractor, components, records, store,
                 store.append(ids, extractor(pixels, ids, prompts).cpu(), manifest=manifest)
                 summary.done += len(batch)
             bar.update(len(indices) + len(bad))
+            if time.perf_counter() - last_flush >= flush_every_seconds:
+                store.flush()  # durable checkpoint: a kill now loses nothing finished
+                last_flush = time.perf_counter()
     store.flush()
     summary.seconds = time.perf_counter() - started
     return summary

@@ -167,13 +167,17 @@ KILLED_RUN = textwrap.dedent("""
         return compute(*args, **kwargs)
 
     extractor.error_at = error_at
-    store = FeatureStore({store!r}, {config!r}, shard_size=2)
-    extract_to_store(extractor, None, records, store, CONFIG, batch_size=3, progress=False)
+    store = FeatureStore({store!r}, {config!r}, shard_size={shard_size})
+    extract_to_store(extractor, None, records, store, CONFIG, batch_size=3, progress=False,
+                     flush_every_seconds={flush_every})
 """)
 
 
 @pytest.mark.timeout(900)  # ~25 s of CPU, but a subprocess importing diffusers on a busy machine
-def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_kl_ldm):
+@pytest.mark.parametrize("shard_size, flush_every", [(2, 3600.0), (4096, 0.0)],
+                         ids=["full-small-shards", "timed-flush-large-shards"])
+def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_kl_ldm, shard_size,
+                                                                 flush_every):
     from test_lare import CONFIG as LARE_CONFIG
     from test_lare import write_folder
 
@@ -183,15 +187,18 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_
     records = write_folder(tmp_path / "images", 10, {})
     killed_store = tmp_path / "killed"
     script = KILLED_RUN.format(tests=str(Path(__file__).parent), records=records, kill_at=2,
-                               store=str(killed_store), config=CONFIG)
+                               store=str(killed_store), config=CONFIG, shard_size=shard_size,
+                               flush_every=flush_every)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
 
-    survived = FeatureStore(killed_store, CONFIG, shard_size=2)
+    survived = FeatureStore(killed_store, CONFIG, shard_size=shard_size)
     finished = survived.ids()
-    assert len(finished) == 6  # 2 batches of 3 → 3 shards of 2; the 3rd batch died in the UNet
+    # 2 batches of 3 finished before the kill in the 3rd: durable either as full small shards
+    # or, with shards far larger than the run, through the driver's timed flushes
+    assert len(finished) == 6
     ldm = tiny_kl_ldm
     rerun = LareExtractor(ldm, LARE_CONFIG, seed=0)
     summary = extract_to_store(rerun, ldm, records, survived, LARE_CONFIG, batch_size=3,
