@@ -390,24 +390,17 @@ def ensemble_figure(study: pd.DataFrame, example: torch.Tensor, ks: Sequence[int
     half = max(len(ks), 2) // 2
     ax_noise = fig.add_subplot(grid[1, :half])
     ax_auc = fig.add_subplot(grid[1, half:])
-    for name, group in study.dropna(subset=["split_half_corr"]).groupby("set", sort=False):
-        ax_noise.plot(group["K"], group["split_half_corr"], marker="o", label=name,
-                      color=colour_of(name))
-    ax_noise.set_xscale("log", base=2)
-    ax_noise.set(xlabel="ensemble size K", ylabel="split-half correlation",
-                 title="How reproducible is a K-draw map?")
-    ax_noise.set_xticks(list(ks), [str(k) for k in ks], minor=False)
-    ax_noise.minorticks_off()
-    ax_noise.legend(fontsize=8)
-    for name, group in study.dropna(subset=["auc"]).groupby("set", sort=False):
-        ax_auc.plot(group["K"], group["auc"], marker="o", label=name, color=colour_of(name))
+    panels = ((ax_noise, "split_half_corr", "split-half correlation", "How reproducible is a K-draw map?"),
+              (ax_auc, "auc", "AUC of mean LaRE", "Separation vs K"))
+    for ax, column, ylabel, panel_title in panels:
+        for name, group in study.dropna(subset=[column]).groupby("set", sort=False):
+            ax.plot(group["K"], group[column], marker="o", label=name, color=colour_of(name))
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="ensemble size K", ylabel=ylabel, title=panel_title)
+        ax.set_xticks(list(ks), [str(k) for k in ks], minor=False)
+        ax.minorticks_off()
+        ax.legend(fontsize=8)
     ax_auc.axhline(0.5, color="grey", lw=1, ls=":")
-    ax_auc.set_xscale("log", base=2)
-    ax_auc.set(xlabel="ensemble size K", ylabel="AUC of mean LaRE",
-               title="Separation vs K")
-    ax_auc.set_xticks(list(ks), [str(k) for k in ks], minor=False)
-    ax_auc.minorticks_off()
-    ax_auc.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -35,6 +35,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel, VQModel
 from . import paths
 from .conditioning import ClassPromptEncoder
 from .imagesets import ImageSet
+from .models import load_autoencoder as load_any_autoencoder
 from .photos import CLASS_NAMES, find_photos, make_crops
 from .profiles import Profile, WorldConfig, get_profile
 from .world import (RECIPES, GeneratorSpec, WorldRecipe, generator_specs, latent_scaling_factor, reconstruct,
@@ -138,7 +139,7 @@ def train_stage(stage: str, profile: Profile, threads: int | None = None, progre
         ae.save_pretrained(out / "final")
         result = {"log": log, "recipe": asdict(ae_recipe)}
     elif stage in LDM_AE:
-        ae = _load_ae_folder(train_dir(profile.world.recipe, LDM_AE[stage]) / "final")
+        ae = load_any_autoencoder(str(train_dir(profile.world.recipe, LDM_AE[stage]) / "final"))
         unet, prompts, log = train_unet(recipe.unet, ae, ae.config.scaling_factor, sets["train"], sets["val"],
                                         CLASS_NAMES, out, profile.seed, stage, progress)
         unet.save_pretrained(out / "final" / "unet")
@@ -151,12 +152,6 @@ def train_stage(stage: str, profile: Profile, threads: int | None = None, progre
                    "crops_key": info["crops_key"], "seed": profile.seed})
     (out / "final" / "train_result.json").write_text(json.dumps(result, indent=1, sort_keys=True))
     return result
-
-
-def _load_ae_folder(folder: Path) -> AutoencoderKL | VQModel:
-    config = json.loads((Path(folder) / "config.json").read_text())
-    cls = VQModel if config["_class_name"] == "VQModel" else AutoencoderKL
-    return cls.from_pretrained(str(folder), local_files_only=True).eval().requires_grad_(False)
 
 
 def export_weights(profile: Profile, quality: dict | None = None) -> Path:
@@ -226,14 +221,14 @@ def verify_weights(recipe: str = "mini") -> dict:
 
 
 def load_autoencoder(name: str, recipe: str = "mini") -> AutoencoderKL | VQModel:
-    return _load_ae_folder(weights_root(recipe) / name)
+    return load_any_autoencoder(str(weights_root(recipe) / name))
 
 
 def load_ldm_parts(name: str, recipe: str = "mini") -> tuple:
     """(autoencoder, EMA UNet, prompt encoder, scaling factor) of a committed mini LDM."""
     folder = weights_root(recipe) / name
     spec = json.loads((folder / "ldm.json").read_text())
-    ae = _load_ae_folder((folder / spec["vae"]).resolve())
+    ae = load_any_autoencoder(str((folder / spec["vae"]).resolve()))
     unet = UNet2DConditionModel.from_pretrained(str(folder / spec["unet"]), local_files_only=True)
     prompts = ClassPromptEncoder.from_pretrained(str(folder / spec["prompt_encoder"]), local_files_only=True)
     for module in (unet, prompts):
@@ -355,8 +350,6 @@ class World:
 
 def _taef2_reconstruct(pixels: torch.Tensor, progress: bool) -> torch.Tensor:
     """TAEF2 (the real FLUX.2 tiny autoencoder) reconstructions; needs ``paths.taef2_dir()``."""
-    from .models import load_autoencoder as load_any_autoencoder  # lazy: optional real weights
-
     folder = paths.taef2_dir()
     if folder is None:
         raise FileNotFoundError("TAEF2 weights not found: set LARE2_TAEF2_DIR to a folder with "
