@@ -33,6 +33,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "lare2lib.extract:extract_command",
         "extract LaRE / DIRE feature maps for a folder of images into a feature store",
     ),
+    "train": (
+        "lare2lib.detectors:add_train_arguments",
+        "lare2lib.detectors:train_command",
+        "train a detector (one sub-command per kind: egre, classifier)",
+    ),
+    "evaluate": (
+        "lare2lib.predict:add_evaluate_arguments",
+        "lare2lib.predict:evaluate_command",
+        "score a detector checkpoint on the world's test sets or folders (metrics JSON)",
+    ),
+    "predict": (
+        "lare2lib.predict:add_predict_arguments",
+        "lare2lib.predict:predict_command",
+        "score image files, folders or manifests with a detector checkpoint (CSV)",
+    ),
     "env": (
         "lare2lib.environment:add_env_arguments",
         "lare2lib.environment:env_command",
@@ -44,7 +59,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 USAGE_ERROR = 2
 """Exit code of a bad command line (argparse's convention)."""
 
-_USER_ERROR_TYPES = ("lare2lib.profiles:ProfileError", "lare2lib.runner:RunnerError")
+_USER_ERROR_TYPES = (
+    "lare2lib.profiles:ProfileError",
+    "lare2lib.runner:RunnerError",
+    "lare2lib.detectors:DetectorError",
+    "lare2lib.train:TrainingError",
+)
 """Exceptions that mean "bad input": reported as one line with exit code 2, no traceback."""
 
 

@@ -36,6 +36,7 @@ from .conditioning import ClassPromptEncoder
 from .imagesets import ImageSet, atomic_save, to_model_range, to_uint8
 from .models import encode_latents, sd_training_scheduler
 from .quality import psnr_db
+from .train import flatten_optimizer, restore_optimizer
 
 __all__ = [
     "AutoencoderRecipe",
@@ -306,28 +307,12 @@ def latent_scaling_factor(ae, pixels: torch.Tensor, batch_size: int = 128) -> fl
 # -- training checkpoints (safetensors: model, optimizer, EMA, step, log) ------------------
 
 
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    state = optimizer.state_dict()["state"]
-    return {f"opt.{pid}.{key}": value.detach().clone() if torch.is_tensor(value) else torch.tensor(value)
-            for pid, entry in state.items() for key, value in entry.items()}
-
-
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    state: dict[int, dict] = {}
-    for name, value in tensors.items():
-        _, pid, key = name.split(".", 2)
-        state.setdefault(int(pid), {})[key] = value
-    full = optimizer.state_dict()
-    full["state"] = state
-    optimizer.load_state_dict(full)
-
-
 def _checkpoint(workdir: Path, model: torch.nn.Module, optimizer, step: int, log: list[dict],
                 extra: dict[str, torch.nn.Module] | None = None) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     for prefix, module in (extra or {}).items():
         tensors.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
-    tensors.update(_flatten_optimizer(optimizer))
+    tensors.update(flatten_optimizer(optimizer)[0])
     atomic_save(tensors, Path(workdir) / "checkpoint.safetensors",
                 {"step": str(step), "log": json.dumps(log)})
 
@@ -346,7 +331,7 @@ def _resume(workdir: Path, model: torch.nn.Module, optimizer,
     for prefix, module in (extra or {}).items():
         n = len(prefix) + 1
         module.load_state_dict({k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
-    _restore_optimizer(optimizer, {k: v for k, v in tensors.items() if k.startswith("opt.")})
+    restore_optimizer(optimizer, {k: v for k, v in tensors.items() if k.startswith("opt.")})
     return int(metadata["step"]), json.loads(metadata["log"])
 
 

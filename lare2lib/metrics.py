@@ -1,0 +1,250 @@
+"""Detection metrics, as the papers report them, with the intervals they leave out.
+
+Convention everywhere in the project: **label 1 = generated or reconstructed** (the positive
+class), 0 = real; a **score** is larger for "more likely fake" (P(fake) for trained detectors,
+``-distance`` for AEROBLADE, ``-mean LaRE`` for the bare LaRE score).
+
+What each paper reports:
+
+* LaRE² / EGRE: ACC at the fixed threshold 0.5 ("rawAcc") and AP, per GenImage subset and
+  averaged. The released logs also print an accuracy at the best threshold found *on the test
+  set itself*; :func:`oracle_accuracy` computes it, under a name that says what it is.
+* Reconstruction detectors (Vesnin et al.): TPR at 0.1 % FPR, the threshold being the 99.9th
+  percentile of the real scores, and ROC AUC.
+* AEROBLADE: AP and TPR at 5 % FPR.
+
+A TPR at 0.1 % FPR is decided by the top ~N/1000 real scores: with a few hundred reals it is the
+single highest real score. :func:`bootstrap_interval` resamples reals and fakes separately
+(stratified percentile bootstrap) so such numbers always travel with their uncertainty.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FPR_POINTS",
+    "accuracy",
+    "average_precision",
+    "roc_auc",
+    "tpr_at_fpr",
+    "threshold_at_fpr",
+    "oracle_accuracy",
+    "bootstrap_interval",
+    "binary_metrics",
+    "real_vs_sets",
+    "mean_std",
+]
+
+FPR_POINTS: dict[str, float] = {"tpr@0.1%": 0.001, "tpr@5%": 0.05}
+"""The two low-FPR operating points the papers use: key in :func:`binary_metrics` → FPR."""
+
+_INTERVAL_KEYS = ("auc", "ap", "tpr@0.1%", "tpr@5%")
+"""Metrics that get a bootstrap interval in :func:`binary_metrics`."""
+
+
+def _arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in length")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("labels must be 0 (real) or 1 (generated/reconstructed)")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{int((~np.isfinite(scores)).sum())} scores are NaN or infinite")
+    return scores, labels
+
+
+def _both_classes(labels: np.ndarray) -> None:
+    if labels.min(initial=1) != 0 or labels.max(initial=0) != 1:
+        raise ValueError("this metric needs both real (0) and fake (1) examples")
+
+
+def accuracy(scores: Any, labels: Any, threshold: float = 0.5) -> float:
+    """Fraction classified right when ``score > threshold`` means fake (ACC at 0.5 by default)."""
+    scores, labels = _arrays(scores, labels)
+    return float(((scores > threshold).astype(np.int64) == labels).mean())
+
+
+def average_precision(scores: Any, labels: Any) -> float:
+    """AP with the fakes as positives (sklearn's step-wise definition, as the papers use)."""
+    from sklearn.metrics import average_precision_score
+
+    scores, labels = _arrays(scores, labels)
+    _both_classes(labels)
+    return float(average_precision_score(labels, scores))
+
+
+def roc_auc(scores: Any, labels: Any) -> float:
+    """Area under the ROC curve = P(score of a random fake > score of a random real)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores, labels = _arrays(scores, labels)
+    _both_classes(labels)
+    return float(roc_auc_score(labels, scores))
+
+
+def threshold_at_fpr(real_scores: Any, fpr: float) -> float:
+    """The ``1 - fpr`` quantile of the real scores (``higher`` method: an observed score).
+
+    With fewer than ``1 / fpr`` reals this is the largest real score, so the measured FPR is 0:
+    the conservative reading of "the 99.9th percentile of real scores".
+    """
+    real = np.asarray(real_scores, dtype=np.float64).reshape(-1)
+    if real.size == 0:
+        raise ValueError("no real scores to set a threshold on")
+    return float(np.quantile(real, 1.0 - fpr, method="higher"))
+
+
+def tpr_at_fpr(scores: Any, labels: Any, fpr: float = 0.001) -> float:
+    """Fraction of fakes scoring strictly above the real scores' ``1 - fpr`` quantile."""
+    scores, labels = _arrays(scores, labels)
+    _both_classes(labels)
+    threshold = threshold_at_fpr(scores[labels == 0], fpr)
+    return float((scores[labels == 1] > threshold).mean())
+
+
+def oracle_accuracy(scores: Any, labels: Any) -> tuple[float, float]:
+    """(accuracy, threshold) at the threshold that maximises accuracy *on these very scores*.
+
+    A diagnostic only (how separable the scores are): choosing the threshold on the test set is
+    the released EGRE logs' "best accuracy", which must never be reported as ACC.
+    """
+    scores, labels = _arrays(scores, labels)
+    order = np.argsort(scores, kind="stable")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    # Threshold just below position i: items [i:] are called fake. Count correct ones for each i.
+    fakes_at_or_above = np.concatenate([np.cumsum(sorted_labels[::-1])[::-1], [0]])
+    reals_below = np.concatenate([[0], np.cumsum(1 - sorted_labels)])
+    correct = fakes_at_or_above + reals_below
+    # Only cut between distinct scores (ties must fall on one side).
+    valid = np.ones(len(correct), dtype=bool)
+    valid[1:-1] = sorted_scores[1:] != sorted_scores[:-1]
+    best = int(np.argmax(np.where(valid, correct, -1)))
+    if best == 0:
+        threshold = sorted_scores[0] - 1.0
+    elif best == len(sorted_scores):
+        threshold = sorted_scores[-1]
+    else:
+        threshold = 0.5 * (sorted_scores[best - 1] + sorted_scores[best])
+    return float(correct[best] / len(scores)), float(threshold)
+
+
+def bootstrap_interval(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    scores: Any,
+    labels: Any,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric(scores, labels)``.
+
+    Reals and fakes are resampled separately with replacement (their counts stay fixed), from
+    ``numpy.random.default_rng(seed)``: the same call gives the same interval.
+    """
+    scores, labels = _arrays(scores, labels)
+    _both_classes(labels)
+    if resamples < 1:
+        raise ValueError("resamples must be at least 1")
+    rng = np.random.default_rng(seed)
+    real_index, fake_index = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    values = np.empty(resamples)
+    for k in range(resamples):
+        index = np.concatenate([
+            rng.choice(real_index, real_index.size), rng.choice(fake_index, fake_index.size)
+        ])
+        values[k] = metric(scores[index], labels[index])
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def _metric_functions() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    functions: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        "acc": accuracy,
+        "ap": average_precision,
+        "auc": roc_auc,
+    }
+    for key, fpr in FPR_POINTS.items():
+        functions[key] = lambda s, y, fpr=fpr: tpr_at_fpr(s, y, fpr)
+    return functions
+
+
+def binary_metrics(
+    scores: Any, labels: Any, *, bootstrap: int = 0, seed: int = 0, threshold: float = 0.5
+) -> dict[str, Any]:
+    """Every headline metric of one real-vs-fake test set.
+
+    Keys: ``acc`` (at ``threshold``), ``ap``, ``auc``, ``tpr@0.1%``, ``tpr@5%``,
+    ``oracle_acc`` (diagnostic, see :func:`oracle_accuracy`), ``n_real``, ``n_fake``, and with
+    ``bootstrap > 0`` resamples, ``<key>_ci: [low, high]`` for auc, ap and the TPRs.
+    """
+    scores, labels = _arrays(scores, labels)
+    functions = _metric_functions()
+    result: dict[str, Any] = {"acc": accuracy(scores, labels, threshold)}
+    result.update({key: fn(scores, labels) for key, fn in functions.items() if key != "acc"})
+    result["oracle_acc"] = oracle_accuracy(scores, labels)[0]
+    result["n_real"] = int((labels == 0).sum())
+    result["n_fake"] = int((labels == 1).sum())
+    if bootstrap > 0:
+        for key in _INTERVAL_KEYS:
+            result[f"{key}_ci"] = list(
+                bootstrap_interval(functions[key], scores, labels, resamples=bootstrap, seed=seed)
+            )
+    return result
+
+
+def real_vs_sets(
+    real_scores: Any, fake_scores: Mapping[str, Any], **kwargs: Any
+) -> dict[str, dict[str, Any]]:
+    """:func:`binary_metrics` of the one real test set against each fake set, plus ``"mean"``.
+
+    ``"mean"`` averages each scalar metric over the fake sets (the papers' "average over
+    subsets"), not over the pooled images, so a large set does not outweigh a small one.
+    """
+    real = np.asarray(real_scores, dtype=np.float64).reshape(-1)
+    table: dict[str, dict[str, Any]] = {}
+    for name, fake in fake_scores.items():
+        fake = np.asarray(fake, dtype=np.float64).reshape(-1)
+        scores = np.concatenate([real, fake])
+        labels = np.concatenate([np.zeros(real.size, np.int64), np.ones(fake.size, np.int64)])
+        table[name] = binary_metrics(scores, labels, **kwargs)
+    if table:
+        scalar_keys = [k for k, v in next(iter(table.values())).items()
+                       if isinstance(v, float) and not k.startswith("n_")]
+        table["mean"] = {k: float(np.mean([row[k] for row in table.values()])) for k in scalar_keys}
+    return table
+
+
+def mean_std(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean and spread over runs (seeds) of every float leaf of equally nested dicts.
+
+    ``[{"kl_ldm": {"acc": 0.9}}, {"kl_ldm": {"acc": 0.8}}]`` →
+    ``{"kl_ldm": {"acc": {"mean": 0.85, "std": 0.0707, "n": 2}}}``; ``std`` is the sample
+    standard deviation (ddof = 1; 0.0 for a single run). Keys missing from some runs are
+    summarised over the runs that have them; non-numeric leaves are dropped.
+    """
+    if not runs:
+        raise ValueError("mean_std needs at least one run")
+    keys = list(dict.fromkeys(key for run in runs for key in run))
+    summary: dict[str, Any] = {}
+    for key in keys:
+        values = [run[key] for run in runs if key in run]
+        if all(isinstance(v, Mapping) for v in values):
+            summary[key] = mean_std(values)
+        elif all(_is_number(v) for v in values):
+            array = np.asarray(values, dtype=np.float64)
+            std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+            summary[key] = {"mean": float(array.mean()), "std": std, "n": int(array.size)}
+    return summary
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
+        and math.isfinite(float(value))

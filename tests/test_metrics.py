@@ -1,0 +1,116 @@
+"""Metrics against hand-computed values and sklearn, intervals, seed summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lare2lib import metrics as M
+
+
+def _data(n_real=200, n_fake=150, shift=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    scores = np.concatenate([rng.normal(0, 1, n_real), rng.normal(shift, 1, n_fake)])
+    labels = np.concatenate([np.zeros(n_real, int), np.ones(n_fake, int)])
+    return scores, labels
+
+
+def test_accuracy_at_fixed_threshold():
+    scores = np.array([0.1, 0.6, 0.4, 0.9])
+    labels = np.array([0, 0, 1, 1])
+    assert M.accuracy(scores, labels) == 0.5
+    assert M.accuracy(scores, labels, threshold=0.3) == 0.75
+
+
+def test_auc_and_ap_match_definitions():
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+    labels = np.array([0, 0, 1, 1])
+    # pairs (fake > real): (0.35>0.1), (0.8>0.1), (0.8>0.4); (0.35<0.4) → 3/4
+    assert M.roc_auc(scores, labels) == pytest.approx(0.75)
+    # ranking 0.8(+) 0.4(-) 0.35(+) 0.1(-): precision at the two positives 1 and 2/3
+    assert M.average_precision(scores, labels) == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_tpr_at_fpr_threshold_is_the_real_quantile():
+    real = np.arange(1000) / 1000.0  # 0.000 … 0.999
+    fake = np.array([0.9985, 0.9995, 0.5, 0.999])
+    scores = np.concatenate([real, fake])
+    labels = np.concatenate([np.zeros(1000, int), np.ones(4, int)])
+    assert M.threshold_at_fpr(real, 0.001) == pytest.approx(0.999)
+    assert M.tpr_at_fpr(scores, labels, 0.001) == pytest.approx(0.25)  # only 0.9995 > 0.999
+    assert M.tpr_at_fpr(scores, labels, 0.05) == pytest.approx(0.75)
+
+
+def test_tpr_with_few_reals_uses_the_top_real_score():
+    scores = np.array([0.2, 0.7, 0.3, 0.8, 0.71])
+    labels = np.array([0, 0, 0, 1, 1])
+    assert M.tpr_at_fpr(scores, labels, 0.001) == 1.0
+    scores[1] = 0.75
+    assert M.tpr_at_fpr(scores, labels, 0.001) == 0.5
+
+
+def test_oracle_accuracy_is_at_least_any_fixed_threshold():
+    scores, labels = _data()
+    oracle, threshold = M.oracle_accuracy(scores, labels)
+    grid = np.linspace(scores.min() - 1, scores.max() + 1, 301)
+    assert oracle >= max(M.accuracy(scores, labels, t) for t in grid) - 1e-12
+    assert M.accuracy(scores, labels, threshold) == pytest.approx(oracle)
+
+
+def test_oracle_accuracy_handles_ties_and_one_sided_cuts():
+    assert M.oracle_accuracy([0.5, 0.5, 0.5], [0, 1, 1])[0] == pytest.approx(2 / 3)
+    acc, threshold = M.oracle_accuracy([0.1, 0.2], [1, 1])
+    assert acc == 1.0 and threshold < 0.1
+
+
+def test_bootstrap_interval_contains_estimate_and_is_reproducible():
+    scores, labels = _data()
+    auc = M.roc_auc(scores, labels)
+    low, high = M.bootstrap_interval(M.roc_auc, scores, labels, resamples=300, seed=1)
+    assert low < auc < high and high - low < 0.2
+    assert (low, high) == M.bootstrap_interval(M.roc_auc, scores, labels, resamples=300, seed=1)
+    assert (low, high) != M.bootstrap_interval(M.roc_auc, scores, labels, resamples=300, seed=2)
+
+
+def test_binary_metrics_keys_and_intervals():
+    scores, labels = _data()
+    result = M.binary_metrics(scores, labels, bootstrap=50)
+    for key in ("acc", "ap", "auc", "tpr@0.1%", "tpr@5%", "oracle_acc"):
+        assert isinstance(result[key], float)
+    assert result["n_real"] == 200 and result["n_fake"] == 150
+    for key in ("auc", "ap", "tpr@0.1%", "tpr@5%"):
+        low, high = result[f"{key}_ci"]
+        assert low <= high
+    assert "acc_ci" not in M.binary_metrics(scores, labels)
+
+
+def test_real_vs_sets_mean_is_over_sets():
+    real = np.zeros(10)
+    table = M.real_vs_sets(real, {"easy": np.ones(10), "chance": np.zeros(30)})
+    assert table["easy"]["auc"] == 1.0 and table["chance"]["auc"] == 0.5
+    assert table["mean"]["auc"] == pytest.approx(0.75)
+    assert table["chance"]["n_fake"] == 30 and "n_fake" not in table["mean"]
+
+
+def test_mean_std_over_seeds():
+    runs = [{"a": {"acc": 0.9}, "note": "x"}, {"a": {"acc": 0.8}}]
+    summary = M.mean_std(runs)
+    assert summary["a"]["acc"]["mean"] == pytest.approx(0.85)
+    assert summary["a"]["acc"]["std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
+    assert summary["a"]["acc"]["n"] == 2 and "note" not in summary
+    assert M.mean_std([{"x": 1.0}])["x"]["std"] == 0.0
+
+
+@pytest.mark.parametrize("bad", [
+    dict(scores=[0.1, np.nan], labels=[0, 1]),
+    dict(scores=[0.1, 0.2], labels=[0, 2]),
+    dict(scores=[0.1], labels=[0, 1]),
+])
+def test_bad_inputs_are_refused(bad):
+    with pytest.raises(ValueError):
+        M.binary_metrics(bad["scores"], bad["labels"])
+
+
+def test_single_class_is_refused_for_ranking_metrics():
+    with pytest.raises(ValueError, match="both"):
+        M.roc_auc([0.1, 0.2], [1, 1])

@@ -1,0 +1,131 @@
+"""`lare2 predict` / `lare2 evaluate` on a toy detector: every input gets a row, bad files a reason."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from badinput import make_bad_corpus
+from lare2lib import cli, detectors
+from lare2lib.testing import ToyDetector
+
+
+@pytest.fixture(autouse=True)
+def _toy_kind(monkeypatch):
+    monkeypatch.setitem(detectors.DETECTOR_KINDS, "toy", "lare2lib.testing:ToyDetector")
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    return detectors.save_detector(ToyDetector(logits=2), tmp_path / "toy.safetensors")
+
+
+def _images(folder, count, brightness, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        size = (20 + 3 * k, 17 + k)  # mixed sizes
+        array = np.clip(rng.normal(brightness, 30, (*size[::-1], 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(array).save(folder / f"{k:03d}.png")
+    return folder
+
+
+def _call(argv, capsys):
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_save_and_load_detector_is_bit_exact_and_strict(tmp_path, checkpoint):
+    model = detectors.load_detector(checkpoint)
+    torch.manual_seed(0)
+    original = ToyDetector(logits=2)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
+    assert not model.training and model.config == original.config
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        meta = handle.metadata()
+    state = load_file(str(checkpoint))
+    state.pop("head.bias")
+    save_file(state, str(tmp_path / "broken.safetensors"), metadata=meta)
+    with pytest.raises(detectors.DetectorError, match="do not fit"):
+        detectors.load_detector(tmp_path / "broken.safetensors")
+
+
+@pytest.mark.parametrize("name,content,match", [
+    ("weights.pth", b"\x80\x04pickle", "pickled"),
+    ("junk.safetensors", b"not a safetensors file", "not a readable"),
+])
+def test_non_detector_files_are_refused(tmp_path, name, content, match):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(detectors.DetectorError, match=match):
+        detectors.load_detector(tmp_path / name)
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(detectors.DetectorError, match="valid kinds"):
+        detectors.build_detector("nope")
+
+
+def test_predict_scores_a_folder_with_bad_files(tmp_path, checkpoint, capsys):
+    corpus = tmp_path / "corpus"
+    expected = {k: v for k, v in make_bad_corpus(corpus).items() if v.kind == "image"}
+    out = tmp_path / "scores.csv"
+    code, _, err = _call(["predict", str(corpus), "--detector", str(checkpoint), "--out", str(out),
+                          "--no-progress"], capsys)
+    assert code == 0, err
+    rows = {row["image_id"]: row for row in csv.DictReader(out.open())}
+    for image_id, outcome in expected.items():
+        if outcome.skip_reason:
+            continue
+        row = rows[image_id]
+        if outcome.reason is None and outcome.scan_reason is None:
+            assert row["status"] == "ok" and 0.0 <= float(row["score"]) <= 1.0, row
+            assert row["label"] in ("real", "fake")
+        else:
+            assert row["status"].startswith("bad:") and row["score"] == "", row
+            assert image_id in err
+    assert f"{sum(r['score'] == '' for r in rows.values())} bad" in err
+
+
+def test_predict_accepts_files_and_prints_csv(tmp_path, checkpoint, capsys):
+    folder = _images(tmp_path / "imgs", 3, 128)
+    code, out, _ = _call(["predict", str(folder / "000.png"), str(folder / "001.png"),
+                          "--detector", str(checkpoint), "--no-progress"], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0] == "image_id,path,score,label,status" and len(lines) == 3
+
+
+def test_predict_missing_input_and_missing_checkpoint(tmp_path, checkpoint, capsys):
+    with pytest.raises(FileNotFoundError):
+        cli.main(["predict", str(tmp_path / "nope"), "--detector", str(checkpoint)])
+    code, _, err = _call(["predict", str(tmp_path), "--detector", str(tmp_path / "x.safetensors")], capsys)
+    assert code == 2 and "no detector checkpoint" in err
+
+
+def test_evaluate_folders_writes_metrics(tmp_path, checkpoint, capsys):
+    real = _images(tmp_path / "real", 6, 60)
+    fake = _images(tmp_path / "fake", 5, 200, seed=1)
+    out = tmp_path / "metrics.json"
+    code, _, err = _call(["evaluate", "--detector", str(checkpoint), "--real", str(real),
+                          "--fake", f"bright={fake}", "--bootstrap", "20", "--out", str(out),
+                          "--no-progress"], capsys)
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert result["kind"] == "toy"
+    table = result["metrics"]
+    assert set(table) == {"bright", "mean"}
+    assert table["bright"]["n_real"] == 6 and table["bright"]["n_fake"] == 5
+    assert len(table["bright"]["auc_ci"]) == 2
