@@ -291,16 +291,22 @@ def _write_checkpoint(
     from .imagesets import atomic_save
 
     step = int(progress["global_step"])
-    folder = out_dir / f"ckpt-{step:08d}"
-    staging = out_dir / f".ckpt-{step:08d}.{os.getpid()}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
+    # Never replace a checkpoint folder in place: it may be the published one (a mid-epoch and
+    # an end-of-epoch checkpoint can share a step), and a kill between deleting it and renaming
+    # its successor would leave state.json naming nothing.
+    folder, suffix = out_dir / f"ckpt-{step:08d}", 0
+    while folder.exists():
+        suffix += 1
+        folder = out_dir / f"ckpt-{step:08d}-{suffix}"
+    for stale in out_dir.glob(".ckpt-*.staging"):  # left by a process killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = out_dir / f".{folder.name}.{os.getpid()}.staging"
     staging.mkdir(parents=True)
     tensors, groups = flatten_optimizer(optimizer)
     atomic_save(_state_dict(model), staging / "model.safetensors", {"step": str(step)})
     atomic_save(tensors or {"opt.none": torch.zeros(0)}, staging / "optimizer.safetensors",
                 {"step": str(step), "param_groups": groups})
     (staging / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
-    shutil.rmtree(folder, ignore_errors=True)
     os.replace(staging, folder)
     state = {**progress, "checkpoint": folder.name}
     tmp = out_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
@@ -476,6 +482,7 @@ def fit(
 
         unwrapped.load_state_dict(load_file(str(best)), strict=True)
     accelerator.wait_for_everyone()
+    accelerator.free_memory()  # drop Accelerate's references: notebooks fit many models in one process
     return FitResult(
         best_checkpoint=best,
         last_checkpoint=out_dir / progress_state.get("checkpoint", ""),
