@@ -17,6 +17,9 @@ A notebook is skipped when a stamp beside its executed copy shows that nothing i
 changed: its cells, the library sources (and the committed weights manifest), its parameters,
 the ``metrics.json`` of every notebook before it, and its own ``metrics.json`` still being the
 one it wrote. ``force=True`` reruns regardless.
+
+After the notebooks, ``lare2 run`` (not :func:`run_notebooks`) rebuilds the run's HTML report,
+``<figures>/index.html`` (:func:`lare2lib.report.build_report`); ``--no-report`` skips it.
 """
 
 from __future__ import annotations
@@ -463,6 +466,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--list", action="store_true", help="list the notebooks and their parameters, run nothing"
     )
+    parser.add_argument(
+        "--no-report", action="store_true",
+        help="do not rebuild the HTML report of the executed notebooks (<figures>/index.html)",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -485,7 +492,30 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"no notebooks matching {NOTEBOOK_GLOB} in {folder}")
         return 0
     print(format_summary(results))
-    return 0 if all(result.ok for result in results) else 1
+    code = 0 if all(result.ok for result in results) else 1
+    if not args.no_report:
+        code = max(code, _write_report(args.profile, args.smoke))
+    return code
+
+
+# -- the HTML report of the run (lare2lib.report) -----------------------------------------------
+
+
+def _write_report(profile: str, smoke: bool) -> int:
+    """Rebuild the run's ``index.html`` (also after a failure: it shows where the run stopped).
+
+    Returns 1, with the reason on stderr, when it cannot be built; 0 otherwise.
+    """
+    import sys
+
+    from .report import build_report
+
+    try:
+        print(f"[lare2 run] report: {build_report(profile, smoke=smoke)}")
+    except Exception as exc:  # reported and reflected in the exit code, never swallowed
+        print(f"[lare2 run] report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _describe_notebooks(notebooks: Sequence[Path]) -> str:

@@ -1,0 +1,297 @@
+"""Notebook 07's figures, drawn from synthetic metrics in the upstream notebooks' schemas."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")  # this test process only; notebooks keep their inline backend
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from lare2lib import paperfigs
+from lare2lib.plotting import write_metrics
+
+GENERATORS = ("kl_ldm", "vq_ldm", "kl_ldm_fast")
+TIMESTEPS = ("20", "200", "600", "980")
+
+
+def metrics01() -> dict:
+    """01_lare's keys as notebooks/01_lare.py writes them (JSON: t as text)."""
+    sets = ("real", *GENERATORS)
+    curve = {name: {t: 1.1 - 0.01 * i - 0.0001 * int(t) for t in TIMESTEPS}
+             for i, name in enumerate(sets)}
+    timings = {name: {"images": 8, "images_per_second": ips, "seconds": [8 / ips], "spread": 0.0}
+               for name, ips in {"lare": 10.0, "dire": 1.6, "driver": 4.9, "bare": 4.6,
+                                 "per_image": 1.3}.items()}
+    return {
+        "timestep": 200,
+        "lare_auc": {g: {"auc": 0.6 + 0.05 * i, "low": 0.5, "high": 0.8, "level": 0.95,
+                         "n_real": 8, "n_generated": 8} for i, g in enumerate(GENERATORS)},
+        "timestep_curve": {"kl_ldm": curve, "vq_ldm_own": {k: curve[k] for k in ("real", "vq_ldm")}},
+        "cost": {"timings": timings, "lare_vs_dire_speedup": 6.3},
+        "lare_vs_dire_speedup": 6.3,
+        "batched_vs_per_image_speedup": 3.6,
+        "extraction_vs_bare_ratio": 1.05,
+    }
+
+
+def _cell(mean: float) -> dict:
+    return {"mean": mean, "std": 0.02, "n": 3}
+
+
+def metrics02() -> dict:
+    """02_egre_ablations: variant → test set (+ "mean") → {acc, ap, auc} → {mean, std, n}."""
+    variants = {"backbone": 0.7, "esr": 0.8, "egre": 0.9}
+    return {
+        "seeds": [0, 1, 2],
+        "ablation": {
+            variant: {s: {"acc": _cell(base - 0.1), "ap": _cell(base), "auc": _cell(base)}
+                      for s in (*GENERATORS, "mean")}
+            for variant, base in variants.items()
+        },
+    }
+
+
+def metrics03() -> dict:
+    """03_ae_reconstruction: TPR / AUC per generator and tries, AEROBLADE AP, robustness."""
+    def tries(value):
+        return {"1_try": {"value": value, "ci": [value - 0.1, value + 0.05]},
+                "10_tries": {"value": value + 0.05, "ci": [value - 0.05, value + 0.08]}}
+
+    return {
+        "tpr_at_0.1pct_fpr": {g: tries(0.3 + 0.1 * i) for i, g in enumerate(GENERATORS)},
+        "auc": {g: tries(0.8 + 0.05 * i) for i, g in enumerate(GENERATORS)},
+        "aeroblade_ap": {g: 0.7 + 0.1 * i for i, g in enumerate(GENERATORS)},
+        "robustness": {
+            "jpeg": {q: {g: 0.5 + q_i * 0.1 for g in GENERATORS}
+                     for q_i, q in enumerate(("50", "70", "90", "100"))},
+            "resize": {"none": {g: 0.9 for g in GENERATORS}, "0.5": {g: 0.6 for g in GENERATORS}},
+        },
+        "seconds": 12.0,
+    }
+
+
+def metrics04() -> dict:
+    matrix = {ae: {s: {"value": 0.5 + 0.1 * i + 0.05 * j, "ci": [0.4, 0.9]}
+                   for j, s in enumerate(GENERATORS)} for i, ae in enumerate(("kl_ae", "vq_ae"))}
+    spectra = {ae: {"frequency": [0.0, 0.125, 0.25, 0.5], "power": [1.0, 0.3, 0.1, 0.01]}
+               for ae in ("kl_ae", "vq_ae")}
+    return {"auc": matrix, "tpr_at_0.1pct_fpr": matrix, "residual_spectra": spectra}
+
+
+def metrics05() -> dict:
+    # Text keys in JSON order ("128" < "32" < "64"): the figure must sort them as numbers.
+    return {"auc": {r: {c: 1.0 - abs(int(r) - int(c)) / 200 for c in ("128", "32", "64")}
+                    for r in ("128", "32", "64")}}
+
+
+def metrics06() -> dict:
+    return {
+        "postprocessing": {"blur": {s: {"egre": 0.9 - float(s) / 10, "recon": 0.8}
+                                    for s in ("0", "1", "2")}},
+        "artifact_removal": {"egre": {"before": 0.9, "after": 0.6},
+                             "recon": {"before": 0.95, "after": 0.7}},
+        "pgd": {"egre": {"epsilon": [0, 1, 2, 4], "auc": [0.9, 0.7, 0.5, 0.3],
+                         "psnr": [None, 48.0, 42.0, 36.0]}},
+    }
+
+
+ALL = {"01_lare": metrics01(), "02_egre_ablations": metrics02(), "03_ae_reconstruction": metrics03(),
+       "04_autoencoder_family": metrics04(), "05_training_resolution": metrics05(),
+       "06_evasion": metrics06()}
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _texts(fig) -> str:
+    return " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+
+
+# -- every figure from complete metrics --------------------------------------------------------
+
+
+def test_every_registered_figure_draws_from_complete_metrics():
+    drawn, skipped = paperfigs.draw_available(ALL)
+    assert skipped == {}
+    assert list(drawn) == [spec.name for spec in paperfigs.FIGURES]
+    assert drawn["overview_auc"][1] == ["01_lare", "02_egre_ablations", "03_ae_reconstruction"]
+    assert drawn["evasion"][1] == ["06_evasion"]
+
+
+def test_timestep_curve_plots_t_in_numeric_order():
+    fig = paperfigs.timestep_loss_figure(metrics01())
+    ax_common, ax_own = fig.axes
+    assert len(ax_common.get_lines()) == 4 + 1  # four sets plus the marked t
+    real = next(line for line in ax_common.get_lines() if line.get_label() == "real")
+    np.testing.assert_array_equal(real.get_xdata(), [20, 200, 600, 980])
+    assert ax_own.get_title() == "scored by vq_ldm_own"
+
+
+def test_cost_bars_are_seconds_per_image():
+    fig = paperfigs.cost_figure(metrics01())
+    ax_time, ax_ratio = fig.axes[:2]
+    widths = {t.get_text(): p.get_width() for t, p in zip(ax_time.get_yticklabels(), ax_time.patches)}
+    assert widths["LaRE (batched)"] == pytest.approx(0.1)
+    assert widths["DIRE-style"] == pytest.approx(1 / 1.6)
+    assert [p.get_width() for p in ax_ratio.patches] == pytest.approx([6.3, 3.6, 1.05])
+
+
+def test_ablation_bars_carry_means_and_seed_std():
+    fig = paperfigs.ablation_figure(metrics02())
+    assert [ax.get_title() for ax in fig.axes] == ["ACC @ 0.5", "AP", "AUC"]
+    heights = sorted({round(p.get_height(), 6) for p in fig.axes[2].patches})
+    assert heights == [0.7, 0.8, 0.9]
+    # 3 variants × 4 test sets (the generators, then "mean" last) per panel.
+    assert len(fig.axes[2].patches) == 12
+    assert [t.get_text() for t in fig.axes[2].get_xticklabels()][-1] == "mean"
+    assert "3 seed(s)" in _texts(fig)
+
+
+def test_reconstruction_panels_and_intervals():
+    fig = paperfigs.reconstruction_figure(metrics03())
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["TPR @ 0.1 % FPR", "ROC AUC", "AEROBLADE AP (training-free)"]
+    tpr = [p.get_height() for p in fig.axes[0].patches]
+    assert tpr == pytest.approx([0.3, 0.4, 0.5, 0.35, 0.45, 0.55])  # 1 try, then 10 tries
+
+
+def test_reconstruction_draws_roc_points_when_present():
+    metrics = metrics03() | {"roc": {"kl_ldm": {"fpr": [0, 0.001, 0.1, 1], "tpr": [0, 0.4, 0.9, 1]}}}
+    fig = paperfigs.reconstruction_figure(metrics)
+    assert fig.axes[-1].get_title() == "ROC" and fig.axes[-1].get_xscale() == "log"
+
+
+def test_robustness_levels_numeric_and_named():
+    fig = paperfigs.robustness_figure(metrics03()["robustness"])
+    jpeg, resize = fig.axes[:2]
+    line = jpeg.get_lines()[0]
+    np.testing.assert_array_equal(line.get_xdata(), [50, 70, 90, 100])
+    np.testing.assert_allclose(line.get_ydata(), [0.5, 0.6, 0.7, 0.8])
+    # "none" is not a number: categorical axis, the reference level first.
+    assert [t.get_text() for t in resize.get_xticklabels()] == ["none", "0.5"]
+    np.testing.assert_allclose(resize.get_lines()[0].get_ydata(), [0.9, 0.6])
+
+
+def test_resolution_matrix_sorts_resolutions_as_numbers():
+    fig = paperfigs.resolution_figure(metrics05())
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["32", "64", "128"]
+    grid = ax.get_images()[0].get_array()
+    np.testing.assert_allclose(np.diag(grid), 1.0)  # train = test resolution
+    assert grid[0, 2] == pytest.approx(1 - 96 / 200)
+
+
+def test_matrix_leaves_missing_cells_blank():
+    fig = paperfigs.matrix_figure({"AUC": {"a": {"x": 0.7}, "b": {"x": None, "y": 0.9}}},
+                                  row_label="train", column_label="test")
+    grid = fig.axes[0].get_images()[0].get_array()
+    assert grid.shape == (2, 2) and np.isnan(grid.filled(np.nan)[0, 1])
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["0.70", "0.90"]
+
+
+def test_evasion_panels_follow_what_06_wrote():
+    full = paperfigs.evasion_figure(metrics06())
+    assert [ax.get_title() for ax in full.axes if ax.get_title()][:3] == [
+        "artifact-removal attack", "PGD attack", "what the attack costs"]
+    pgd_only = paperfigs.evasion_figure({"pgd": metrics06()["pgd"]})
+    assert len([ax for ax in pgd_only.axes if ax.get_visible()]) == 2
+
+
+# -- what is missing is left out, never faked --------------------------------------------------
+
+
+def test_figures_of_notebooks_not_run_are_skipped_with_a_reason():
+    drawn, skipped = paperfigs.draw_available({"01_lare": metrics01()})
+    assert set(drawn) == {"overview_auc", "loss_vs_timestep", "cost"}
+    assert skipped["egre_ablation"] == "notebook(s) 02 not run"
+    assert skipped["evasion"] == "notebook(s) 06 not run"
+
+
+def test_overview_leaves_out_panels_of_missing_notebooks_with_a_note():
+    fig = paperfigs.overview_figure({"01_lare": metrics01(), "03_ae_reconstruction": metrics03()})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert len(titles) == 2 and "[01_lare]" in titles[0] and "[03_ae_reconstruction]" in titles[1]
+    assert "Not shown: 02 (EGRE (mean over seeds)): not run" in _texts(fig)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights == pytest.approx([0.6, 0.65, 0.7])  # 01's own numbers, nothing else
+
+
+def test_missing_quantity_is_reported_not_drawn():
+    partial = {"03_ae_reconstruction": {k: v for k, v in metrics03().items() if k != "robustness"}}
+    drawn, skipped = paperfigs.draw_available(partial)
+    assert "reconstruction_tpr" in drawn
+    assert skipped["robustness"] == "03_ae_reconstruction metrics.json has no 'robustness'"
+    with pytest.raises(paperfigs.MissingMetrics, match="no 'ablation'"):
+        paperfigs.ablation_figure({"seeds": [0]})
+
+
+def test_null_values_are_gaps():
+    metrics = metrics02()
+    metrics["ablation"]["egre"]["vq_ldm"]["auc"] = {"mean": None, "std": None, "n": 0}
+    fig = paperfigs.ablation_figure(metrics, metric_names=("auc",))
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert sum(np.isnan(heights)) == 1
+
+
+def test_a_bug_is_not_mistaken_for_a_missing_notebook():
+    broken = {"01_lare": metrics01() | {"timestep_curve": {"kl_ldm": {"real": {"20": "high"}}}}}
+    with pytest.raises(ValueError):
+        paperfigs.draw_available(broken)
+
+
+# -- reading the upstream folders -------------------------------------------------------------
+
+
+def test_available_metrics_reads_run_folders_by_number(tmp_path):
+    write_metrics(tmp_path / "01_lare", metrics01())
+    write_metrics(tmp_path / "04_ae_family_renamed", metrics04())
+    (tmp_path / "02_egre_ablations").mkdir()  # ran and failed: no metrics.json
+    found = paperfigs.available_metrics(tmp_path)
+    assert list(found) == ["01_lare", "04_ae_family_renamed"]
+    assert found["01_lare"]["lare_auc"]["kl_ldm"]["auc"] == pytest.approx(0.6)
+    assert list(paperfigs.available_metrics(tmp_path, numbers=("04",))) == ["04_ae_family_renamed"]
+    drawn, _ = paperfigs.draw_available(found)
+    assert drawn["autoencoder_family"][1] == ["04_ae_family_renamed"]
+
+
+def test_headline_rows_are_json_and_cover_each_notebook():
+    rows = paperfigs.headline_rows(ALL)
+    json.dumps(rows)
+    notebooks = {row["notebook"] for row in rows}
+    assert notebooks == {"01_lare", "02_egre_ablations", "03_ae_reconstruction"}
+    tpr = [r for r in rows if r["quantity"] == "TPR@0.1%FPR 1 try" and r["set"] == "kl_ldm"]
+    assert tpr == [{"notebook": "03_ae_reconstruction", "quantity": "TPR@0.1%FPR 1 try",
+                    "set": "kl_ldm", "value": 0.3, "low": pytest.approx(0.2), "high": 0.35}]
+
+
+def test_render_saves_before_showing_and_records_sources(tmp_path):
+    fig, record = paperfigs.render("cost", {"01_lare": metrics01()}, tmp_path)
+    assert fig is not None
+    assert record == {"from": ["01_lare"], "files": ["cost.png", "cost.pdf"]}
+    assert (tmp_path / "cost.png").stat().st_size > 0 and (tmp_path / "cost.pdf").is_file()
+    fig, record = paperfigs.render("evasion", {"01_lare": metrics01()}, tmp_path)
+    assert fig is None and record == {"skipped": "notebook(s) 06 not run"}
+    assert not (tmp_path / "evasion.png").exists()
+    with pytest.raises(KeyError, match="valid: overview_auc"):
+        paperfigs.render("nonsense", {}, tmp_path)
+
+
+def test_findings_read_their_numbers_from_the_metrics():
+    lines = paperfigs.findings({"01_lare": metrics01(), "02_egre_ablations": metrics02()})
+    text = "\n".join(lines)
+    assert "kl_ldm 0.60 [0.50, 0.80]" in text
+    assert "6.3× faster than the DIRE-style baseline" in text
+    assert "egre 0.90 ± 0.02, esr 0.80 ± 0.02, backbone 0.70 ± 0.02" in text
+    assert "egre leads esr by 0.10, more than the seeds' standard deviation" in text
+    assert "Reconstruction" not in text  # 03 has not run: nothing is said about it
+    changed = metrics01() | {"lare_vs_dire_speedup": 2.5}
+    assert "2.5× faster" in "\n".join(paperfigs.findings({"01_lare": changed}))
+    assert paperfigs.findings({}) == []
