@@ -30,37 +30,23 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from memory import MemorySampler  # noqa: E402  (a sibling script module)
+
 
 def tiny_random_ldm(image_size: int = 64, seed: int = 0):
-    """An SD-shaped LDM with random weights and small widths: KL VAE with f = 4, a 3-level
-    cross-attention UNet, SD's DDPM schedule, class prompts."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    """An SD-shaped LDM with random weights and small widths (KL VAE with f = 4, a 3-level
+    cross-attention UNet, SD's DDPM schedule, class prompts): :data:`BENCH_TINY_LDM`."""
+    import dataclasses
 
-    from lare2lib.conditioning import ClassPromptEncoder
-    from lare2lib.models import LDMComponents
+    from lare2lib.testing import BENCH_TINY_LDM, tiny_ldm_components
 
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(block_out_channels=(32, 64, 64), latent_channels=4, norm_num_groups=8,
-                        down_block_types=("DownEncoderBlock2D",) * 3, layers_per_block=1,
-                        up_block_types=("UpDecoderBlock2D",) * 3, sample_size=image_size)
-    unet = UNet2DConditionModel(
-        sample_size=image_size // 4, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64, 64), norm_num_groups=8, cross_attention_dim=32,
-        attention_head_dim=8,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                              beta_schedule="scaled_linear", clip_sample=False)
-    classes = ("cat", "dog")
-    prompts = ClassPromptEncoder(class_names=classes, dim=32, seq_len=4)
-    return LDMComponents(name="tiny-random", vae=vae, unet=unet, scheduler=scheduler,
-                         prompt_encoder=prompts, class_names=classes).eval()
+    return tiny_ldm_components("kl", seed, dataclasses.replace(BENCH_TINY_LDM, image_size=image_size))
 
 
 def random_records(folder: Path, count: int, class_names, seed: int = 0) -> list[tuple]:
@@ -89,70 +75,6 @@ def world_records(folder: Path, count: int, profile_name: str, seed: int = 0) ->
                                       [world.class_names[i] for i in real.class_index], folder)
 
 
-def timed(function, repeat: int = 1) -> float:
-    """Best wall time of ``repeat`` runs (the least disturbed by other jobs)."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def _rss_mb() -> float:
-    try:
-        import psutil
-    except ImportError:  # Linux fallback: resident pages from /proc
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def bench_store_scale(count: int, shape=(4, 32, 32), chunk: int = 256, shard_size: int = 4096,
-                      dtype: str = "float32") -> dict:
-    """Write ``count`` LaRE-sized maps in extraction-sized chunks; RSS and time per checkpoint.
-
-    Flat RSS and linear time show the store's cost does not grow with the number of images
-    (beyond its id index, ~150 B per id).
-    """
-    from lare2lib.store import FeatureStore
-
-    generator = torch.Generator().manual_seed(0)
-    points = []
-    with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
-        with FeatureStore(folder, {"bench": "store"}, shard_size=shard_size, dtype=dtype) as store:
-            for first in range(0, count, chunk):
-                ids = [f"dir{i % 97}/img{i:07d}.png" for i in range(first, min(first + chunk, count))]
-                store.append(ids, torch.rand((len(ids), *shape), generator=generator))
-                points.append({"rows": first + len(ids), "seconds": time.perf_counter() - start,
-                               "rss_mb": _rss_mb()})
-        write_seconds = time.perf_counter() - start
-        reader = FeatureStore.open_read_only(folder)
-        picks = torch.randperm(count, generator=generator)[: min(count, 2048)].tolist()
-        wanted = [f"dir{i % 97}/img{i:07d}.png" for i in picks]
-        read_seconds = timed(lambda: reader.get(wanted))
-    return {"rows": count, "shape": list(shape), "dtype": dtype, "shard_size": shard_size,
-            "write_rows_per_second": count / write_seconds,
-            "random_read_rows_per_second": len(wanted) / read_seconds, "curve": points}
-
-
-def plot_store_scale(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # a script, not a notebook: no display
-    import matplotlib.pyplot as plt
-
-    rows = [p["rows"] for p in result["curve"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    left.plot(rows, [p["seconds"] for p in result["curve"]])
-    left.set(xlabel="maps written", ylabel="seconds", title="time (linear = constant throughput)")
-    right.plot(rows, [p["rss_mb"] for p in result["curve"]])
-    right.set(xlabel="maps written", ylabel="RSS (MB)", title="memory (flat = bounded)",
-              ylim=(0, None))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="LDM for lare2lib.models.load_ldm: mini:kl_ldm, a mini-layout "
@@ -174,23 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader decoding processes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument("--store-scale", type=int, metavar="N",
-                        help="instead: write N LaRE-sized maps to a store, time and memory curve")
-    parser.add_argument("--figure", type=Path, help="with --store-scale: save the curve as PNG")
     args = parser.parse_args(argv)
-    if args.store_scale:
-        result = bench_store_scale(args.store_scale)
-        curve = result["curve"]
-        print(f"store: {result['rows']} maps, {result['write_rows_per_second']:.0f} rows/s written, "
-              f"{result['random_read_rows_per_second']:.0f} rows/s random reads, RSS "
-              f"{curve[0]['rss_mb']:.0f} → {max(p['rss_mb'] for p in curve):.0f} MB")
-        if args.figure:
-            plot_store_scale(result, args.figure)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(result, indent=2))
-        return 0
-
     if args.threads:
         torch.set_num_threads(args.threads)
     ldm, config, image_source = _model_and_config(args)
@@ -209,11 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             records = world_records(Path(folder), args.images, image_source)
         for batch_size in args.batch_sizes:
-            report = compare_costs(
-                ldm, records, config, batch_size=batch_size, dire_steps=args.dire_steps,
-                dire_images=args.dire_images, per_image_images=args.per_image_images,
-                repeats=args.repeats, num_workers=args.workers, progress=False)
-            results["batch_sizes"][str(batch_size)] = report.to_dict()
+            with MemorySampler(interval=0.2) as memory:
+                report = compare_costs(
+                    ldm, records, config, batch_size=batch_size, dire_steps=args.dire_steps,
+                    dire_images=args.dire_images, per_image_images=args.per_image_images,
+                    repeats=args.repeats, num_workers=args.workers, progress=False)
+            results["batch_sizes"][str(batch_size)] = {**report.to_dict(),
+                                                       "peak_memory_mb": memory.peak_mb}
     results["load_average_after"] = os.getloadavg()[0]
     print(format_table(results))
     if args.out:
@@ -252,7 +160,7 @@ def format_table(results: dict) -> str:
              f"of {results['image_size']}² · K={results['ensemble']} · "
              f"{results['torch_threads']} threads · load {results['load_average']:.1f}")
     header = (f"{'batch':>5} {'LaRE':>8} {'DIRE':>8} {'driver':>8} {'bare':>8} {'loop':>8}"
-              f" {'LaRE/DIRE':>9} {'batch/loop':>10} {'drv/bare':>8}   (images/s)")
+              f" {'LaRE/DIRE':>9} {'batch/loop':>10} {'drv/bare':>8} {'peak MB':>8}   (images/s)")
     lines = [title, header]
     for batch_size, row in results["batch_sizes"].items():
         ips = {name: timing["images_per_second"] for name, timing in row["timings"].items()}
@@ -260,7 +168,7 @@ def format_table(results: dict) -> str:
                      f"{ips['driver']:>8.1f} {ips['bare']:>8.1f} {ips['per_image']:>8.1f} "
                      f"{row['lare_vs_dire_speedup']:>8.1f}× "
                      f"{row['batched_vs_per_image_speedup']:>9.1f}× "
-                     f"{row['extraction_vs_bare_ratio']:>8.2f}")
+                     f"{row['extraction_vs_bare_ratio']:>8.2f} {row['peak_memory_mb']:>8.0f}")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ __all__ = [
     "extract_to_store",
     "add_extract_arguments",
     "extract_command",
+    "distributed_state",
 ]
 
 
@@ -144,7 +146,8 @@ def extract_to_store(method: str | Extractor, components, records, store,
                      batch_size: int | None = None, device: str | None = None,
                      num_workers: int = 0, *,
                      prompt: str | None = None, bad: dict[str, str] | None = None,
-                     progress: bool = True, flush_every_seconds: float = 60.0) -> ExtractionSummary:
+                     progress: bool = True, flush_every_seconds: float = 60.0,
+                     partition: tuple[int, int] | None = None) -> ExtractionSummary:
     """Extract features for ``records`` into ``store``, skipping ids already there.
 
     ``records`` are ``ImageRecord``-like objects (``image_id``, ``path``, ``class_name``) or
@@ -156,6 +159,12 @@ def extract_to_store(method: str | Extractor, components, records, store,
     (possibly short) shard at least every ``flush_every_seconds``, so a run killed at any moment
     loses at most that much work however large the store's shards are; the rest is flushed
     before returning.
+
+    ``partition=(index, count)`` extracts only records ``index, index + count, ...``: process
+    ``index`` of a ``count``-process run, writing to its own store writer
+    (:func:`lare2lib.store.writer_name`). Every process must pass the same records in the same
+    order (folder scans and manifests are sorted by id); maps are seeded per image id, so the
+    union equals a single-process run.
     """
     started = time.perf_counter()
     extractor = method if not isinstance(method, str) else make_extractor(
@@ -165,6 +174,14 @@ def extract_to_store(method: str | Extractor, components, records, store,
     policy = prompt or config.prompt
     known_classes = tuple(getattr(components, "class_names", ()) or ())
     items = [_as_item(record) for record in records]
+    from lare2lib.store import manifest_hash
+
+    manifest = manifest_hash(item.image_id for item in items)  # the whole run's inputs
+    if partition is not None:
+        index, count = partition
+        if not 0 <= index < count:
+            raise ValueError(f"partition {partition}: need 0 <= index < count")
+        items = items[index::count]
     todo = store.missing([item.image_id for item in items])
     todo_set = set(todo)
     pending = [item for item in items if item.image_id in todo_set]
@@ -177,9 +194,6 @@ def extract_to_store(method: str | Extractor, components, records, store,
         num_workers=num_workers, collate_fn=_collate, pin_memory=extractor.device.type == "cuda")
     from tqdm.auto import tqdm
 
-    from lare2lib.store import manifest_hash
-
-    manifest = manifest_hash(item.image_id for item in items)
     last_flush = time.perf_counter()
     with tqdm(total=len(pending), desc=f"{extractor.method} features", unit="img",
               disable=not progress) as bar:
@@ -209,6 +223,8 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="LaRE (1 UNet pass per draw) or the DIRE-style baseline (2×20 passes)")
     parser.add_argument("--images", required=True,
                         help="an image folder (scanned recursively) or a manifest file")
+    parser.add_argument("--root", help="data root a manifest's paths are relative to and must "
+                                       "stay inside (default: the manifest's folder)")
     parser.add_argument("--out", required=True, help="feature store folder (resumed if present)")
     parser.add_argument("--profile", default="mini", help="profile for the defaults (mini|smoke|full)")
     parser.add_argument("--model", help="LDM reference (default: the profile's models.ldm)")
@@ -234,15 +250,17 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 
-def _read_records(images: str, class_from: str = "none") -> tuple[list, dict[str, str]]:
+def _read_records(images: str, class_from: str = "none",
+                  root: str | None = None) -> tuple[list, dict[str, str]]:
     """Records of a folder or manifest, and ``{image_id: reason}`` of files a folder scan
-    could not even open (they are reported like images that fail to decode)."""
+    could not even open (they are reported like images that fail to decode). A manifest that
+    names a path outside its data root raises :class:`lare2lib.manifests.ManifestError`."""
     from lare2lib.images import DecodeReport
     from lare2lib.manifests import read_manifest, scan_folder
 
     source = Path(images)
     if source.is_file():
-        return read_manifest(source), {}
+        return read_manifest(source, root=root), {}
     if not source.is_dir():
         raise FileNotFoundError(f"--images {images!r} is neither a folder nor a manifest file")
     class_name_fn = None
@@ -255,16 +273,33 @@ def _read_records(images: str, class_from: str = "none") -> tuple[list, dict[str
     return records, bad
 
 
+def distributed_state(device: torch.device):
+    """accelerate's ``PartialState`` when this process was started by a distributed launcher
+    (``accelerate launch --multi_gpu``, ``torchrun``: ``WORLD_SIZE`` > 1), else None.
+
+    On CPU the state is built with ``cpu=True`` (gloo): without it accelerate falls back to
+    a single process even under a launcher, and every process would extract everything.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=device.type == "cpu")
+
+
 def extract_command(args: argparse.Namespace) -> int:
     """``lare2 extract``: build the extractor and store from ``args``, run, print a summary.
 
-    An impossible device/precision pair (half precision on CPU) ends with one line naming the
-    valid choice and exit code 2, before any model is loaded.
+    An impossible device/precision pair (half precision on CPU) or a manifest that escapes
+    its data root ends with one line and exit code 2, before any model is loaded. Under a
+    distributed launcher each process extracts every n-th image with its own store writer;
+    the main process then prints what the whole store holds.
     """
     from lare2lib.cli import USAGE_ERROR
+    from lare2lib.manifests import ManifestError
     from lare2lib.models import load_ldm, resolve_device, resolve_dtype
     from lare2lib.profiles import get_profile
-    from lare2lib.store import FeatureStore
+    from lare2lib.store import FeatureStore, writer_name
 
     profile = get_profile(args.profile, seed=args.seed)
     overrides = {"timestep": args.timestep, "ensemble": args.ensemble,
@@ -275,20 +310,35 @@ def extract_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or profile.device)
     try:
         dtype = resolve_dtype(args.dtype or profile.dtype, device)
-    except ValueError as error:
-        print(f"lare2 extract: error: {error}", file=sys.stderr)
+        records, unreadable = _read_records(args.images, args.class_from, args.root)
+    except (ValueError, FileNotFoundError) as error:  # ManifestError is a ValueError
+        kind = "manifest" if isinstance(error, ManifestError) else "error"
+        print(f"lare2 extract: {kind}: {error}", file=sys.stderr)
         return USAGE_ERROR
+    state = distributed_state(device)
+    rank, world = (state.process_index, state.num_processes) if state else (0, 1)
+    if state is not None:
+        device = state.device  # cuda:<local rank> on GPUs
+    tag = f"[process {rank}/{world}] " if world > 1 else ""
     components = load_ldm(model, device=device, dtype=dtype)
     options = ({"steps": args.dire_steps, "space": args.dire_space}
                if args.method == "dire" else {})
     extractor = make_extractor(args.method, components, config, seed=profile.seed, **options)
-    records, unreadable = _read_records(args.images, args.class_from)
     store = FeatureStore(args.out, extraction_config(extractor, model, config.prompt),
-                         dtype=args.store_dtype)
-    print(f"{args.method} on {len(records)} image(s) with {model} (seed {profile.seed}, "
+                         dtype=args.store_dtype, writer=writer_name(rank))
+    print(f"{tag}{args.method} on {len(records)} image(s) with {model} (seed {profile.seed}, "
           f"device {device}) → {args.out}")
     summary = extract_to_store(extractor, components, records, store, config,
                                seed=profile.seed, batch_size=config.batch_size,
-                               num_workers=args.num_workers, bad=unreadable)
-    print(summary)
+                               num_workers=args.num_workers,
+                               bad=unreadable if rank == 0 else None,
+                               partition=(rank, world) if world > 1 else None)
+    store.close()
+    print(f"{tag}{summary}")
+    if state is not None:
+        state.wait_for_everyone()
+        if state.is_main_process:
+            whole = FeatureStore.open_read_only(args.out)
+            print(f"store {args.out}: {len(whole)} map(s) from {world} processes, "
+                  f"{len(whole.report['bad'])} bad")
     return 0

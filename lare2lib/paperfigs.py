@@ -517,7 +517,8 @@ def evasion_figure(metrics06: Mapping[str, Any], metric: str = "auc"):
     ``pgd``: {detector: {"epsilon": [budgets, in 8-bit steps], metric: [...], "psnr": [dB]}}.
     Panels whose key is absent are left out; at least one must be present.
     """
-    removal, pgd = metrics06.get("artifact_removal"), metrics06.get("pgd")
+    removal = _removal_by_detector(metrics06.get("artifact_removal"), metrics06.get("clean"))
+    pgd = _pgd_curves(metrics06.get("pgd"))
     if not removal and not pgd:
         raise MissingMetrics("06_evasion metrics.json has no 'artifact_removal' or 'pgd'")
     fig, axes = _subplots((1 if removal else 0) + (2 if pgd else 0))
@@ -525,8 +526,9 @@ def evasion_figure(metrics06: Mapping[str, Any], metric: str = "auc"):
     if removal:
         ax = next(axes)
         detectors = list(removal)
+        stages = list(dict.fromkeys(stage for d in detectors for stage in removal[d]))
         series = {stage: [_value(removal[d].get(stage), metric) for d in detectors]
-                  for stage in ("before", "after")}
+                  for stage in stages}
         _grouped_bars(ax, detectors, series)
         _chance(ax)
         ax.set(ylim=(0, 1.02), ylabel=metric.upper(), title="artifact-removal attack")
@@ -871,17 +873,59 @@ def _findings_matrix(m: Mapping[str, Any], stem: str) -> list[str]:
     return out
 
 
+def _pgd_curves(pgd: Mapping[str, Any] | None) -> dict[str, dict[str, list]]:
+    """06's ``pgd`` (detector → budget in 8-bit steps → {auc, tpr, psnr}) as curves per detector.
+
+    Curves already in the ``{"epsilon": [...], metric: [...]}`` form pass through unchanged.
+    """
+    curves: dict[str, dict[str, list]] = {}
+    for detector, by_budget in (pgd or {}).items():
+        if "epsilon" in by_budget:
+            curves[detector] = dict(by_budget)
+            continue
+        budgets = sorted(by_budget, key=float)
+        curve: dict[str, list] = {"epsilon": [float(b) for b in budgets]}
+        for key in ("auc", "tpr", "psnr"):
+            curve[key] = [by_budget[b].get(key) for b in budgets]
+        curves[detector] = curve
+    return curves
+
+
+def _removal_by_detector(removal: Mapping[str, Any] | None,
+                         clean: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """06's ``artifact_removal`` (attack → detector → metrics) as detector → stage → metrics.
+
+    The stages are ``before`` (the clean scores, when 06 wrote them) and one per attack; the
+    older ``{detector: {"before", "after"}}`` form passes through unchanged.
+    """
+    if not removal:
+        return {}
+    first = next(iter(removal.values()))
+    if isinstance(first, Mapping) and ({"before", "after"} & set(first)):
+        return {d: dict(v) for d, v in removal.items()}
+    table: dict[str, dict[str, Any]] = {}
+    for attack, by_detector in removal.items():
+        for detector, value in by_detector.items():
+            row = table.setdefault(detector, {})
+            if clean and detector in clean and "before" not in row:
+                row["before"] = clean[detector]
+            row[attack] = value
+    return table
+
+
 def _findings06(m: Mapping[str, Any]) -> list[str]:
     out = []
-    for detector, curve in (m.get("pgd") or {}).items():
+    for detector, curve in _pgd_curves(m.get("pgd")).items():
         if curve.get("epsilon") and curve.get("auc"):
             out.append(f"PGD against {detector}: AUC {_f(_value(curve['auc'][0]))} → "
                        f"{_f(_value(curve['auc'][-1]))} at ε = {curve['epsilon'][-1]}"
                        + (f" (PSNR {_f(_value(curve['psnr'][-1]), 1)} dB)."
                           if curve.get("psnr") else "."))
-    for detector, stages in (m.get("artifact_removal") or {}).items():
-        out.append(f"Artifact removal against {detector}: AUC {_f(_value(stages.get('before')))} → "
-                   f"{_f(_value(stages.get('after')))}.")
+    for detector, stages in _removal_by_detector(m.get("artifact_removal"), m.get("clean")).items():
+        attacks = ", ".join(f"{name} {_f(_value(value, 'auc'))}" for name, value in stages.items()
+                            if name != "before")
+        out.append(f"Artifact removal against {detector}: AUC {_f(_value(stages.get('before'), 'auc'))} "
+                   f"clean; after {attacks}.")
     return out
 
 

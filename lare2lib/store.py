@@ -1,4 +1,4 @@
-"""Feature store: per-image feature maps in sharded safetensors, atomic and resumable.
+"""Feature store: per-image feature maps in sharded safetensors, atomic, resumable, multi-writer.
 
 The released LaRE code writes one ``.pt`` file per image named by file stem: two images with
 the same stem in different folders silently overwrite each other, a crash can leave a
@@ -6,23 +6,37 @@ half-written file, and 2.68 M tiny files strain any file system. Here features a
 image id (a path relative to the data root, unique by construction) and packed into shards::
 
     store/
-      store.json                 config, its hash, feature shape/dtype, library version
-      shard-00000.safetensors    tensor "features" (N, *shape) + text metadata (ids, hashes)
-      shard-00001.safetensors
-      index.parquet              image_id → (shard, row); rewritten after each shard
-      report.json                images that got no feature, with the reason
+      store.json                       config, its hash, feature shape/dtype, library version
+      shard-00000.safetensors          tensor "features" (N, *shape) + text metadata (ids, hashes)
+      shard-00001.safetensors          ... written by the main writer (one process, or rank 0)
+      shard-rank1-00000.safetensors    written by writer "rank1" (process 1 of a distributed run)
+      index/shard-00000.parquet        image_id → (shard, row) of one shard, written after it
+      report.json, report-rank1.json   per writer: images that got no feature, with the reason
+      .lock, .lock-rank1               held (flock) by the live process of each writer
 
-Crash safety. Every file is written to ``<name>.tmp``, flushed to disk (``fsync``) and moved
-into place with ``os.replace`` (atomic on POSIX), and a shard is written *before* the index
-that points at it. A SIGKILL at any moment therefore leaves either the old or the new version
-of each file, never a torn one. A shard that reached disk but not the index (killed between
-the two renames) is complete, so reopening adopts it from its own metadata (it lists its
-image ids) instead of recomputing it; stray ``*.tmp`` files are removed.
+Crash safety. Every file is written to a hidden temporary name, flushed to disk (``fsync``)
+and moved into place with ``os.replace`` (atomic on POSIX), and a shard is written *before*
+its index part. A SIGKILL at any moment therefore leaves either no file or a complete one. A
+shard that reached disk but not its index part is complete, so reopening adopts it from its
+own metadata (it lists its image ids) instead of recomputing it; a writer's stray temporary
+files are removed when it reopens.
+
+Several writers, one store. Each writer owns a namespace (``writer="rank1"``; the default
+``""`` is the main writer): its shards, index parts, report and temporary files carry the name,
+so no two processes ever write the same file (``store.json`` is written by each with identical
+content, atomically). Readers see the union. A lock per writer refuses a second live process
+under the same name (two ``lare2 extract`` runs on one folder would otherwise number their
+shards alike); within one process, instances share it. :func:`writer_name` maps a process
+index to its writer, so a distributed run (:mod:`lare2lib.extract`) resumes under any
+number of processes: every process skips what any writer has stored.
 
 Scale. Rows are buffered in memory up to one shard (``shard_size`` rows, a few thousand) and
-then written, so memory is bounded by one shard whatever the number of images; reads use
-safetensors' memory-mapped ``safe_open`` and touch only the requested rows. The in-memory
-index costs about 150 bytes per image id (≈ 400 MB for all of GenImage).
+then written together with that shard's index part, so writing costs the same per row at
+10 000 or 2.68 M images and memory is bounded by one shard. Reads go through safetensors'
+memory-mapped ``safe_open`` (a few shards kept open) and touch only the requested rows; one
+``get`` of many ids is one tensor operation, so read in batches. What grows with the store is
+the in-memory id index: ~185 bytes per GenImage-style id (≈ 500 MB for all 2.68 M in one
+store, ~60 MB per generator subset; measured by ``bench/bench_store.py``).
 
 A store belongs to one configuration: ``FeatureStore(path, config)`` refuses to add to a store
 whose config hash differs (``FeatureStore.open_read_only(path)`` reads any store).
@@ -33,20 +47,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import re
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+try:  # POSIX advisory locks; elsewhere a second writer is not detected
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 __all__ = [
     "FeatureStore",
     "StoreError",
     "StoreConfigError",
+    "StoreLockedError",
     "config_hash",
     "manifest_hash",
+    "writer_name",
     "STORAGE_DTYPES",
 ]
 
@@ -56,10 +80,14 @@ rounding error is measured on every row written and kept in the report."""
 
 _FEATURES = "features"
 _STORE_FILE = "store.json"
-_INDEX_FILE = "index.parquet"
-_REPORT_FILE = "report.json"
-_SHARD_PATTERN = "shard-{:05d}.safetensors"
-_FORMAT_VERSION = 1
+_LEGACY_INDEX = "index.parquet"
+"""Format 1 kept one index for all shards, rewritten after each (quadratic at scale); still read."""
+_INDEX_DIR = "index"
+_FORMAT_VERSION = 2
+_WRITER_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+_SHARD_PATTERN = re.compile(r"shard-(?:(?P<writer>[a-z][a-z0-9_]*)-)?(?P<number>\d{5,})")
+_OPEN_SHARDS = 8
+"""Shard files kept open (memory-mapped) by a reader; per-item reads then cost no open()."""
 
 
 class StoreError(RuntimeError):
@@ -68,6 +96,10 @@ class StoreError(RuntimeError):
 
 class StoreConfigError(StoreError):
     """The store on disk was made with another configuration."""
+
+
+class StoreLockedError(StoreError):
+    """Another live process writes to this store under the same writer name."""
 
 
 def config_hash(config: dict[str, Any], length: int = 16) -> str:
@@ -85,10 +117,27 @@ def manifest_hash(image_ids: Iterable[str], length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
+def writer_name(process_index: int) -> str:
+    """The writer of process ``process_index`` of a distributed run: ``""`` (the main writer,
+    as a single process) for 0, ``"rank<i>"`` otherwise."""
+    if process_index < 0:
+        raise ValueError(f"process index must be >= 0, got {process_index}")
+    return "" if process_index == 0 else f"rank{process_index}"
+
+
 def _library_version() -> str:
     from lare2lib import __version__
 
     return __version__
+
+
+def _shard_name(writer: str, number: int) -> str:
+    return f"shard-{writer}-{number:05d}" if writer else f"shard-{number:05d}"
+
+
+def _parse_shard_name(stem: str) -> tuple[str, int] | None:
+    match = _SHARD_PATTERN.fullmatch(stem)
+    return (match["writer"] or "", int(match["number"])) if match else None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -102,9 +151,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)``, fsync, then ``os.replace`` onto ``path`` and fsync the folder."""
-    tmp = path.with_name(path.name + ".tmp")
+def _atomic_write(path: Path, write: Callable[[Path], Any], tag: str) -> None:
+    """``write(tmp)``, fsync, ``os.replace`` onto ``path``, fsync the folder.
+
+    ``tmp`` is hidden (``.name.<tag>.tmp``: parquet readers of ``index/`` skip it) and carries
+    the writer's tag, so two writers never share a temporary file.
+    """
+    tmp = path.with_name(f".{path.name}.{tag}.tmp")
     write(tmp)
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
@@ -112,14 +165,50 @@ def _atomic_write(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
-def _atomic_write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True)))
+def _atomic_write_json(path: Path, data: Any, tag: str) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True)),
+                  tag)
 
 
-@dataclass(frozen=True)
-class _Location:
-    shard: int
-    row: int
+# -- one lock per (store, writer) and process ---------------------------------------------
+_LOCKS: dict[tuple[str, str], list[int]] = {}
+"""(store folder, writer tag) → [fd, users] of the locks this process holds."""
+_LOCKS_GUARD = threading.Lock()
+
+
+def _acquire_lock(folder: Path, tag: str) -> tuple[str, str]:
+    key = (str(folder.resolve()), tag)
+    with _LOCKS_GUARD:
+        if key in _LOCKS:
+            _LOCKS[key][1] += 1
+            return key
+        fd = os.open(folder / f".lock{'' if tag == 'main' else '-' + tag}", os.O_RDWR | os.O_CREAT,
+                     0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise StoreLockedError(
+                    f"feature store {folder} is being written by another process (pid {holder}) "
+                    f"as writer {tag!r}; wait for it, or give this run another writer name "
+                    "(a distributed run names each process's writer itself)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _LOCKS[key] = [fd, 1]
+    return key
+
+
+def _release_lock(key: tuple[str, str]) -> None:
+    with _LOCKS_GUARD:
+        entry = _LOCKS.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _LOCKS[key]
+            os.close(entry[0])  # closing the descriptor releases the flock
 
 
 class FeatureStore:
@@ -134,17 +223,33 @@ class FeatureStore:
         dtype: Storage precision of new stores, ``"float32"`` or ``"float16"``.
         shard_size: Rows per shard; bounds the memory held before a write.
         read_only: Forbid ``append``; the config check is skipped.
+        writer: This writer's namespace (``""``: the main writer; see :func:`writer_name`).
+            Writers of one store must have distinct names; each sees the others' shards as they
+            were when it opened.
     """
 
     def __init__(self, path: str | os.PathLike, config: dict[str, Any] | None = None, *,
                  create: bool = True, dtype: str = "float32", shard_size: int = 4096,
-                 read_only: bool = False):
+                 read_only: bool = False, writer: str = ""):
         self.path = Path(path)
         self.read_only = read_only or config is None
         if dtype not in STORAGE_DTYPES:
             raise StoreError(f"unknown storage dtype {dtype!r}; valid: {sorted(STORAGE_DTYPES)}")
         if shard_size < 1:
             raise StoreError(f"shard_size must be at least 1, got {shard_size}")
+        if writer and not _WRITER_PATTERN.fullmatch(writer):
+            raise StoreError(f"writer name {writer!r} must match [a-z][a-z0-9_]* (or be '')")
+        self.writer = writer
+        self._tag = writer or "main"
+        self._lock_key: tuple[str, str] | None = None
+        self._shards: list[str] = []  # shard names (file stems) in the order they were indexed
+        self._shard_position: dict[str, int] = {}
+        self._locations: dict[str, int] = {}  # image id → shard position << 32 | row
+        self._pending_ids: list[str] = []
+        self._pending_set: set[str] = set()
+        self._pending_rows: list[torch.Tensor] = []
+        self._pending_manifest: str = ""
+        self._handles: OrderedDict[int, Any] = OrderedDict()
         store_file = self.path / _STORE_FILE
         if store_file.is_file():
             self._meta = json.loads(store_file.read_text())
@@ -161,20 +266,15 @@ class FeatureStore:
                 "library_version": _library_version(),
                 "feature_shape": None,
             }
-            _atomic_write_json(store_file, self._meta)
+            _atomic_write_json(store_file, self._meta, self._tag)
         else:
             raise StoreError(f"no feature store at {self.path} (missing {_STORE_FILE}); "
                              "pass a config with create=True to make one")
-        self._locations: dict[str, _Location] = {}
-        self._shard_ids: dict[int, list[str]] = {}
-        self._pending_ids: list[str] = []
-        self._pending_set: set[str] = set()
-        self._pending_rows: list[torch.Tensor] = []
-        self._pending_manifest: str = ""
-        self._report = self._read_report()
-        self._load_index()
         if not self.read_only:
-            self._recover()
+            self._lock()
+        self._report = self._read_report(self._report_path(writer))
+        self._load_index()
+        self._recover()
 
     @classmethod
     def open_read_only(cls, path: str | os.PathLike) -> "FeatureStore":
@@ -205,9 +305,19 @@ class FeatureStore:
 
     @property
     def report(self) -> dict[str, Any]:
-        """``{"bad": {image_id: reason}}``, plus ``"storage_error"`` (max_abs, relative_rms,
-        rows) for float16 stores. A copy; ``report.json`` on disk holds the same."""
-        return json.loads(json.dumps(self._report))
+        """``{"bad": {image_id: reason}}`` over every writer, without ids that have a feature
+        (a retry that succeeded), plus ``"storage_error"`` (max_abs, relative_rms, rows) for
+        float16 stores. A copy; the writers' ``report*.json`` files hold the parts."""
+        parts = [self._report] + [self._read_report(path) for path in
+                                  sorted(self.path.glob("report*.json"))
+                                  if path != self._report_path(self.writer)]
+        bad = {image_id: reason for part in parts for image_id, reason in part["bad"].items()
+               if image_id not in self}
+        merged: dict[str, Any] = {"bad": dict(sorted(bad.items()))}
+        errors = [part["storage_error"] for part in parts if "storage_error" in part]
+        if errors:
+            merged["storage_error"] = _merge_storage_errors(errors)
+        return json.loads(json.dumps(merged))
 
     def __len__(self) -> int:
         return len(self._locations) + len(self._pending_ids)
@@ -219,7 +329,15 @@ class FeatureStore:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.flush()
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (DataLoader workers under spawn) as a reader: no open files, no lock."""
+        state = dict(self.__dict__)
+        state.update(_handles=OrderedDict(), _lock_key=None, read_only=True,
+                     _pending_ids=[], _pending_set=set(), _pending_rows=[])
+        state.pop("_lock_finalizer", None)
+        return state
 
     def ids(self) -> list[str]:
         """Every stored id, in the order written (durable rows first, then buffered ones)."""
@@ -239,12 +357,13 @@ class FeatureStore:
         recorded in the metadata of the shard the rows land in.
         """
         self._check_writable()
+        self._lock()
         features = torch.as_tensor(features).detach().to("cpu", torch.float32)
         if features.shape[0] != len(image_ids):
             raise StoreError(f"{len(image_ids)} ids but {features.shape[0]} feature rows")
         self._check_shape(tuple(features.shape[1:]))
         self._check_new_ids(image_ids)
-        if not torch.isfinite(features).all():
+        if not _all_finite(features):
             bad = [i for i, row in zip(image_ids, features) if not torch.isfinite(row).all()]
             raise StoreError(f"non-finite features for {bad[:5]} (refusing to store them)")
         features = self._to_storage(features)
@@ -266,48 +385,81 @@ class FeatureStore:
         """Write buffered rows as a (possibly short) shard, and the report."""
         if self.read_only:
             return
+        self._lock()
         if self._pending_ids:
             self._write_shard()
         else:
             self._write_report()
 
+    def close(self) -> None:
+        """Flush, then release the writer lock and the open shard files (reads still work)."""
+        self.flush()
+        self._handles.clear()
+        if self._lock_key is not None:
+            self._lock_finalizer.detach()
+            _release_lock(self._lock_key)
+            self._lock_key = None
+
     # -- reading ---------------------------------------------------------------------------
     def get(self, image_ids: Sequence[str]) -> torch.Tensor:
-        """``(len(image_ids), *shape)`` float32 features, read through memory maps."""
-        from safetensors import safe_open
+        """``(len(image_ids), *shape)`` float32 features, read through memory maps.
 
+        Rows are sliced from the shards in runs of consecutive rows and placed with a single
+        indexed copy: one tensor operation per call, not one per row (on a busy CPU every
+        small parallel operation can wait milliseconds for its threads).
+        """
         missing = self.missing(image_ids)
         if missing:
             raise KeyError(f"{len(missing)} id(s) not in the store, e.g. {missing[:3]}")
-        out = torch.empty((len(image_ids), *self.feature_shape), dtype=torch.float32)
-        pending = {image_id: row for image_id, row in zip(self._pending_ids, self._pending_rows)}
+        pending = (dict(zip(self._pending_ids, self._pending_rows)) if self._pending_ids else {})
+        chunks: list[torch.Tensor] = []
+        positions: list[int] = []
         by_shard: dict[int, list[tuple[int, int]]] = {}
         for position, image_id in enumerate(image_ids):
             if image_id in pending:
-                out[position] = pending[image_id].float()
+                chunks.append(pending[image_id][None])
+                positions.append(position)
             else:
                 location = self._locations[image_id]
-                by_shard.setdefault(location.shard, []).append((location.row, position))
+                by_shard.setdefault(location >> 32, []).append((location & 0xFFFFFFFF, position))
         for shard, pairs in by_shard.items():
-            with safe_open(self._shard_path(shard), framework="pt") as handle:
-                view = handle.get_slice(_FEATURES)
-                for start, stop, positions in _contiguous_runs(pairs):
-                    out[positions] = view[start:stop].float()
+            view = self._handle(shard).get_slice(_FEATURES)
+            for start, stop, run_positions in _contiguous_runs(pairs):
+                chunks.append(view[start:stop])
+                positions.extend(run_positions)
+        if not chunks:
+            return torch.empty((0, *(self.feature_shape or ())), dtype=torch.float32)
+        rows = torch.cat(chunks).float()  # a new tensor: nothing returned aliases a shard's map
+        if positions == list(range(len(positions))):  # asked in stored order (one id, a shard)
+            return rows
+        out = torch.empty_like(rows)
+        out[torch.tensor(positions)] = rows
         return out
 
-    def shard_metadata(self, shard: int) -> dict[str, str]:
-        """The text metadata of one shard (config, hashes, ids, shape, dtype, version)."""
+    def shard_metadata(self, shard: int | str) -> dict[str, str]:
+        """The text metadata of one shard (config, hashes, ids, shape, dtype, version):
+        ``shard`` is a main-writer shard number or a shard name (``"shard-rank1-00000"``)."""
         from safetensors import safe_open
 
-        with safe_open(self._shard_path(shard), framework="pt") as handle:
+        name = _shard_name("", shard) if isinstance(shard, int) else shard
+        with safe_open(self._shard_path(name), framework="pt") as handle:
             return dict(handle.metadata())
 
     def shard_files(self) -> list[Path]:
-        return [self._shard_path(shard) for shard in sorted(self._shard_ids)]
+        """Every indexed shard file, sorted by name."""
+        return [self._shard_path(name) for name in sorted(self._shards)]
 
-    # -- internals -------------------------------------------------------------------------
-    def _shard_path(self, shard: int) -> Path:
-        return self.path / _SHARD_PATTERN.format(shard)
+    # -- internals: writing ----------------------------------------------------------------
+    def _shard_path(self, name: str) -> Path:
+        return self.path / f"{name}.safetensors"
+
+    def _report_path(self, writer: str) -> Path:
+        return self.path / (f"report-{writer}.json" if writer else "report.json")
+
+    def _lock(self) -> None:
+        if self._lock_key is None:
+            self._lock_key = _acquire_lock(self.path, self._tag)
+            self._lock_finalizer = weakref.finalize(self, _release_lock, self._lock_key)
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -316,7 +468,7 @@ class FeatureStore:
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         if self.feature_shape is None:
             self._meta["feature_shape"] = list(shape)
-            _atomic_write_json(self.path / _STORE_FILE, self._meta)
+            _atomic_write_json(self.path / _STORE_FILE, self._meta, self._tag)
         elif shape != self.feature_shape:
             raise StoreError(f"feature shape {shape} differs from the store's {self.feature_shape}")
 
@@ -331,25 +483,36 @@ class FeatureStore:
         if self.storage_dtype == "float32":
             return features
         stored = features.to(torch.float16)
-        if not torch.isfinite(stored).all():
+        error = stored.float() - features  # exact in float32; ±inf where float16 overflowed
+        error_norm = float(torch.linalg.vector_norm(error))
+        if error_norm == float("inf"):  # each finite error is <= 16 (half an ulp at 65504)
             raise StoreError("features overflow float16 (|x| > 65504); use dtype='float32'")
-        error = stored.double() - features.double()
         stats = self._report.setdefault(
             "storage_error", {"dtype": "float16", "rows": 0, "max_abs": 0.0, "relative_rms": 0.0,
                               "sum_sq_error": 0.0, "sum_sq_value": 0.0})
         stats["rows"] += int(features.shape[0])
         if error.numel():
-            stats["max_abs"] = max(stats["max_abs"], float(error.abs().max()))
-        stats["sum_sq_error"] += float(error.pow(2).sum())
-        stats["sum_sq_value"] += float(features.double().pow(2).sum())
-        # ||stored - x|| / ||x|| over every value written so far (≈ 2^-11 / sqrt(3) for fp16)
-        stats["relative_rms"] = (stats["sum_sq_error"] / max(stats["sum_sq_value"], 1e-300)) ** 0.5
+            low, high = torch.aminmax(error)
+            stats["max_abs"] = max(stats["max_abs"], -float(low), float(high))
+        stats["sum_sq_error"] += error_norm ** 2
+        stats["sum_sq_value"] += float(torch.linalg.vector_norm(features)) ** 2
+        stats["relative_rms"] = _relative_rms(stats)
         return stored
+
+    def _next_shard_name(self) -> str:
+        """One past this writer's highest shard number on disk (re-read at every write, so
+        two instances of one writer in one process never reuse a number)."""
+        numbers = [-1]
+        for path in self.path.glob("shard-*.safetensors"):
+            parsed = _parse_shard_name(path.name[: -len(".safetensors")])
+            if parsed and parsed[0] == self.writer:
+                numbers.append(parsed[1])
+        return _shard_name(self.writer, max(numbers) + 1)
 
     def _write_shard(self) -> None:
         from safetensors.torch import save_file
 
-        shard = max(self._shard_ids, default=-1) + 1
+        name = self._next_shard_name()
         ids, rows = self._pending_ids, self._pending_rows
         features = torch.stack(rows).contiguous()
         metadata = {
@@ -359,78 +522,107 @@ class FeatureStore:
             "library_version": _library_version(),
             "feature_shape": json.dumps(list(self.feature_shape)),
             "dtype": self.storage_dtype,
+            "writer": self.writer,
             "image_ids": json.dumps(ids),
         }
-        _atomic_write(self._shard_path(shard),
-                      lambda tmp: save_file({_FEATURES: features}, str(tmp), metadata=metadata))
-        self._register_shard(shard, ids)
+        _atomic_write(self._shard_path(name),
+                      lambda tmp: save_file({_FEATURES: features}, str(tmp), metadata=metadata),
+                      self._tag)
+        self._register_shard(name, ids)
         self._pending_ids, self._pending_rows, self._pending_set = [], [], set()
-        self._write_index()
+        self._write_index_part(name, ids)
         self._write_report()
 
-    def _register_shard(self, shard: int, ids: list[str]) -> None:
-        self._shard_ids[shard] = list(ids)
-        for row, image_id in enumerate(ids):
-            self._locations[image_id] = _Location(shard, row)
-
-    def _write_index(self) -> None:
+    def _write_index_part(self, name: str, ids: Sequence[str]) -> None:
+        """``index/<shard>.parquet``: the shard's ids, rows and name (O(shard) per shard)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        ids, shards, rows = [], [], []
-        for shard in sorted(self._shard_ids):
-            shard_ids = self._shard_ids[shard]
-            ids.extend(shard_ids)
-            shards.append(np.full(len(shard_ids), shard, dtype=np.int32))
-            rows.append(np.arange(len(shard_ids), dtype=np.int32))
-        table = pa.table({
-            "image_id": pa.array(ids, pa.string()),
-            "shard": np.concatenate(shards) if shards else np.zeros(0, np.int32),
-            "row": np.concatenate(rows) if rows else np.zeros(0, np.int32),
-        })
-        _atomic_write(self.path / _INDEX_FILE, lambda tmp: pq.write_table(table, tmp))
+        table = pa.table({"image_id": pa.array(list(ids), pa.string()),
+                          "shard": pa.array([name] * len(ids), pa.string()),
+                          "row": np.arange(len(ids), dtype=np.int32)})
+        folder = self.path / _INDEX_DIR
+        folder.mkdir(exist_ok=True)
+        _atomic_write(folder / f"{name}.parquet", lambda tmp: pq.write_table(table, str(tmp)),
+                      self._tag)
+
+    def _write_report(self) -> None:
+        _atomic_write_json(self._report_path(self.writer), self._report, self._tag)
+
+    # -- internals: reading the index and recovering ---------------------------------------
+    def _register_shard(self, name: str, ids: Sequence[str]) -> None:
+        position = self._shard_position.setdefault(name, len(self._shards))
+        if position == len(self._shards):
+            self._shards.append(name)
+        base = position << 32
+        for row, image_id in enumerate(ids):
+            self._locations[image_id] = base | row
 
     def _load_index(self) -> None:
-        index_file = self.path / _INDEX_FILE
-        if not index_file.is_file():
-            return
         import pyarrow.parquet as pq
 
-        table = pq.read_table(index_file).to_pydict()
-        for image_id, shard, row in zip(table["image_id"], table["shard"], table["row"]):
-            self._shard_ids.setdefault(int(shard), []).append(image_id)
-            self._locations[image_id] = _Location(int(shard), int(row))
+        legacy = self.path / _LEGACY_INDEX
+        if legacy.is_file():  # format 1: (image_id, shard number, row) of every shard
+            table = pq.read_table(legacy).to_pydict()
+            by_shard: dict[int, list[str]] = {}
+            for image_id, shard in zip(table["image_id"], table["shard"]):
+                by_shard.setdefault(int(shard), []).append(image_id)  # rows are in order
+            for shard, ids in sorted(by_shard.items()):
+                self._register_shard(_shard_name("", shard), ids)
+        for part in sorted((self.path / _INDEX_DIR).glob("shard-*.parquet")):
+            table = pq.read_table(part, columns=["image_id", "row"])
+            rows = table.column("row").to_numpy()
+            ids = table.column("image_id").to_pylist()
+            if not np.array_equal(rows, np.arange(len(ids))):
+                raise StoreError(f"index part {part} is not in row order")
+            self._register_shard(part.name[: -len(".parquet")], ids)
 
     def _recover(self) -> None:
-        """Adopt complete shards the index missed; delete temp files of a killed write."""
-        for tmp in self.path.glob("*.tmp"):
-            tmp.unlink()
+        """Adopt complete shards that have no index part (killed between the two writes); a
+        writer also indexes its own and deletes its stray temporary files."""
+        own_tmp = f".{self._tag}.tmp"
+        if not self.read_only:
+            for folder in (self.path, self.path / _INDEX_DIR):
+                for tmp in folder.glob(f".*{own_tmp}"):
+                    tmp.unlink()
         adopted = False
         for shard_file in sorted(self.path.glob("shard-*.safetensors")):
-            shard = int(shard_file.stem.split("-")[1])
-            if shard in self._shard_ids:
+            name = shard_file.name[: -len(".safetensors")]
+            if name in self._shard_position or _parse_shard_name(name) is None:
                 continue
-            metadata = self.shard_metadata(shard)
+            metadata = self.shard_metadata(name)
             if metadata.get("config_hash") != self.config_hash:
                 raise StoreConfigError(f"{shard_file} was written with config "
                                        f"{metadata.get('config_hash')}, store has {self.config_hash}")
             ids = json.loads(metadata["image_ids"])
-            self._register_shard(shard, ids)
-            for image_id in ids:
-                self._report["bad"].pop(image_id, None)
-            adopted = True
+            self._register_shard(name, ids)
+            if not self.read_only and _parse_shard_name(name)[0] == self.writer:
+                self._write_index_part(name, ids)  # another writer's part is its own to write
+                for image_id in ids:
+                    self._report["bad"].pop(image_id, None)
+                adopted = True
         if adopted:
-            self._write_index()
             self._write_report()
 
-    def _read_report(self) -> dict[str, Any]:
-        report_file = self.path / _REPORT_FILE
-        if report_file.is_file():
-            return json.loads(report_file.read_text())
-        return {"bad": {}}
+    def _handle(self, shard: int):
+        """A memory-mapped ``safe_open`` handle of shard ``shard`` (a few kept open)."""
+        handle = self._handles.get(shard)
+        if handle is None:
+            from safetensors import safe_open
 
-    def _write_report(self) -> None:
-        _atomic_write_json(self.path / _REPORT_FILE, self._report)
+            handle = safe_open(self._shard_path(self._shards[shard]), framework="pt")
+            self._handles[shard] = handle
+            while len(self._handles) > _OPEN_SHARDS:
+                self._handles.popitem(last=False)
+        else:
+            self._handles.move_to_end(shard)
+        return handle
+
+    @staticmethod
+    def _read_report(path: Path) -> dict[str, Any]:
+        if path.is_file():
+            return json.loads(path.read_text())
+        return {"bad": {}}
 
     def _mismatch_message(self, config: dict[str, Any] | None) -> str:
         stored = self._meta.get("config") or {}
@@ -439,6 +631,27 @@ class FeatureStore:
         return (f"feature store {self.path} was made with config hash {self._meta['config_hash']}, "
                 f"this run's config hashes to {config_hash(config)} (keys that differ: {changed}). "
                 "Write to a new folder, or open it with FeatureStore.open_read_only(path).")
+
+
+def _all_finite(values: torch.Tensor) -> bool:
+    """No NaN or inf in ``values``: one fast norm reduction (NaN and inf propagate into it),
+    and the exact element check only when the norm itself overflowed."""
+    return bool(torch.isfinite(torch.linalg.vector_norm(values))) or bool(
+        torch.isfinite(values).all())
+
+
+def _relative_rms(stats: dict[str, Any]) -> float:
+    """||stored - x|| / ||x|| over every value written (≈ 2^-11 / sqrt(3) for float16)."""
+    return (stats["sum_sq_error"] / max(stats["sum_sq_value"], 1e-300)) ** 0.5
+
+
+def _merge_storage_errors(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    merged = {"dtype": parts[0]["dtype"], "rows": sum(p["rows"] for p in parts),
+              "max_abs": max(p["max_abs"] for p in parts),
+              "sum_sq_error": sum(p["sum_sq_error"] for p in parts),
+              "sum_sq_value": sum(p["sum_sq_value"] for p in parts)}
+    merged["relative_rms"] = _relative_rms(merged)
+    return merged
 
 
 def _contiguous_runs(pairs: list[tuple[int, int]]):

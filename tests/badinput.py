@@ -12,11 +12,15 @@ tests (extraction, CLI, training) import this module to run their stage over the
 * manifests (``kind == "manifest"``) must make ``read_manifest(path, root=root)`` raise
   ``ManifestError`` naming ``outcome.line``, unless ``outcome.reason`` is None;
 * ``outcome.skip_reason`` says why a case cannot be produced on this machine (e.g. running as
-  root, where permission bits do not stop reads); tests skip those instead of passing falsely.
+  root, where permission bits do not stop reads); tests skip those instead of passing falsely,
+  or call :func:`simulate_unreadable` first, which makes lare2lib's reads of the mode-000 file
+  fail as they would for an ordinary user and returns the outcomes with the case enabled.
 """
 
 from __future__ import annotations
 
+import builtins
+import dataclasses
 import io
 import os
 import struct
@@ -28,7 +32,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, features
 
-__all__ = ["ExpectedOutcome", "make_bad_corpus", "png_bytes"]
+__all__ = ["ExpectedOutcome", "make_bad_corpus", "png_bytes", "simulate_unreadable"]
 
 HUGE_SIDE = 100_000
 """Declared side of the decompression bomb (10^10 pixels: above Pillow's own hard limit)."""
@@ -292,3 +296,28 @@ def make_bad_corpus(root: str | os.PathLike) -> dict[str, ExpectedOutcome]:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     return {**_image_entries(root), **_escape_entries(root)}
+
+
+def simulate_unreadable(monkeypatch, root: str | os.PathLike,
+                        corpus: dict[str, ExpectedOutcome]) -> dict[str, ExpectedOutcome]:
+    """Make the corpus's ``unreadable`` files unreadable to lare2lib even as root.
+
+    Patches the ``open`` that :mod:`lare2lib.images` uses for every read (decode, header probe,
+    folder scan, DataLoader workers forked afterwards) to raise ``PermissionError`` for those
+    paths only, exactly as ``open`` does for a non-root user on a mode-000 file, and returns the
+    outcomes with their ``skip_reason`` cleared. ``monkeypatch`` may be pytest's fixture or a
+    ``pytest.MonkeyPatch()`` context (for module-scoped fixtures).
+    """
+    import lare2lib.images as images
+
+    keys = {key for key, outcome in corpus.items() if outcome.reason == "unreadable"}
+    denied = {str((Path(root) / key).resolve()) for key in keys}
+
+    def guarded_open(file, *args, **kwargs):
+        if str(Path(file).resolve()) in denied:
+            raise PermissionError(13, "Permission denied", str(file))
+        return builtins.open(file, *args, **kwargs)
+
+    monkeypatch.setattr(images, "open", guarded_open, raising=False)
+    return {key: dataclasses.replace(outcome, skip_reason=None) if key in keys else outcome
+            for key, outcome in corpus.items()}

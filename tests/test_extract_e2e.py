@@ -17,11 +17,12 @@ compute nothing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from badinput import make_bad_corpus
+from badinput import make_bad_corpus, simulate_unreadable
 from PIL import Image
 
 from lare2lib.cli import main as lare2
@@ -33,11 +34,17 @@ GOOD = {"good/cat/wide.png": (96, 40), "good/cat/tall.png": (30, 70),
 
 
 @pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> tuple[Path, set[str], dict[str, str], set[str]]:
+def image_folder(tmp_path_factory) -> Iterator[tuple[Path, set[str], dict[str, str], set[str]]]:
     """The bad-input corpus plus a few good images: (folder, good ids, bad id → reason, ids
-    this machine cannot make bad, e.g. a mode-000 file when running as root: not asserted)."""
+    this machine cannot make bad, e.g. animated WebP without WebP support: not asserted).
+    The mode-000 file is made unreadable to lare2lib even as root, for the whole module."""
     root = tmp_path_factory.mktemp("extract-e2e") / "images"
-    corpus = make_bad_corpus(root)
+    with pytest.MonkeyPatch.context() as patch:  # the mode-000 file: unreadable even as root
+        corpus = simulate_unreadable(patch, root, make_bad_corpus(root))
+        yield _folder(root, corpus)
+
+
+def _folder(root: Path, corpus) -> tuple[Path, set[str], dict[str, str], set[str]]:
     rng = np.random.default_rng(0)
     for name, (width, height) in GOOD.items():
         path = root / name
@@ -134,3 +141,17 @@ def test_dire_baseline_runs_from_the_command_line(tiny_sd, tmp_path, capsys):
     store = FeatureStore.open_read_only(tmp_path / "store")
     assert store.config["method"] == "dire" and store.config["steps"] == 2
     assert tuple(store.get(["0.png"]).shape) == (1, 3, 256, 256)  # pixel-space |x - x̂|
+
+
+@pytest.mark.parametrize("manifest", ["escape_dotdot.csv", "escape_absolute.csv",
+                                      "escape_symlink.csv"])
+def test_a_manifest_escaping_its_root_is_refused_in_one_line(manifest, image_folder, tmp_path,
+                                                             capsys):
+    """Refused before any model or store is touched: exit code 2, one line naming the entry."""
+    root, *_ = image_folder
+    code = lare2(["extract", "--images", str(root / "manifests" / manifest), "--root", str(root),
+                  "--out", str(tmp_path / "store"), "--profile", "smoke", "--device", "cpu"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1, error
+    assert error.startswith("lare2 extract: manifest:") and "outside the data root" in error
+    assert not (tmp_path / "store").exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from badinput import make_bad_corpus
+from badinput import make_bad_corpus, simulate_unreadable
 from PIL import Image, ImageFile
 
 from lare2lib import imagenet, images
@@ -44,8 +44,11 @@ MANIFEST_KEYS = sorted(key for key, kind in CORPUS_KINDS.items() if kind == "man
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
+    """The corpus, with its mode-000 file unreadable to lare2lib even when running as root."""
     root = tmp_path_factory.mktemp("corpus") / "data"
-    return root, make_bad_corpus(root)
+    expected = make_bad_corpus(root)
+    with pytest.MonkeyPatch.context() as patch:
+        yield root, simulate_unreadable(patch, root, expected)
 
 
 @pytest.fixture(scope="module")

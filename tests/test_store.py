@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 
-from lare2lib.store import FeatureStore, StoreConfigError, StoreError, config_hash
+from lare2lib.store import (
+    FeatureStore,
+    StoreConfigError,
+    StoreError,
+    StoreLockedError,
+    config_hash,
+    writer_name,
+)
 
 CONFIG = {"method": "lare", "timestep": 200, "seed": 0}
 SHAPE = (4, 2, 2)
@@ -50,16 +52,61 @@ def test_shard_metadata_describes_its_rows(tmp_path):
     with FeatureStore(tmp_path, CONFIG) as store:
         store.append(ids, features, manifest="abc123")
     metadata = store.shard_metadata(0)
+    assert metadata == store.shard_metadata("shard-00000")
     assert json.loads(metadata["image_ids"]) == ids
     assert json.loads(metadata["config"]) == CONFIG
     assert metadata["config_hash"] == config_hash(CONFIG) == store.config_hash
     assert metadata["manifest_hash"] == "abc123"
     assert json.loads(metadata["feature_shape"]) == list(SHAPE) and metadata["dtype"] == "float32"
-    assert metadata["library_version"]
+    assert metadata["library_version"] and metadata["writer"] == ""
     import pyarrow.parquet as pq
 
-    index = pq.read_table(tmp_path / "index.parquet").to_pydict()
-    assert index == {"image_id": ids, "shard": [0, 0], "row": [0, 1]}
+    index = pq.read_table(tmp_path / "index" / "shard-00000.parquet").to_pydict()
+    assert index == {"image_id": ids, "shard": ["shard-00000"] * 2, "row": [0, 1]}
+
+
+def test_index_is_one_part_per_shard_readable_as_one_table(tmp_path):
+    """Writing a shard adds its own index part (cost O(shard), not O(store)); the folder
+    reads as one table with pandas / pyarrow, temporary files ignored."""
+    ids, features = rows(7)
+    with FeatureStore(tmp_path, CONFIG, shard_size=3) as store:
+        store.append(ids, features)
+    parts = sorted(path.name for path in (tmp_path / "index").iterdir())
+    assert parts == ["shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]
+    (tmp_path / "index" / ".shard-00003.parquet.main.tmp").write_bytes(b"torn")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "index").to_pydict()
+    assert sorted(zip(table["image_id"], table["shard"], table["row"])) == sorted(
+        (image_id, f"shard-{i // 3:05d}", i % 3) for i, image_id in enumerate(ids))
+
+
+def test_format_1_store_with_one_index_file_is_read_and_extended(tmp_path):
+    """Stores written before the per-shard index (one index.parquet) stay readable and
+    writable; new shards get index parts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from safetensors.torch import save_file
+
+    ids, features = rows(5)
+    meta = {"format_version": 1, "config": CONFIG, "config_hash": config_hash(CONFIG),
+            "storage_dtype": "float32", "shard_size": 2, "library_version": "0",
+            "feature_shape": list(SHAPE)}
+    (tmp_path / "store.json").write_text(json.dumps(meta))
+    for shard in range(2):
+        save_file({"features": features[2 * shard: 2 * shard + 2].contiguous()},
+                  str(tmp_path / f"shard-{shard:05d}.safetensors"),
+                  metadata={"config_hash": config_hash(CONFIG),
+                            "image_ids": json.dumps(ids[2 * shard: 2 * shard + 2])})
+    pq.write_table(pa.table({"image_id": ids[:4], "shard": [0, 0, 1, 1], "row": [0, 1, 0, 1]}),
+                   tmp_path / "index.parquet")
+    store = FeatureStore(tmp_path, CONFIG)
+    assert store.ids() == ids[:4]
+    store.append(ids[4:], features[4:])
+    store.close()
+    assert (tmp_path / "index" / "shard-00002.parquet").is_file()
+    reader = FeatureStore.open_read_only(tmp_path)
+    torch.testing.assert_close(reader.get(ids[::-1]), features.flip(0), rtol=0, atol=0)
 
 
 def test_other_config_is_refused_but_readable(tmp_path):
@@ -118,98 +165,114 @@ def test_bad_images_are_reported_without_features(tmp_path):
 
 
 def test_crash_between_shard_and_index_loses_nothing(tmp_path, monkeypatch):
-    """Killed after a shard's rename but before the index's: the shard is adopted on reopen."""
+    """Killed after a shard's rename but before its index part's: adopted on reopen."""
     ids, features = rows(6)
     store = FeatureStore(tmp_path, CONFIG, shard_size=2)
     store.append(ids[:2], features[:2])
 
-    def crash(self):
+    def crash(self, name, ids):
         raise KeyboardInterrupt("killed before the index was updated")
 
-    monkeypatch.setattr(FeatureStore, "_write_index", crash)
+    monkeypatch.setattr(FeatureStore, "_write_index_part", crash)
     with pytest.raises(KeyboardInterrupt):
         store.append(ids[2:4], features[2:4])
     monkeypatch.undo()
-    (tmp_path / "shard-00002.safetensors.tmp").write_bytes(b"half a shard")  # a torn write
-    import pyarrow.parquet as pq
-
-    assert pq.read_table(tmp_path / "index.parquet").num_rows == 2  # index still the old one
+    (tmp_path / ".shard-00002.safetensors.main.tmp").write_bytes(b"half a shard")  # torn write
+    (tmp_path / ".shard-rank1-00000.safetensors.rank1.tmp").write_bytes(b"not ours")
+    assert not (tmp_path / "index" / "shard-00001.parquet").exists()
 
     resumed = FeatureStore(tmp_path, CONFIG, shard_size=2)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not (tmp_path / ".shard-00002.safetensors.main.tmp").exists()
+    assert (tmp_path / ".shard-rank1-00000.safetensors.rank1.tmp").exists()  # rank1's to remove
+    assert (tmp_path / "index" / "shard-00001.parquet").is_file()  # adopted and indexed
     assert resumed.missing(ids) == ids[4:]
     resumed.append(ids[4:], features[4:])
     resumed.flush()
     final = FeatureStore.open_read_only(tmp_path)
     torch.testing.assert_close(final.get(ids), features, rtol=0, atol=0)
-    assert pq.read_table(tmp_path / "index.parquet").num_rows == 6
+    assert [path.name for path in final.shard_files()] == [
+        f"shard-{i:05d}.safetensors" for i in range(3)]
 
 
-# -- a real SIGKILL in the middle of an extraction ----------------------------------------
-KILLED_RUN = textwrap.dedent("""
-    import os, signal, sys
-    sys.path.insert(0, {tests!r})
-    import torch
-    torch.set_num_threads(1)
-    from test_lare import CONFIG
-    from lare2lib.extract import extract_to_store
-    from lare2lib.lare import LareExtractor
-    from lare2lib.store import FeatureStore
-    from lare2lib.testing import tiny_ldm_components
-
-    records = {records!r}
-    extractor = LareExtractor(tiny_ldm_components("kl"), CONFIG, seed=0)
-    compute = extractor.error_at
-
-    def error_at(*args, **kwargs):
-        if extractor.unet_calls == {kill_at}:
-            os.kill(os.getpid(), signal.SIGKILL)  # mid-batch, rows of earlier batches buffered
-        return compute(*args, **kwargs)
-
-    extractor.error_at = error_at
-    store = FeatureStore({store!r}, {config!r}, shard_size={shard_size})
-    extract_to_store(extractor, None, records, store, CONFIG, batch_size=3, progress=False,
-                     flush_every_seconds={flush_every})
-""")
+def test_readers_adopt_unindexed_shards_without_writing(tmp_path, monkeypatch):
+    ids, features = rows(2)
+    monkeypatch.setattr(FeatureStore, "_write_index_part", lambda self, name, ids: None)
+    with FeatureStore(tmp_path, CONFIG) as store:
+        store.append(ids, features)
+    monkeypatch.undo()
+    reader = FeatureStore.open_read_only(tmp_path)
+    torch.testing.assert_close(reader.get(ids), features)
+    assert not (tmp_path / "index").exists()
 
 
-@pytest.mark.timeout(900)  # ~25 s of CPU, but a subprocess importing diffusers on a busy machine
-@pytest.mark.parametrize("shard_size, flush_every", [(2, 3600.0), (4096, 0.0)],
-                         ids=["full-small-shards", "timed-flush-large-shards"])
-def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_kl_ldm, shard_size,
-                                                                 flush_every):
-    from test_lare import CONFIG as LARE_CONFIG
-    from test_lare import write_folder
+# -- several writers ----------------------------------------------------------------------
+def test_writers_share_a_store_without_sharing_a_file(tmp_path):
+    """Process 0 and 1 of a distributed run: own shards, index parts and reports; readers see
+    the union; each writer skips what the other had stored when it opened."""
+    ids, features = rows(8)
+    main = FeatureStore(tmp_path, CONFIG, shard_size=2, dtype="float16")
+    other = FeatureStore(tmp_path, CONFIG, shard_size=2, dtype="float16", writer=writer_name(1))
+    main.append(ids[0:4:2], features[0:4:2])
+    other.append(ids[1:4:2], features[1:4:2])
+    main.mark_bad("bad0.png", "empty: zero-byte file")
+    other.mark_bad("bad1.png", "truncated: cut")
+    other.mark_bad(ids[6], "corrupt: transient")  # later stored by the main writer
+    main.close()
+    other.close()
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert "shard-00000.safetensors" in names and "shard-rank1-00000.safetensors" in names
+    assert "report.json" in names and "report-rank1.json" in names
+    assert not [name for name in names if name.endswith(".tmp")]
 
-    from lare2lib.extract import extract_to_store
-    from lare2lib.lare import LareExtractor
+    resumed = FeatureStore(tmp_path, CONFIG, shard_size=2)  # e.g. a 1-process rerun
+    assert resumed.missing(ids) == ids[4:]
+    resumed.append(ids[4:], features[4:])
+    resumed.close()
+    reader = FeatureStore.open_read_only(tmp_path)
+    assert sorted(reader.ids()) == sorted(ids)
+    torch.testing.assert_close(reader.get(ids), features, atol=2e-3, rtol=1e-3)
+    report = reader.report
+    assert report["bad"] == {"bad0.png": "empty: zero-byte file", "bad1.png": "truncated: cut"}
+    assert report["storage_error"]["rows"] == 8
+    assert report["storage_error"]["max_abs"] == pytest.approx(
+        float((reader.get(ids) - features).abs().max()))
+    with pytest.raises(StoreError, match="must match"):
+        FeatureStore(tmp_path, CONFIG, writer="Rank 2")
+    assert writer_name(0) == "" and writer_name(3) == "rank3"
 
-    records = write_folder(tmp_path / "images", 10, {})
-    killed_store = tmp_path / "killed"
-    script = KILLED_RUN.format(tests=str(Path(__file__).parent), records=records, kill_at=2,
-                               store=str(killed_store), config=CONFIG, shard_size=shard_size,
-                               flush_every=flush_every)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
 
-    survived = FeatureStore(killed_store, CONFIG, shard_size=shard_size)
-    finished = survived.ids()
-    # 2 batches of 3 finished before the kill in the 3rd: durable either as full small shards
-    # or, with shards far larger than the run, through the driver's timed flushes
-    assert len(finished) == 6
-    ldm = tiny_kl_ldm
-    rerun = LareExtractor(ldm, LARE_CONFIG, seed=0)
-    summary = extract_to_store(rerun, ldm, records, survived, LARE_CONFIG, batch_size=3,
-                               progress=False)
-    assert summary.skipped_finished == 6 and summary.done == 4  # nothing finished recomputed
-    assert rerun.unet_calls == 2
+def test_a_second_process_under_the_same_writer_is_refused(tmp_path):
+    """Another process holding the writer's lock (simulated by a second open file description:
+    flock treats it like another process) makes opening for writing fail; readers still
+    open, and another writer name is free."""
+    import fcntl
 
-    clean = FeatureStore(tmp_path / "clean", CONFIG, shard_size=2)
-    extract_to_store(LareExtractor(ldm, LARE_CONFIG, seed=0), ldm, records, clean, LARE_CONFIG,
-                     batch_size=4, progress=False)
-    ids = [record[0] for record in records]
-    resumed = FeatureStore.open_read_only(killed_store)
-    assert sorted(resumed.ids()) == sorted(ids)
-    torch.testing.assert_close(resumed.get(ids), clean.get(ids), rtol=1e-5, atol=1e-6)
+    with FeatureStore(tmp_path, CONFIG) as store:
+        store.append(*rows(1))
+    fd = os.open(tmp_path / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StoreLockedError, match="another process"):
+            FeatureStore(tmp_path, CONFIG)
+        assert len(FeatureStore.open_read_only(tmp_path)) == 1
+        FeatureStore(tmp_path, CONFIG, writer="rank1").close()
+    finally:
+        os.close(fd)
+    first = FeatureStore(tmp_path, CONFIG)  # in one process, instances share the lock
+    second = FeatureStore(tmp_path, CONFIG)
+    first.append(*rows(1, start=1))
+    first.flush()
+    second.append(*rows(1, start=2))
+    second.flush()  # numbered after first's shard, not over it
+    assert len(FeatureStore.open_read_only(tmp_path)) == 3
+
+
+def test_a_pickled_store_is_a_reader(tmp_path):
+    import pickle
+
+    ids, features = rows(3)
+    store = FeatureStore(tmp_path, CONFIG, shard_size=2)
+    store.append(ids, features)
+    copy = pickle.loads(pickle.dumps(store))  # what a spawned DataLoader worker receives
+    assert copy.read_only and copy.ids() == ids[:2]
+    torch.testing.assert_close(copy.get(ids[:2]), features[:2])

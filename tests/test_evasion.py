@@ -1,0 +1,304 @@
+"""Evasion: PGD on toy and tiny detectors, differentiable scores equal the detectors' own.
+
+Tiny random-weight models only (lare2lib.testing); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lare2lib import evasion
+from lare2lib.evasion import pgd_attack, psnr, quantise_within
+from lare2lib.profiles import LareConfig
+from lare2lib.testing import TINY_CLASS_NAMES, TinyLDMSpec, tiny_classifier_kwargs, tiny_ldm_components
+
+SIZE = 48
+CROP = 32
+TINY_BACKBONE = dict(backbone="convnext_large", pretrained=False)
+CLOSE = {"rtol": 1e-4, "atol": 1e-5}
+"""Differentiable path vs the detector's own inference path: same ops, fp32 summation order."""
+
+
+def uint8_images(count: int, size: int = SIZE, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 256, (count, 3, size, size), dtype=np.uint8))
+
+
+IDS = [f"gen/{k}" for k in range(4)]
+
+
+class Brightness(torch.nn.Module):
+    """Toy differentiable detector: P(fake) = sigmoid(a · (mean brightness − 0.5))."""
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(8.0 * (x01.mean(dim=(1, 2, 3)) - 0.5))
+
+
+# -- PGD ----------------------------------------------------------------------------------------
+
+
+def test_pgd_lowers_the_score_within_the_budget_and_range():
+    clean = evasion.to_unit(uint8_images(4))
+    clean[:2] = (clean[:2] * 0.2 + 0.8).mul(255).round() / 255  # bright, near the top of range
+    toy = Brightness()
+    eps = 4 / 255
+    adversarial = pgd_attack(toy, clean, eps, steps=5, seed=1)
+    assert (toy(adversarial) < toy(clean)).all()
+    assert (adversarial - clean).abs().max() <= eps + 1e-6
+    assert adversarial.min() >= 0 and adversarial.max() <= 1
+    on_grid = adversarial * 255
+    torch.testing.assert_close(on_grid, on_grid.round(), rtol=0, atol=1e-4)  # 8-bit, as saved
+    # the toy's best move is -eps everywhere: PGD should get (almost) all of it
+    assert (clean - adversarial).mean() > 0.9 * eps
+
+
+def test_pgd_is_deterministic_from_the_seed_and_batch_invariant_with_ids():
+    clean = evasion.to_unit(uint8_images(4))
+    toy = Brightness()
+    ids = [f"x{k}" for k in range(4)]
+    # one small step: the result still depends on where the random start put each pixel
+    attack = dict(eps=8 / 255, steps=1, step_size=1 / 255, keep_best=False)
+    first = pgd_attack(toy, clean, seed=3, image_ids=ids, **attack)
+    again = pgd_attack(toy, clean, seed=3, image_ids=ids, **attack)
+    other = pgd_attack(toy, clean, seed=4, image_ids=ids, **attack)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    halves = torch.cat([pgd_attack(toy, clean[:2], seed=3, image_ids=ids[:2], **attack),
+                        pgd_attack(toy, clean[2:], seed=3, image_ids=ids[2:], **attack)])
+    assert torch.equal(first, halves)
+    unnamed = pgd_attack(toy, clean, seed=3, **attack)  # no ids: one draw over the batch
+    assert torch.equal(unnamed, pgd_attack(toy, clean, seed=3, **attack))
+
+
+def test_pgd_zero_budget_returns_the_clean_images_and_bad_budgets_fail():
+    clean = evasion.to_unit(uint8_images(2))
+    assert torch.equal(pgd_attack(Brightness(), clean, 0.0, steps=5), clean)
+    with pytest.raises(ValueError, match="non-negative"):
+        pgd_attack(Brightness(), clean, -1 / 255, steps=5)
+
+
+def test_quantise_within_keeps_fractional_budgets():
+    clean = torch.full((1, 3, 2, 2), 100 / 255)
+    pushed = clean + 2.6 / 255
+    assert torch.allclose(quantise_within(pushed, clean, 2.6 / 255) * 255, torch.full_like(clean, 102.0))
+    pulled = quantise_within(clean - 9 / 255, clean, 1 / 255) * 255
+    assert torch.allclose(pulled, torch.full_like(clean, 99.0))
+
+
+def test_psnr_of_a_known_perturbation_and_of_none():
+    clean = uint8_images(2)
+    shifted = (clean.int() + torch.where(clean < 128, 2, -2)).to(torch.uint8)  # every pixel ±2
+    expected = 10 * math.log10(255 ** 2 / 4)
+    torch.testing.assert_close(psnr(clean, shifted), torch.full((2,), expected))
+    torch.testing.assert_close(psnr(clean.float() / 255, shifted.float() / 255),
+                               torch.full((2,), expected), rtol=1e-4, atol=1e-4)
+    assert torch.isinf(psnr(clean, clean)).all()
+
+
+# -- differentiable scores = the detectors' own scores ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from lare2lib.aerecon import ReconClassifier
+
+    torch.manual_seed(0)
+    return ReconClassifier(**TINY_BACKBONE, crop_size=CROP,
+                           create_kwargs=tiny_classifier_kwargs("convnext_large")).eval()
+
+
+def test_classifier_score_matches_score_images_on_the_same_crop(classifier):
+    images = uint8_images(4)
+    expected = classifier.score_images(list(images), IDS, seed=5, tries=1)
+    got = evasion.differentiable_score(classifier, IDS, seed=5)(evasion.to_unit(images))
+    torch.testing.assert_close(got.detach(), expected, **CLOSE)
+    centre = evasion.classifier_score(classifier, IDS, centre=True)(evasion.to_unit(images))
+    torch.testing.assert_close(centre.detach(), classifier.score_images(list(images), IDS, tries=0),
+                               **CLOSE)
+
+
+def test_classifier_pgd_lowers_its_own_score(classifier):
+    images = uint8_images(4)
+    make = lambda ids, names: evasion.differentiable_score(classifier, ids, logit=True)  # noqa: E731
+    adversarial = evasion.attack_images(make, images, IDS, 8 / 255, steps=3, batch_size=2)
+    assert adversarial.dtype == torch.uint8
+    assert (adversarial.int() - images.int()).abs().max() <= 8
+    before = classifier.score_images(list(images), IDS).mean()
+    after = classifier.score_images(list(adversarial), IDS).mean()
+    assert after < before
+
+
+@pytest.fixture(scope="module")
+def tiny_reference():
+    return tiny_ldm_components("kl", spec=TinyLDMSpec(image_size=SIZE))  # 24×24 latent map
+
+
+@pytest.fixture(scope="module")
+def egre(tiny_reference):
+    from lare2lib.egre import EgreDetector
+
+    torch.manual_seed(0)
+    detector = EgreDetector(variant="egre", **TINY_BACKBONE,
+                            backbone_kwargs=tiny_classifier_kwargs("convnext_large"),
+                            freeze_backbone=True, crop_size=CROP, ldm="tiny",
+                            lare={"timestep": 200, "ensemble": 2, "image_size": SIZE,
+                                  "prompt": "class"}, heads=2)
+    return detector.use_reference(tiny_reference).eval()
+
+
+def test_egre_score_matches_score_images(egre):
+    images = uint8_images(4, seed=1)
+    names = [TINY_CLASS_NAMES[k % len(TINY_CLASS_NAMES)] for k in range(4)]
+    expected = egre.score_images(list(images), IDS, seed=2, class_names=names)
+    x = evasion.to_unit(images).requires_grad_(True)
+    got = evasion.differentiable_score(egre, IDS, names, seed=2)(x)
+    torch.testing.assert_close(got.detach(), expected, **CLOSE)
+    got.sum().backward()  # gradients reach the pixels through the VAE, the UNet and the head
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_mean_lare_score_matches_its_images_score_and_pgd_lowers_it(tiny_reference):
+    scorer = evasion.MeanLare(tiny_reference, LareConfig(ensemble=2, image_size=SIZE), seed=1)
+    images = uint8_images(4, seed=2)
+    expected = scorer.score_images(list(images), IDS)
+    score_fn = evasion.differentiable_score(scorer, IDS)
+    torch.testing.assert_close(score_fn(evasion.to_unit(images)).detach(), expected, **CLOSE)
+    two = evasion.differentiable_score(scorer, IDS[:2])
+    adversarial = pgd_attack(two, evasion.to_unit(images[:2]), 8 / 255, steps=2, seed=0)
+    after = scorer.score_images(list(evasion.to_uint8(adversarial)), IDS[:2])
+    assert after.mean() < expected[:2].mean()
+
+
+@pytest.fixture(scope="module")
+def tiny_aeroblade(tiny_reference):
+    from lare2lib.aeroblade import BackboneDistance
+
+    vq = tiny_ldm_components("vq", spec=TinyLDMSpec(image_size=SIZE)).vae
+    distance = BackboneDistance("convnext_large", pretrained=False,
+                                **tiny_classifier_kwargs("convnext_large"))
+    return evasion.Aeroblade({"kl": tiny_reference.vae, "vq": vq}, distance, seed=3)
+
+
+def test_aeroblade_score_matches_aeroblade_and_pgd_lowers_it(tiny_aeroblade):
+    from lare2lib.aeroblade import PixelDistance
+
+    images = uint8_images(4, seed=3)
+    expected = tiny_aeroblade.score_images(list(images), IDS)
+    score_fn = evasion.differentiable_score(tiny_aeroblade, IDS)
+    torch.testing.assert_close(score_fn(evasion.to_unit(images)).detach().double(), expected, **CLOSE)
+    pixel = evasion.Aeroblade(tiny_aeroblade.autoencoders, PixelDistance(), seed=3)
+    torch.testing.assert_close(evasion.aeroblade_score(pixel, IDS)(evasion.to_unit(images)).detach().double(),
+                               pixel.score_images(list(images), IDS), **CLOSE)
+    two = evasion.differentiable_score(tiny_aeroblade, IDS[:2])
+    adversarial = pgd_attack(two, evasion.to_unit(images[:2]), 8 / 255, steps=2, seed=0)
+    after = tiny_aeroblade.score_images(list(evasion.to_uint8(adversarial)), IDS[:2])
+    assert after.mean() < expected[:2].mean()
+
+
+# -- artifact removal ---------------------------------------------------------------------------
+
+
+def test_median_filter_removes_salt_noise_and_keeps_flat_images():
+    flat = torch.full((3, 9, 9), 77, dtype=torch.uint8)
+    assert torch.equal(evasion.median_filter(flat), flat)
+    salted = flat.clone()
+    salted[:, 4, 4] = 255
+    assert torch.equal(evasion.median_filter(salted), flat)
+
+
+def test_denoisers_keep_shape_and_dtype_and_unknown_names_fail():
+    images = uint8_images(2)
+    for name in evasion.DENOISERS:
+        out = evasion.denoise(images, name)
+        assert out.shape == images.shape and out.dtype == torch.uint8
+        assert not torch.equal(out, images)
+    with pytest.raises(ValueError, match="unknown denoiser"):
+        evasion.denoise(images, "wiener")
+
+
+def test_reencode_through_another_autoencoder(tiny_reference):
+    images = uint8_images(2)
+    out = evasion.reencode_through(tiny_reference.vae, images, IDS[:2])
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert torch.equal(out, evasion.reencode_through(tiny_reference.vae, images, IDS[:2]))
+    assert evasion.cross_family_autoencoder("kl_ae") == "vq_ae"
+    with pytest.raises(ValueError, match="cross-family"):
+        evasion.cross_family_autoencoder("taef2")
+
+
+# -- the study's bookkeeping ----------------------------------------------------------------------
+
+
+def test_parse_grid_and_its_errors():
+    from lare2lib.evasionstudy import parse_grid
+
+    assert parse_grid("jpeg:90,50; blur:1") == {"jpeg": (90.0, 50.0), "blur": (1.0,)}
+    for bad in ("zoom:2", "jpeg", "none:1"):
+        with pytest.raises(ValueError, match="post-processing axis"):
+            parse_grid(bad)
+
+
+def test_detection_uses_the_given_threshold():
+    from lare2lib.evasionstudy import detection, thresholds_at
+
+    real = np.linspace(0, 1, 101)
+    threshold = thresholds_at({"d": real}, 0.05)["d"]
+    assert threshold == pytest.approx(0.95)
+    row = detection(threshold, real + 0.5, np.array([0.9, 0.96, 2.0, 3.0]))
+    assert row["tpr"] == 0.75 and row["fpr"] == pytest.approx(0.54, abs=0.01)
+    assert 0 <= row["auc"] <= 1
+
+
+def test_most_graceful_ranks_retained_detection_and_skips_detectors_at_chance():
+    from lare2lib import evasionstudy as evasion_study
+    from lare2lib.evasionstudy import most_graceful
+
+    def curve(*tprs):
+        return {str(eps): {"tpr": t, "auc": 0.5 + t / 2} for eps, t in zip((0, 1, 2, 4), tprs)}
+
+    pgd = {"strong_but_brittle": curve(0.9, 0.3, 0.1, 0.0), "steady": curve(0.6, 0.5, 0.4, 0.3),
+           "useless": curve(0.05, 0.05, 0.05, 0.05)}
+    result = most_graceful(pgd)
+    assert result["detector"] == "steady"
+    chance = evasion_study.FPR
+    assert result["retained"]["steady"] == pytest.approx(
+        np.mean([(v - chance) / (0.6 - chance) for v in (0.5, 0.4, 0.3)]))
+    assert result["not_ranked"] == ["useless"]
+    assert most_graceful(pgd, metric="auc")["detector"] == "steady"
+    assert most_graceful({"useless": pgd["useless"]})["detector"] is None
+    broken = most_graceful({"broken": curve(0.9, 0.0, 0.0, 0.0)})
+    assert broken["detector"] is None and "none degrades gracefully" in broken["note"]
+
+
+def test_find_checkpoint_reads_notebook_02_metrics_and_notebook_03_runs(tmp_path):
+    from types import SimpleNamespace
+
+    from lare2lib import paths
+    from lare2lib.evasionstudy import find_checkpoint
+    from lare2lib.plotting import write_metrics
+
+    world = SimpleNamespace(folder=tmp_path / "mini-test-world")
+    assert find_checkpoint("egre", world, 0, tmp_path / "figures") is None
+    assert find_checkpoint("classifier", world, 0) is None
+    runs = paths.data_dir() / "egre" / world.folder.name / "runs"
+    globbed = runs / "egre-seed0-abc" / "best.safetensors"
+    globbed.parent.mkdir(parents=True)
+    globbed.write_bytes(b"")
+    assert find_checkpoint("egre", world, 0) == globbed
+    named = tmp_path / "elsewhere" / "best.safetensors"
+    named.parent.mkdir()
+    named.write_bytes(b"")
+    write_metrics(tmp_path / "figures" / "02_egre_ablations",
+                  {"runs": {"egre": {"0": {"checkpoint": str(named)}}}})
+    assert find_checkpoint("egre", world, 0, tmp_path / "figures") == named
+    assert find_checkpoint("egre", world, 1, tmp_path / "figures") is None
+    classifier = (paths.data_dir() / "runs" / "03_ae_reconstruction" / world.folder.name / "lite0-kl_ae"
+                  / "seed0" / "best.safetensors")
+    classifier.parent.mkdir(parents=True)
+    classifier.write_bytes(b"")
+    assert find_checkpoint("classifier", world, 0) == classifier
+    with pytest.raises(ValueError, match="no earlier notebook"):
+        find_checkpoint("aeroblade", world, 0)
