@@ -261,11 +261,11 @@ class FolderFamily:
         return self._manifests[key]
 
     def train_val(self, ae: str) -> tuple[Dataset, Dataset, str]:
-        from lare2lib.aerecon import _is_val
+        from lare2lib.aerecon import is_val
 
         ids = self._reconstructed(ae, "train")["pairs"]
-        val_ids = [i for i in ids if _is_val(i, self.val_fraction)]
-        train_ids = [i for i in ids if not _is_val(i, self.val_fraction)]
+        val_ids = [i for i in ids if is_val(i, self.val_fraction)]
+        train_ids = [i for i in ids if not is_val(i, self.val_fraction)]
         if not val_ids or not train_ids:
             raise ValueError(f"val_fraction {self.val_fraction} leaves an empty split of {len(ids)} training images")
         rng = np.random.default_rng(self.seed)
@@ -618,21 +618,20 @@ def _show_spectrum(ax, spectrum: torch.Tensor, title: str, vmin: float, vmax: fl
 
 def spectra_figure(residual: Mapping[str, torch.Tensor], highpass_sets: Mapping[str, torch.Tensor],
                    real: str = "real"):
-    """Row 1: ``recon − real`` spectra per autoencoder (one colour scale) and their radial profiles.
-    Row 2: high-pass spectra of reals, then of each generated set *minus* the reals' (dB)."""
+    """Row 1: ``recon − real`` spectra per autoencoder (one colour scale), then their radial profiles.
+    Row 2: the high-pass spectrum of the reals, then each generated set's *minus* the reals' (dB)."""
     import matplotlib.pyplot as plt
 
-    columns = max(len(residual), len(highpass_sets)) + 1
-    fig, axes = plt.subplots(2, columns, figsize=(2.8 * columns, 5.6), squeeze=False, layout="constrained")
-    stacked = torch.stack([s for s in residual.values()])
-    vmin, vmax = np.percentile(stacked.numpy(), [1, 99.5])
+    columns = max(len(residual) + 1, len(highpass_sets))
+    fig, axes = plt.subplots(2, columns, figsize=(2.9 * columns, 5.6), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.set_visible(False)
+    vmin, vmax = np.percentile(torch.stack(list(residual.values())).numpy(), [1, 99.5])
     for k, (ae, spectrum) in enumerate(residual.items()):
         axes[0, k].set_visible(True)
         image = _show_spectrum(axes[0, k], spectrum, f"{ae}: recon − real", vmin, vmax)
-    fig.colorbar(image, ax=axes[0, : len(residual)].tolist(), shrink=0.8, label="log |FFT|")
-    profile_ax = axes[0, -1]
+    fig.colorbar(image, ax=axes[0, len(residual) - 1], shrink=0.8, label="log |FFT|")
+    profile_ax = axes[0, len(residual)]
     profile_ax.set_visible(True)
     for k, (ae, spectrum) in enumerate(residual.items()):
         freq, values = radial_profile(spectrum)
@@ -650,7 +649,7 @@ def spectra_figure(residual: Mapping[str, torch.Tensor], highpass_sets: Mapping[
         for k, (name, diff) in enumerate(differences.items(), start=1):
             axes[1, k].set_visible(True)
             image = _show_spectrum(axes[1, k], diff, f"{name} − {real}", -limit, limit, cmap="RdBu_r")
-        fig.colorbar(image, ax=axes[1, 1: len(differences) + 1].tolist(), shrink=0.8, label="high-pass, dB")
+        fig.colorbar(image, ax=axes[1, len(differences)], shrink=0.8, label="high-pass, dB")
     return fig
 
 
@@ -737,6 +736,13 @@ def findings(matrix: Mapping[str, Mapping[str, Mapping[str, Any]]], summary: Map
                 if name in family_of else "generator"
             text += f"; **`{name}`** ({tag}) {_cell_text(cell)}"
         lines.append(text + ".")
+    for ae, row in matrix.items():
+        groups = {"same autoencoder": [c["auc"] for n, c in row.items() if family_of.get(n) == ae],
+                  "other autoencoders": [c["auc"] for n, c in row.items() if n in family_of and family_of[n] != ae]}
+        if all(groups.values()):
+            lines.append(f"* **`{ae}` in family vs across**: mean generator AUC "
+                         + ", ".join(f"{k} {np.mean(v):.3f} ({len(v)})" for k, v in groups.items())
+                         + f"; across − in family = {np.mean(groups['other autoencoders']) - np.mean(groups['same autoencoder']):+.3f}.")
     best = {name: max(matrix, key=lambda ae: matrix[ae][name]["auc"])
             for name in next(iter(matrix.values())) if not name.startswith("recon_")}
     if best:

@@ -58,6 +58,7 @@ __all__ = [
     "reconstruction_speed",
     "ReconPairs",
     "ReconClassifier",
+    "is_val",
     "add_train_arguments",
     "train_command",
 ]
@@ -435,8 +436,12 @@ class ReconClassifier(nn.Module):
         return torch.cat(out) if out else torch.zeros(0, views)
 
     def score_images(self, images: Sequence[torch.Tensor], image_ids: Sequence[str], *, seed: int = 0,
-                     tries: int = 1, batch_size: int = 32, progress: bool = False) -> torch.Tensor:
-        """P(fake) per image: the mean of the sigmoids of ``tries`` random crops (0: centre crop)."""
+                     tries: int = 1, batch_size: int = 32, progress: bool = False,
+                     class_names: Sequence[str | None] | None = None) -> torch.Tensor:
+        """P(fake) per image: the mean of the sigmoids of ``tries`` random crops (0: centre crop).
+
+        ``class_names`` is accepted for the uniform detector surface and unused: the classifier
+        sees pixels only."""
         return self.crop_probabilities(images, image_ids, seed=seed, tries=tries, batch_size=batch_size,
                                        progress=progress).mean(dim=1)
 
@@ -491,7 +496,9 @@ def _create_kwargs(backbone: str, crop: int) -> dict[str, Any]:
     return {"img_size": crop} if Path(backbone).name.startswith("eva02") else {}
 
 
-def _is_val(image_id: str, fraction: float) -> bool:
+def is_val(image_id: str, fraction: float) -> bool:
+    """Whether ``image_id`` falls in the validation split: a hash of the id, not its position,
+    so a folder that grows keeps every old image on its side of the split."""
     digest = hashlib.sha256(image_id.encode()).digest()
     return int.from_bytes(digest[:8], "little") / 2 ** 64 < fraction
 
@@ -514,8 +521,8 @@ def _folder_datasets(args, profile, crop: int) -> tuple[ReconPairs, ReconPairs, 
         ids = train_manifest["pairs"]
     else:
         ids = train_manifest["pairs"]
-        val_ids = [i for i in ids if _is_val(i, args.val_fraction)]
-        ids = [i for i in ids if not _is_val(i, args.val_fraction)]
+        val_ids = [i for i in ids if is_val(i, args.val_fraction)]
+        ids = [i for i in ids if not is_val(i, args.val_fraction)]
         if not val_ids or not ids:
             raise ValueError(f"--val-fraction {args.val_fraction} leaves an empty split of {len(ids) + len(val_ids)} images")
         train = ReconPairs.from_folder(pairs_dir / "train", ids, **kw)

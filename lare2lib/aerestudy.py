@@ -323,18 +323,21 @@ def attribution_table(attribution: Sequence[str], groups: Sequence[str]) -> pd.D
 
 
 def pairs_figure(real: ImageSet, recon: ImageSet, count: int = 6, gain: float = 8.0):
-    """Real crops, their reconstructions and ``gain`` × |difference|, with per-image PSNR."""
+    """Real crops (evenly spaced through the set, so several photos), their reconstructions and
+    ``gain`` × |difference|, with per-image PSNR."""
     import matplotlib.pyplot as plt
 
     from lare2lib.quality import psnr_db
 
     count = min(count, len(real))
+    picked = torch.linspace(0, len(real) - 1, count).round().long()
+    real_px, recon_px = real.pixels[picked], recon.pixels[picked]
     fig, axes = plt.subplots(3, count, figsize=(1.6 * count, 5.0), squeeze=False)
-    psnr = psnr_db(recon.pixels[:count], real.pixels[:count])
+    psnr = psnr_db(recon_px, real_px)
     for k in range(count):
-        diff = ((real.pixels[k].float() - recon.pixels[k].float()).abs() * gain).clamp(0, 255).to(torch.uint8)
-        for row, (image, title) in enumerate([(real.pixels[k], "real"),
-                                              (recon.pixels[k], f"recon {psnr[k]:.1f} dB"),
+        diff = ((real_px[k].float() - recon_px[k].float()).abs() * gain).clamp(0, 255).to(torch.uint8)
+        for row, (image, title) in enumerate([(real_px[k], "real"),
+                                              (recon_px[k], f"recon {psnr[k]:.1f} dB"),
                                               (diff, f"|diff| × {gain:g}")]):
             axes[row, k].imshow(image.permute(1, 2, 0).numpy())
             axes[row, k].set_title(title, fontsize=7)
@@ -396,5 +399,3 @@ def aeroblade_figure(results: Mapping[str, Any], groups: Sequence[str]):
         axes[1, column].set(title="attribution (row fractions)")
     fig.tight_layout()
     return fig
-
-

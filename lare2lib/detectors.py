@@ -5,11 +5,13 @@ A detector is an ``nn.Module`` class with
 * ``kind``: a class attribute naming it in :data:`DETECTOR_KINDS`;
 * ``config``: the JSON-able keyword arguments it was built from (``Cls(**config)`` rebuilds it);
 * ``forward(batch) -> logits``: the :mod:`lare2lib.train` contract;
-* ``score_images(images, image_ids, *, seed=0, tries=1, batch_size=32, progress=False)``:
-  P(fake) for decoded 8-bit RGB images of any size (``uint8 (3, H, W)`` tensors), doing the
-  kind's whole preprocessing itself (EGRE computes LaRE with the reference LDM named in its
-  config; a reconstruction classifier takes ``tries`` random crops). ``lare2 predict`` and
-  ``lare2 evaluate`` call nothing else, so a new kind needs no new command.
+* ``score_images(images, image_ids, *, seed=0, tries=1, batch_size=32, progress=False,
+  class_names=None)``: P(fake) for decoded 8-bit RGB images of any size (``uint8 (3, H, W)``
+  tensors), doing the kind's whole preprocessing itself (EGRE computes LaRE with the reference
+  LDM named in its config, prompted with ``class_names`` when its policy is ``class``; a
+  reconstruction classifier takes ``tries`` random crops and ignores the class names).
+  ``lare2 predict`` and ``lare2 evaluate`` call nothing else, so a new kind needs no new
+  command.
 
 A checkpoint is a safetensors state dict whose metadata holds ``kind``, ``config`` (JSON) and
 the library version; :func:`load_detector` rebuilds the class from them and loads the weights

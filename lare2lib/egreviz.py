@@ -13,8 +13,8 @@ import torch
 from lare2lib.egredata import EgreDataset
 from lare2lib.egrestudy import ABLATION_LABELS
 
-__all__ = ["COMPARISONS", "ablation_figure", "attention_examples", "attention_figure", "gate_figure",
-           "findings"]
+__all__ = ["COMPARISONS", "ablation_figure", "attention_examples", "attention_figure", "bias_effect",
+           "gate_figure", "findings", "shuffle_findings"]
 
 
 def ablation_figure(summary: Mapping[str, Any], metrics: Sequence[str] = ("acc", "ap", "auc")):
@@ -85,17 +85,19 @@ def attention_examples(model, dataset: EgreDataset, indices: Sequence[int]) -> d
     return out
 
 
-def _overlay(ax, crop: torch.Tensor, weights: torch.Tensor, title: str, vmax: float) -> None:
+def _grid_panel(ax, crop: torch.Tensor, values: torch.Tensor, title: str, *, cmap: str,
+                vmin: float, vmax: float, fmt: str, alpha: float = 0.55) -> None:
+    """Token-grid ``values`` over the crop (nearest upsampling), each cell's value printed."""
     from torch.nn import functional as F
 
     side = crop.shape[-1]
-    upsampled = F.interpolate(weights[None, None].float(), size=(side, side), mode="nearest")[0, 0]
+    upsampled = F.interpolate(values[None, None].float(), size=(side, side), mode="nearest")[0, 0]
     ax.imshow(crop.permute(1, 2, 0).numpy())
-    ax.imshow(upsampled.numpy(), cmap="viridis", alpha=0.55, vmin=0, vmax=vmax)
-    height, width = weights.shape
+    ax.imshow(upsampled.numpy(), cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax)
+    height, width = values.shape
     for r in range(height):
         for c in range(width):
-            ax.text((c + 0.5) * side / width, (r + 0.5) * side / height, f"{float(weights[r, c]):.2f}",
+            ax.text((c + 0.5) * side / width, (r + 0.5) * side / height, format(float(values[r, c]), fmt),
                     ha="center", va="center", fontsize=6, color="white")
     ax.set_title(title, fontsize=8)
     ax.axis("off")
@@ -103,32 +105,38 @@ def _overlay(ax, crop: torch.Tensor, weights: torch.Tensor, title: str, vmax: fl
 
 def attention_figure(examples: Mapping[str, Mapping[str, Any]], per_set: int = 2):
     """Rows: ``per_set`` items of each named example set (e.g. real, generated). Columns: the
-    crop; the map window (channel mean); ESR's LaRE bias (mean over heads); attention over the
-    token grid without the bias and with it (mean over heads, weights printed)."""
+    crop and P(fake); the map window (channel mean); ESR's bias per token (mean over heads,
+    centred: a constant shift does not change a softmax); the attention over the token grid
+    (mean over heads); and what the bias changed in it (with − without, percentage points).
+    Colour scales are shared by all rows, so a pale panel is a small effect."""
     import matplotlib.pyplot as plt
 
     from lare2lib.lareviz import show_map
 
     rows = [(name, k) for name, ex in examples.items() for k in range(min(per_set, len(ex["crops"])))]
-    every = torch.cat([ex["attention"][:per_set].mean(1).flatten() for ex in examples.values()] +
-                      [ex["attention_unbiased"][:per_set].mean(1).flatten() for ex in examples.values()])
-    vmax = float(every.max())
-    map_max = float(torch.cat([ex["maps"][:per_set].mean(1).flatten() for ex in examples.values()]).quantile(0.99))
-    fig, axes = plt.subplots(len(rows), 5, figsize=(10, 2.1 * len(rows)), squeeze=False)
+    shown = lambda key, f=lambda x: x: torch.cat(  # noqa: E731
+        [f(ex[key][:per_set]).flatten() for ex in examples.values()])
+    attention_max = float(shown("attention", lambda a: a.mean(1)).max())
+    centred = {name: ex["bias"].mean(1) - ex["bias"].mean(1).mean(dim=(1, 2), keepdim=True)
+               for name, ex in examples.items()}
+    bias_max = float(torch.cat([b[:per_set].flatten() for b in centred.values()]).abs().max()) or 1.0
+    change = {name: 100 * (ex["attention"] - ex["attention_unbiased"]).mean(1) for name, ex in examples.items()}
+    change_max = float(torch.cat([c[:per_set].flatten() for c in change.values()]).abs().max()) or 1.0
+    map_max = float(shown("maps", lambda m: m.mean(1)).quantile(0.99))
+    fig, axes = plt.subplots(len(rows), 5, figsize=(10.5, 2.1 * len(rows)), squeeze=False)
     for row, (name, k) in enumerate(rows):
         ex = examples[name]
         axes[row, 0].imshow(ex["crops"][k].permute(1, 2, 0).numpy())
         axes[row, 0].set_title(f"{name} #{k}: P(fake) {float(ex['p_fake'][k]):.2f}", fontsize=8)
         axes[row, 0].axis("off")
         show_map(axes[row, 1], ex["maps"][k].mean(0), map_max, "LaRE window (mean)")
-        bias = ex["bias"][k].mean(0)
-        axes[row, 2].imshow(bias.numpy(), cmap="coolwarm", interpolation="nearest")
-        axes[row, 2].set_title("ESR bias (mean of heads)", fontsize=8)
-        axes[row, 2].axis("off")
-        _overlay(axes[row, 3], ex["crops"][k], ex["attention_unbiased"][k].mean(0),
-                 "attention, bias removed", vmax)
-        _overlay(axes[row, 4], ex["crops"][k], ex["attention"][k].mean(0),
-                 f"attention with bias (mean tok {float(ex['mean_token'][k].mean()):.2f})", vmax)
+        _grid_panel(axes[row, 2], ex["crops"][k], centred[name][k], "ESR bias, centred",
+                    cmap="coolwarm", vmin=-bias_max, vmax=bias_max, fmt="+.3f", alpha=0.8)
+        _grid_panel(axes[row, 3], ex["crops"][k], ex["attention"][k].mean(0),
+                    f"attention (mean token {float(ex['mean_token'][k].mean()):.2f})",
+                    cmap="viridis", vmin=0, vmax=attention_max, fmt=".2f")
+        _grid_panel(axes[row, 4], ex["crops"][k], change[name][k], "change from the bias (pp)",
+                    cmap="coolwarm", vmin=-change_max, vmax=change_max, fmt="+.1f", alpha=0.8)
     fig.tight_layout()
     return fig
 
@@ -166,12 +174,25 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
 """Pairs of ablation rows the findings compare: (row, reference row, what the difference means)."""
 
 
+def bias_effect(examples: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per example set: how much ESR's LaRE bias moves the attention. ``bias_spread``: mean over
+    items of the max − min bias over tokens (mean of heads); ``max_change_pp`` / ``mean_change_pp``:
+    the largest and the mean absolute change of a token's weight (percentage points)."""
+    out = {}
+    for name, ex in examples.items():
+        bias = ex["bias"].mean(1).flatten(1)
+        change = 100 * (ex["attention"] - ex["attention_unbiased"]).abs()
+        out[name] = {"bias_spread": float((bias.amax(1) - bias.amin(1)).mean()),
+                     "max_change_pp": float(change.max()), "mean_change_pp": float(change.mean())}
+    return out
+
+
 def _cell(summary: Mapping[str, Any], row: str, test: str, metric: str) -> tuple[float, float]:
     value = summary[row][test][metric]
     return float(value["mean"]), float(value["std"])
 
 
-def findings(summary: Mapping[str, Any], metric: str = "auc") -> str:
+def findings(summary: Mapping[str, Any], metrics: Sequence[str] = ("auc", "acc")) -> str:
     """Markdown bullets stating this run's results from ``summary`` (no number is typed in).
 
     A difference counts as "within the seed spread" when it is smaller than the two rows'
@@ -179,21 +200,42 @@ def findings(summary: Mapping[str, Any], metric: str = "auc") -> str:
     """
     rows = [r for r in summary if "mean" in summary[r]]
     tests = [t for t in summary[rows[0]] if t != "mean"]
-    best = max(rows, key=lambda r: _cell(summary, r, "mean", metric)[0])
-    mean, std = _cell(summary, best, "mean", metric)
-    lines = [f"- Highest mean {metric.upper()} over the test sets: **{ABLATION_LABELS.get(best, best)}**, "
-             f"{mean:.3f} ± {std:.3f} (std over seeds)."]
-    for row, reference, meaning in COMPARISONS:
-        if row not in summary or reference not in summary:
-            continue
-        (m1, s1), (m2, s2) = _cell(summary, row, "mean", metric), _cell(summary, reference, "mean", metric)
-        delta, spread = m1 - m2, float(np.hypot(s1, s2))
-        verdict = "within the seed spread" if abs(delta) <= spread else ("better" if delta > 0 else "worse")
-        lines.append(f"- {meaning[0].upper()}{meaning[1:]}: {ABLATION_LABELS.get(row, row)} {m1:.3f} vs "
-                     f"{ABLATION_LABELS.get(reference, reference)} {m2:.3f}, Δ = {delta:+.3f} "
-                     f"({verdict}; combined spread {spread:.3f}).")
-    if "egre" in summary:
-        per_test = ", ".join(f"{t} {_cell(summary, 'egre', t, metric)[0]:.3f}" for t in tests)
-        lines.append(f"- EGRE's {metric.upper()} per test set (the first is the training generator "
-                     f"when the world's protocol is used): {per_test}.")
+    label = lambda r: ABLATION_LABELS.get(r, r)  # noqa: E731
+    lines = []
+    for metric in metrics:
+        name = metric.upper()
+        best = max(rows, key=lambda r: _cell(summary, r, "mean", metric)[0])
+        mean, std = _cell(summary, best, "mean", metric)
+        lines.append(f"- Highest mean {name} over the test sets: **{label(best)}**, {mean:.4f} ± "
+                     f"{std:.4f} (std over seeds).")
+        if "backbone" in summary and _cell(summary, "backbone", "mean", metric)[0] >= 0.98:
+            lines.append(f"- The backbone alone already reaches {name} "
+                         f"{_cell(summary, 'backbone', 'mean', metric)[0]:.4f}: the frozen features "
+                         "separate this world's generated crops almost perfectly, so any guidance "
+                         "has little room to show.")
+        for row, reference, meaning in COMPARISONS:
+            if row not in summary or reference not in summary:
+                continue
+            (m1, s1), (m2, s2) = (_cell(summary, row, "mean", metric),
+                                  _cell(summary, reference, "mean", metric))
+            delta, spread = m1 - m2, float(np.hypot(s1, s2))
+            verdict = ("within the seed spread" if abs(delta) <= spread
+                       else "higher" if delta > 0 else "lower")
+            lines.append(f"- {name}, {meaning}: {label(row)} {m1:.4f} vs {label(reference)} "
+                         f"{m2:.4f}, Δ = {delta:+.4f} ({verdict}; combined spread {spread:.4f}).")
+        if "egre" in summary:
+            per_test = ", ".join(f"{t} {_cell(summary, 'egre', t, metric)[0]:.4f}" for t in tests)
+            lines.append(f"- EGRE's {name} per test set: {per_test}.")
+    return "\n".join(lines)
+
+
+def shuffle_findings(shuffle: Mapping[str, Mapping[str, Any]], metrics: Sequence[str] = ("acc", "auc")) -> str:
+    """Markdown bullets: each map-guided row with intact and shuffled maps (mean over seeds)."""
+    lines = []
+    for row, entry in shuffle.items():
+        parts = []
+        for metric in metrics:
+            intact, shuffled = entry["intact"][metric]["mean"], entry["shuffled"][metric]["mean"]
+            parts.append(f"{metric.upper()} {intact:.4f} → {shuffled:.4f} (Δ {shuffled - intact:+.4f})")
+        lines.append(f"- {ABLATION_LABELS.get(row, row)}, intact → shuffled maps: " + "; ".join(parts) + ".")
     return "\n".join(lines)

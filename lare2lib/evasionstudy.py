@@ -507,14 +507,17 @@ def findings_text(clean: Mapping[str, Any], postprocess: Mapping[str, Any], remo
         curve = pgd.get(name, {})
         broken = [eps for eps in sorted(curve, key=float) if float(eps) > 0 and curve[eps]["tpr"] <= FPR]
         largest = max(curve, key=float) if curve else None
-        if curve and curve.get("0", {}).get("tpr", 1.0) <= FPR:
-            pgd_text = "its PGD subset is at chance before any attack"
+        start = curve.get("0", {}).get("tpr", 1.0) if curve else 1.0
+        if start < FPR + 0.1:
+            pgd_text = f"its PGD subset is (nearly) at chance before any attack (TPR {start:.2f})"
         elif broken:
             pgd_text = (f"PGD brings it to chance at ε = {broken[0]}/255 "
                         f"(PSNR {curve[broken[0]]['psnr']:.1f} dB)")
         else:
             pgd_text = "PGD does not bring it to chance within the budgets tried" + (
                 f" (TPR {curve[largest]['tpr']:.2f} at ε = {largest}/255)" if largest else "")
+        if largest and "0" in curve:
+            pgd_text += f"; PGD AUC {curve['0']['auc']:.2f} → {curve[largest]['auc']:.2f} at ε = {largest}/255"
         lines.append(f"* **{_label(name)}**: clean {row['tpr']:.2f} (AUC {row['auc']:.3f}); post-processing "
                      f"mean {post_mean.get(name, float('nan')):.2f}, worst {worst[0]} → {worst[1]:.2f}; "
                      f"artifact removal worst {strongest[0]} → {strongest[1]:.2f} "
@@ -569,7 +572,7 @@ def postprocess_figure(sweep: Mapping[str, Any], clean: Mapping[str, Mapping[str
             if kind == "jpeg":
                 ax.invert_xaxis()
         axes[0, column].set_title(kind)
-    axes[0, -1].legend(fontsize=7, loc="lower left")
+    axes[1, 0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
 

@@ -56,27 +56,32 @@ class ScoredImage:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def collect_images(inputs: Sequence[str]) -> tuple[list, dict[str, str]]:
+def collect_images(inputs: Sequence[str], class_from: str = "none") -> tuple[list, dict[str, str]]:
     """Records of image files, folders and manifests, and ``{id: reason}`` of unopenable files.
 
     A folder is scanned recursively (ids relative to it, prefixed with the folder's name when
     several inputs are given so ids stay unique); a ``.csv``/``.parquet``/``.jsonl`` file is a
-    manifest; any other file is one image (its id is the path as given).
+    manifest; any other file is one image (its id is the path as given). ``class_from``
+    ``"imagenet"`` reads each file's ImageNet class from its name (GenImage); a manifest's
+    ``class_name`` column always counts. Detectors with a class prompt (EGRE) use them.
     """
     from .extract import _read_records
     from .manifests import ImageRecord
 
+    class_of = lambda path: None  # noqa: E731
+    if class_from == "imagenet":
+        from .imagenet import class_name_from_filename as class_of
     records: list = []
     bad: dict[str, str] = {}
     for raw in inputs:
         path = Path(raw)
         if path.is_dir() or path.suffix.lower() in (".csv", ".parquet", ".jsonl"):
-            found, unreadable = _read_records(raw)
+            found, unreadable = _read_records(raw, class_from)
             prefix = f"{path.name}/" if len(inputs) > 1 and path.is_dir() else ""
             records += [_prefixed(r, prefix) for r in found]
             bad.update({f"{prefix}{k}": v for k, v in unreadable.items()})
         elif path.exists() or path.is_symlink():
-            records.append(ImageRecord(image_id=raw, path=path.absolute()))
+            records.append(ImageRecord(image_id=raw, path=path.absolute(), class_name=class_of(path.name)))
         else:
             raise FileNotFoundError(f"{raw}: no such file or folder")
     ids = [r.image_id for r in records]
@@ -125,7 +130,8 @@ def score_records(detector, records: Sequence, *, bad: dict[str, str] | None = N
         if good:
             with torch.inference_mode():
                 scores = detector.score_images([p for _, p in good], [r.image_id for r, _ in good],
-                                               seed=seed, tries=tries, batch_size=batch_size).tolist()
+                                               seed=seed, tries=tries, batch_size=batch_size,
+                                               class_names=[r.class_name for r, _ in good]).tolist()
         by_id = {record.image_id: score for (record, _), score in zip(good, scores)}
         for record, _, status, notes in decoded:
             results.append(ScoredImage(record.image_id, str(record.path), by_id.get(record.image_id),
@@ -167,6 +173,10 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--class-from", choices=("none", "imagenet"), default="none",
+                        help="class names of scanned folders for a class prompt (EGRE): none, or "
+                             "ImageNet ids in file names (GenImage); a manifest's class_name "
+                             "column always counts")
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -190,7 +200,7 @@ def predict_command(args: argparse.Namespace) -> int:
         raise ValueError("--tries must be at least 1")
     started = time.perf_counter()
     detector = _load(args)
-    records, bad = collect_images(args.images)
+    records, bad = collect_images(args.images, args.class_from)
     results = score_records(detector, records, bad=bad, seed=args.seed, tries=args.tries,
                             batch_size=args.batch_size, progress=not args.no_progress)
     text = write_scores_csv(results, args.out, args.threshold)
@@ -210,19 +220,24 @@ def predict_command(args: argparse.Namespace) -> int:
 
 
 def evaluate_sets(detector, real: Sequence[torch.Tensor], real_ids: Sequence[str],
-                  fakes: dict[str, tuple[Sequence[torch.Tensor], Sequence[str]]], *, seed: int = 0,
-                  tries: int = 1, batch_size: int = 32, bootstrap: int = 1000,
-                  progress: bool = False) -> dict[str, Any]:
-    """:func:`lare2lib.metrics.real_vs_sets` of a detector on decoded image lists."""
+                  fakes: dict[str, tuple], *, seed: int = 0, tries: int = 1, batch_size: int = 32,
+                  bootstrap: int = 1000, progress: bool = False,
+                  real_classes: Sequence[str | None] | None = None) -> dict[str, Any]:
+    """:func:`lare2lib.metrics.real_vs_sets` of a detector on decoded image lists.
+
+    ``fakes``: name → ``(images, ids)`` or ``(images, ids, class_names)``; ``real_classes``
+    and those class names (one per image, None when unknown) reach the detector's prompt.
+    """
     from . import metrics
 
-    def score(images, ids):
+    def score(images, ids, classes=None):
         with torch.inference_mode():
             return detector.score_images(list(images), list(ids), seed=seed, tries=tries,
-                                         batch_size=batch_size, progress=progress).numpy()
+                                         batch_size=batch_size, progress=progress,
+                                         class_names=None if classes is None else list(classes)).numpy()
 
-    real_scores = score(real, real_ids)
-    fake_scores = {name: score(images, ids) for name, (images, ids) in fakes.items()}
+    real_scores = score(real, real_ids, real_classes)
+    fake_scores = {name: score(*parts) for name, parts in fakes.items()}
     return metrics.real_vs_sets(real_scores, fake_scores, bootstrap=bootstrap, seed=seed)
 
 
@@ -235,13 +250,15 @@ def _world_sets(profile_name: str, seed: int) -> tuple:
     fakes = {name: world.generated(name, "test") for name in (g.name for g in world.generators)}
     for ae in ("kl_ae", "vq_ae"):
         fakes[f"recon_{ae}"] = world.reconstructions(ae, "test")
-    as_lists = lambda s: (list(s.pixels), list(s.ids))  # noqa: E731 - uint8 (3, H, W) per image
+    names = world.class_names
+    as_lists = lambda s: (list(s.pixels), list(s.ids),  # noqa: E731 - uint8 (3, H, W) per image
+                          [names[int(c)] for c in s.class_index])
     return as_lists(real), {name: as_lists(s) for name, s in fakes.items()}
 
 
-def _folder_images(folder: str) -> tuple[list[torch.Tensor], list[str]]:
-    records, _ = collect_images([folder])
-    pixels, ids = [], []
+def _folder_images(folder: str, class_from: str = "none") -> tuple[list[torch.Tensor], list[str], list]:
+    records, _ = collect_images([folder], class_from)
+    pixels, ids, classes = [], [], []
     for record in records:
         image, status, _ = _decode(record)
         if image is None:
@@ -249,7 +266,8 @@ def _folder_images(folder: str) -> tuple[list[torch.Tensor], list[str]]:
             continue
         pixels.append(image)
         ids.append(record.image_id)
-    return pixels, ids
+        classes.append(record.class_name)
+    return pixels, ids, classes
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -269,18 +287,18 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if args.real:
         if not args.fake:
             raise ValueError("--real needs at least one --fake NAME=DIR")
-        real = _folder_images(args.real)
+        real = _folder_images(args.real, args.class_from)
         fakes = {}
         for item in args.fake:
             name, sep, folder = item.partition("=")
             if not sep:
                 raise ValueError(f"--fake {item!r}: expected NAME=DIR")
-            fakes[name] = _folder_images(folder)
+            fakes[name] = _folder_images(folder, args.class_from)
     else:
         real, fakes = _world_sets(args.profile, args.seed)
     table = evaluate_sets(detector, real[0], real[1], fakes, seed=args.seed, tries=args.tries,
                           batch_size=args.batch_size, bootstrap=args.bootstrap,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, real_classes=real[2])
     text = json.dumps({"detector": str(args.detector), "kind": detector.kind, "tries": args.tries,
                        "seed": args.seed, "metrics": table}, indent=1, sort_keys=True)
     if args.out:

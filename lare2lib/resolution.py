@@ -455,7 +455,8 @@ def findings(result: Mapping[str, Any], study: Mapping[str, Mapping[int, Mapping
         large = result.get("large", {}).get(train, {})
         if large:
             text += "; large native images " + ", ".join(
-                f"{k.replace('_', ' ')} AUC {v['auc']:.3f} / TPR@0.1% {v['tpr@0.1%']:.2f}" for k, v in large.items())
+                f"{k.replace('1_tries', '1 try').replace('_', ' ')} AUC {v['auc']:.3f} / "
+                f"TPR@0.1% {v['tpr@0.1%']:.2f}" for k, v in large.items())
         generators = result.get("generators", {}).get(train, {})
         if generators:
             text += "; generators " + ", ".join(f"`{g}` {v['auc']:.3f}" for g, v in generators.items())

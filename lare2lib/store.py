@@ -237,8 +237,9 @@ class FeatureStore:
             raise StoreError(f"unknown storage dtype {dtype!r}; valid: {sorted(STORAGE_DTYPES)}")
         if shard_size < 1:
             raise StoreError(f"shard_size must be at least 1, got {shard_size}")
-        if writer and not _WRITER_PATTERN.fullmatch(writer):
-            raise StoreError(f"writer name {writer!r} must match [a-z][a-z0-9_]* (or be '')")
+        if writer and (not _WRITER_PATTERN.fullmatch(writer) or writer == "main"):
+            raise StoreError(f"writer name {writer!r} must match [a-z][a-z0-9_]* and not be "
+                             "'main' (the main writer's tag), or be ''")
         self.writer = writer
         self._tag = writer or "main"
         self._lock_key: tuple[str, str] | None = None

@@ -85,11 +85,13 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
 from lare2lib import egrestudy, egreviz, paths
 from lare2lib.egre import default_config
+from lare2lib.metrics import mean_std
 from lare2lib.plotting import save_figure, set_theme, write_metrics
 from lare2lib.profiles import get_profile
 
@@ -210,9 +212,11 @@ display(Markdown(egreviz.findings(summary)))
 # ## 3 · Inside the trained EGRE
 #
 # The first seed's EGRE on test crops of the held-out reals and of each generator. Columns: the
-# crop and its P(fake); the LaRE window under it; ESR's bias (mean over heads); the attention of
-# the single query over the token grid with the bias switched off (the map set to zero) and
-# with it (numbers: weights; the rest sits on the mean token). Then ECR's gate, per channel.
+# crop and its P(fake); the LaRE window under it; ESR's bias per token (mean over heads,
+# centred, since only differences between tokens move a softmax); the attention of the single
+# query over the token grid (the rest sits on the mean token); and what the bias changed in
+# it: attention with the map minus attention with the map set to zero, in percentage points.
+# The table below it measures that change over every test crop. Then ECR's gate, per channel.
 
 # %%
 if "egre" in results:
@@ -225,8 +229,10 @@ if "egre" in results:
     fig = egreviz.attention_figure(examples, per_set=min(2, ATTENTION_ITEMS))
     save_figure(fig, out_dir, "attention")
     plt.show()
-    gates = {name: egreviz.attention_examples(egre, ds, range(len(ds)))["gate"]
-             for name, ds in tests.items()}
+    every = {name: egreviz.attention_examples(egre, ds, range(len(ds))) for name, ds in tests.items()}
+    bias_effect = egreviz.bias_effect(every)
+    display(pd.DataFrame(bias_effect).T.round(4))
+    gates = {name: ex["gate"] for name, ex in every.items()}
     fig = egreviz.gate_figure(gates)
     save_figure(fig, out_dir, "channel_gate")
     plt.show()
@@ -243,8 +249,6 @@ if "egre" in results:
 # Never a result to report as ACC. Then how the runs ended.
 
 # %%
-import pandas as pd
-
 diagnostic = pd.DataFrame({
     egrestudy.ABLATION_LABELS[name]: {
         **{f"ACC@0.5 {t}": s[t]["acc"]["mean"] for t in s if t != "mean"},
@@ -255,6 +259,33 @@ runs = pd.DataFrame([{"row": name, "seed": seed, "epochs": r["epochs"], "best ep
                      for name, per_seed in results.items() for seed, r in per_seed.items()])
 display(diagnostic)
 runs.round(3)
+
+# %% [markdown]
+# **Does a map-guided row use its image's map?** The same trained models, scored with each test
+# image's map swapped for a random other test image's (pooled over reals and the generator's
+# samples, so the map no longer belongs to the pixels). A row that loses nothing does not use
+# the map it is given: its gain over backbone-only then comes from the extra pooled features
+# (`x_s`, `x_c`), not from the guidance.
+
+# %%
+guided = [name for name in ("esr", "ecr", "egre", "lare_cnn") if name in results]
+shuffle = {}
+if profile.name != "full":
+    from lare2lib.detectors import load_detector
+
+    for name in guided:
+        _, _, name_tests = data.splits("lare", True, with_image=name != "lare_cnn")
+        per_seed = [egrestudy.shuffled_map_metrics(load_detector(r["checkpoint"]), name_tests, seed=seed)
+                    for seed, r in results[name].items()]
+        shuffle[name] = {"intact": summary[name]["mean"],
+                         "shuffled": mean_std([{k: t["mean"][k] for k in ("acc", "ap", "auc")}
+                                               for t in per_seed])}
+shuffle_table = pd.DataFrame({
+    egrestudy.ABLATION_LABELS[name]: {f"{m} {kind}": entry[kind][m]["mean"]
+                                     for kind in ("intact", "shuffled") for m in ("acc", "auc")}
+    for name, entry in shuffle.items()}).T
+display(shuffle_table.round(4))
+display(Markdown(egreviz.shuffle_findings(shuffle)))
 
 # %% [markdown]
 # ## 5 · Explorer (interactive only)
@@ -291,6 +322,8 @@ metrics = {
     "seeds": seeds,
     "ablation": {name: {t: {k: s[t][k] for k in ("acc", "ap", "auc")} for t in s}
                  for name, s in summary.items()},
+    "esr_bias_effect": bias_effect if "egre" in results else None,
+    "map_shuffle_diagnostic": shuffle,
     "oracle_acc_diagnostic": {name: {t: s[t]["oracle_acc"] for t in s} for name, s in summary.items()},
     "runs": {name: {str(seed): {k: r[k] for k in ("epochs", "best_epoch", "best_val_auc", "seconds",
                                                   "checkpoint")}

@@ -235,6 +235,12 @@ plt.show()
 # Resize and crop include their identity level 1.0 (the clean reference); the clean JPEG-free
 # value is the 1-try AUC above. Downscaling to half size leaves 32 px images, smaller than the
 # crop: they are reflect-padded, as every small image is.
+#
+# What to expect from a detector of decoder traces: downscaling resamples away the finest
+# frequencies, where the trace lives, and replaces them with the resampler's own, identical
+# for both classes; upscaling and mild cropping keep the trace (spread over more pixels); JPEG
+# quantises the high frequencies, more so at low quality. A curve that drops *below* 0.5 means
+# the perturbation makes fakes look more real than the reals.
 
 # %%
 robust = aerestudy.robustness(models[:ROBUST_SEEDS], real_test, {g: test_sets[g] for g in generators},

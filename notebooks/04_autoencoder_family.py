@@ -210,9 +210,12 @@ display(Markdown(aefamily.findings(matrix, summary, family_of, n_real=len(real_t
 # **How to read it, and its limits.** The question is settled per column: a row generalises
 # across families if its AUC and TPR on the other family's generator and reconstructions stay
 # near its own-family numbers. The mini world is small in every direction that matters here:
-# 64 px crops of a few dozen photos, autoencoders of a few hundred thousand parameters trained
-# on those photos (TAEF2 excepted), f = 4 instead of SD's f = 8, one seed per row, and a
-# few hundred held-out reals, so TPR at 0.1 % FPR is decided by one image. At scale (SD 2.1
+# 64 px crops of a few dozen photos, autoencoders of about two million parameters trained on
+# those photos (TAEF2 excepted: trained elsewhere, on far more), f = 4 instead of SD's f = 8,
+# one seed and a few epochs per row (the validation curve in `metrics.json` says whether a row
+# had converged), and a few hundred held-out reals, so TPR at 0.1 % FPR is decided by one image.
+# A TAEF2 row that stays near chance says its reconstructions are too close to the reals for
+# this detector and budget, not that no detector could separate them. At scale (SD 2.1
 # VAE vs Kandinsky's MoVQ, 256 px crops of LAION-sized images, thousands of reals; run this
 # notebook with `PROFILE="full"`) the decoders share much more architecture than the two mini
 # models do (MoVQ is a VQGAN decoder with spatial normalisation; the VAE a KL one with the

@@ -243,6 +243,16 @@ display(Markdown(study.findings_text(clean, postprocess, removal, pgd, graceful,
                                      removal_psnr)))
 
 # %% [markdown]
+# **Reading the numbers.** A detector can have a good AUC and still a detection rate near 5 %:
+# the threshold is set by the top 5 % of *real* scores, so a handful of reals that look very
+# "generated" to it decide the rate (for AEROBLADE: flat, easily reconstructed crops, the image
+# complexity confounder of METHODS.md §6). Post-processing applied to both classes can also
+# *raise* a detection rate, by moving the reals above the clean threshold (the `fpr` entries of
+# `postprocess` in metrics.json); artifact removal can raise it too, when the new autoencoder's
+# trace is one the detector already knows. In the PGD examples the pixels a detector never
+# sees (outside the classifier's crop) keep the random start: a careful attacker would leave
+# them clean and gain PSNR.
+#
 # ### Limits, and what would change at scale
 #
 # * **Small samples.** A few hundred reals set each threshold and PGD attacks a few dozen

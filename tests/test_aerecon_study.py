@@ -125,3 +125,15 @@ def test_egre_rows_and_comparison_table(tmp_path):
 def test_attribution_table_rows_sum_to_one():
     table = aerestudy.attribution_table(["kl", "vq", "kl", "kl"], ["real", "real", "gen", "gen"])
     assert table.loc["gen", "kl"] == 1.0 and table.loc["real"].sum() == pytest.approx(1.0)
+
+
+def test_figures_build():
+    import matplotlib.pyplot as plt
+
+    real, recon = _images(10, 32, 0, "real"), _images(10, 32, 1, "recon")
+    fig = aerestudy.pairs_figure(real, recon, count=4)
+    assert len(fig.axes) == 12
+    a, b = scores(6)
+    fig2 = aerestudy.roc_figure(a[0], {"kl_ldm": b[0]}, title="t")
+    assert fig2.axes[0].get_xscale() == "log"
+    plt.close("all")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -89,14 +90,37 @@ WORKER = textwrap.dedent("""
     import test_distributed
 
     assert main({extract!r}) == 0
+    print("extracted; training", flush=True)
     weights, scores = test_distributed.train_on_maps({store!r}, {train_dir!r})
+    print("trained and scored", flush=True)
     accelerator = get_accelerator()
     assert accelerator.num_processes == 2, accelerator.state
     if accelerator.is_main_process:
         save_file(weights, {weights_file!r})
         with open({scores_file!r}, "w") as handle:
             json.dump(scores.tolist(), handle)
+    accelerator.wait_for_everyone()
+    accelerator.state.destroy_process_group()  # a clean gloo shutdown, no exit-time teardown
 """)
+
+
+def launch_two_processes(script: str, timeout: float) -> tuple[int, str, str]:
+    """``torch.distributed.run`` of ``python -c script`` on 2 CPU processes, in its own process
+    group so that a timeout ends the launcher and both workers."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
+           "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "--no-python", sys.executable, "-c", script]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"2-process run still going after {timeout} s:\n{stdout[-3000:]}\n"
+                    f"{stderr[-5000:]}")
+    return process.returncode, stdout, stderr
 
 
 def _images(root: Path) -> None:
@@ -134,14 +158,10 @@ def test_two_processes_match_one(tmp_path, capsys):
                            store=str(two / "store"), train_dir=str(two / "train"),
                            weights_file=str(two / "weights.safetensors"),
                            scores_file=str(two / "scores.json"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "--no-python", sys.executable, "-c", script],
-        env=env, capture_output=True, text=True, timeout=600)
-    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-5000:]
-    assert "[process 0/2]" in launched.stdout and "[process 1/2]" in launched.stdout
-    assert "from 2 processes, 2 bad" in launched.stdout
+    code, stdout, stderr = launch_two_processes(script, timeout=600)
+    assert code == 0, stdout[-3000:] + stderr[-5000:]
+    assert "[process 0/2]" in stdout and "[process 1/2]" in stdout
+    assert "from 2 processes, 2 bad" in stdout
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each launched process (OMP_NUM_THREADS=1)

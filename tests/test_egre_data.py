@@ -162,7 +162,8 @@ def test_ablation_runs_every_row_and_summarises_over_seeds(world_and_data):
     matplotlib.use("Agg", force=True)
     egreviz.ablation_figure(summary)
     text = egreviz.findings(summary)
-    assert "Highest mean AUC" in text and "Aligned against the released misaligned map" in text
+    assert "Highest mean AUC" in text and "AUC, aligned against the released misaligned map" in text
+    assert "Highest mean ACC" in text
 
 
 def test_attention_and_gate_pictures_come_from_the_trained_model(world_and_data):
@@ -178,6 +179,14 @@ def test_attention_and_gate_pictures_come_from_the_trained_model(world_and_data)
 
     matplotlib.use("Agg", force=True)
     egreviz.attention_figure(examples)
+    shuffled = S.shuffled_map_metrics(model, tests, seed=1)
+    assert set(shuffled) == {"g1", "g2", "mean"} and 0 <= shuffled["mean"]["auc"] <= 1
+    from lare2lib.metrics import mean_std
+
+    entry = {"intact": mean_std([{"acc": 0.9, "auc": 0.95}]), "shuffled": mean_std([{"acc": 0.5, "auc": 0.5}])}
+    assert "Δ -0.4000" in egreviz.shuffle_findings({"egre": entry})
+    effect = egreviz.bias_effect(examples)
+    assert set(effect["real"]) == {"bias_spread", "max_change_pp", "mean_change_pp"}
     egreviz.gate_figure({name: e["gate"] for name, e in examples.items()})
 
 

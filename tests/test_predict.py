@@ -129,3 +129,32 @@ def test_evaluate_folders_writes_metrics(tmp_path, checkpoint, capsys):
     assert set(table) == {"bright", "mean"}
     assert table["bright"]["n_real"] == 6 and table["bright"]["n_fake"] == 5
     assert len(table["bright"]["auc_ci"]) == 2
+
+
+def test_class_names_reach_the_detector(tmp_path, checkpoint, monkeypatch):
+    """`--class-from imagenet` reads GenImage-style names; every kind receives ``class_names``."""
+    folder = tmp_path / "genimage"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("000_sdv4_00020.png", "n01440764_10026.JPEG"):
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(folder / name, format="PNG")
+    seen = {}
+    original = ToyDetector.score_images
+
+    def spy(self, images, image_ids, **kwargs):
+        seen.update(zip(image_ids, kwargs["class_names"]))
+        return original(self, images, image_ids, **kwargs)
+
+    monkeypatch.setattr(ToyDetector, "score_images", spy)
+    assert cli.main(["predict", str(folder), "--detector", str(checkpoint), "--no-progress",
+                     "--class-from", "imagenet", "--out", str(tmp_path / "s.csv")]) == 0
+    assert seen["000_sdv4_00020.png"] == seen["n01440764_10026.JPEG"] == "tench"
+    seen.clear()
+    assert cli.main(["predict", str(folder), "--detector", str(checkpoint), "--no-progress",
+                     "--out", str(tmp_path / "s.csv")]) == 0
+    assert set(seen.values()) == {None}
+    seen.clear()
+    assert cli.main(["evaluate", "--detector", str(checkpoint), "--real", str(folder), "--fake",
+                     f"same={folder}", "--class-from", "imagenet", "--bootstrap", "5",
+                     "--out", str(tmp_path / "m.json"), "--no-progress"]) == 0
+    assert set(seen.values()) == {"tench"}

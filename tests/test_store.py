@@ -236,8 +236,9 @@ def test_writers_share_a_store_without_sharing_a_file(tmp_path):
     assert report["storage_error"]["rows"] == 8
     assert report["storage_error"]["max_abs"] == pytest.approx(
         float((reader.get(ids) - features).abs().max()))
-    with pytest.raises(StoreError, match="must match"):
-        FeatureStore(tmp_path, CONFIG, writer="Rank 2")
+    for bad_name in ("Rank 2", "main"):
+        with pytest.raises(StoreError, match="must match"):
+            FeatureStore(tmp_path, CONFIG, writer=bad_name)
     assert writer_name(0) == "" and writer_name(3) == "rank3"
 
 
