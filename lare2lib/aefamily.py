@@ -64,6 +64,7 @@ __all__ = [
     "highpass",
     "highpass_spectra",
     "radial_profile",
+    "residual_profiles",
     "grid_peak_db",
     "spectra_summary",
     "residual_rms",
@@ -544,6 +545,18 @@ def radial_profile(spectrum: torch.Tensor, bins: int = 0) -> tuple[np.ndarray, n
     sums = np.bincount(index[inside], values[inside], minlength=bins)
     counts = np.bincount(index[inside], minlength=bins)
     return (edges[:-1] + edges[1:]) / 2, sums / np.maximum(counts, 1)
+
+
+def residual_profiles(residual: Mapping[str, torch.Tensor]) -> dict[str, dict[str, list[float]]]:
+    """``{autoencoder: {"frequency": cycles/px, "log_magnitude": ring means}}`` of each residual
+    spectrum: the curves of the spectra figure's profile panel, JSON-able for ``metrics.json``
+    (notebook 07 redraws them)."""
+    out = {}
+    for ae, spectrum in residual.items():
+        frequency, values = radial_profile(spectrum)
+        out[ae] = {"frequency": [round(float(f), 6) for f in frequency],
+                   "log_magnitude": [round(float(v), 6) for v in values]}
+    return out
 
 
 def grid_peak_db(spectrum: torch.Tensor, period: int) -> float:

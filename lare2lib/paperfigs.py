@@ -382,13 +382,15 @@ def _roc_panel(ax, roc: Mapping[str, Mapping[str, Sequence[float]]]) -> None:
 
 
 def robustness_figure(robustness: Mapping[str, Any], metric: str = "auc",
-                      title: str = "robustness of the reconstruction detector"):
+                      title: str = "robustness of the reconstruction detector",
+                      chance: float | None = None):
     """Robustness curves: one panel per perturbation, metric over its level, one line per set.
 
-    ``robustness`` is 03's ``robustness`` (or 06's ``postprocessing``): {perturbation: {level:
+    ``robustness`` is 03's ``robustness`` (or 06's ``postprocess``): {perturbation: {level:
     {generator or detector: value}}}, where a value is a number or a dict holding ``metric``.
     Levels are plotted in numeric order (``metrics.json`` stores them as sorted text); a
-    non-numeric level such as ``"none"`` comes first, as the unperturbed reference.
+    non-numeric level such as ``"none"`` comes first, as the unperturbed reference. ``chance``:
+    where to draw the chance line when ``metric`` is not AUC (a TPR's chance is its FPR).
     """
     if not robustness:
         raise MissingMetrics("no robustness results")
@@ -398,19 +400,31 @@ def robustness_figure(robustness: Mapping[str, Any], metric: str = "auc",
         numeric = all(_is_number(level) for level in levels)
         x = [float(level) for level in levels] if numeric else list(range(len(levels)))
         names = _ordered_sets(n for level in levels for n in by_level[level])
-        for name in names:
+        for name, colour in zip(names, _line_colours(names)):
             y = [_value(by_level[level].get(name), metric) for level in levels]
-            ax.plot(x, y, marker="o", ms=3, lw=1.2, label=name, color=colour_of(name))
+            ax.plot(x, y, marker="o", ms=3, lw=1.2, label=name, color=colour)
         if not numeric:
             ax.set_xticks(x, levels)
         ax.set(xlabel=perturbation, title=perturbation, ylim=(0, 1.02))
         if metric == "auc":
             _chance(ax)
+        elif chance is not None:
+            _chance(ax, chance)
     axes[0].set_ylabel(metric.upper())
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _line_colours(names: Sequence[str]) -> list[str]:
+    """The world's colours when every name is one of its sets; otherwise (detectors) one
+    distinct colour per name, in order, so no two lines share one."""
+    from lare2lib.lareviz import SET_ORDER
+
+    if all(name in SET_ORDER for name in names):
+        return [colour_of(name) for name in names]
+    return [f"C{k % 10}" for k in range(len(names))]
 
 
 # -- 04, 05: matrices -------------------------------------------------------------------------
@@ -420,8 +434,8 @@ def matrix_figure(matrices: Mapping[str, Mapping[str, Mapping[str, Any]]], *, ro
                   column_label: str, vmin: float = 0.0, vmax: float = 1.0):
     """Annotated heatmaps side by side: {panel title: {row: {column: value}}}.
 
-    Values are numbers or ``{"value", "ci"}`` dicts; a missing cell is left blank. Rows and
-    columns are sorted numerically when they are numbers (resolutions), else in first-seen order.
+    Values are numbers or ``{"value", "ci"}`` dicts; a missing cell is left blank. Numeric rows
+    and columns (resolutions) come first in numeric order, named ones after, as first seen.
     """
     fig, axes = _subplots(len(matrices), width=min(DOUBLE_COLUMN, 3.6 * len(matrices)))
     for ax, (title, matrix) in zip(axes, matrices.items()):
@@ -443,7 +457,10 @@ def matrix_figure(matrices: Mapping[str, Mapping[str, Mapping[str, Any]]], *, ro
 
 
 def _axis_order(keys: list[str]) -> list[str]:
-    return _levels(keys) if all(_is_number(k) for k in keys) else keys
+    """Numeric keys (resolutions) in numeric order, then the named ones (``native``, a
+    generator) in first-seen order: ``metrics.json`` stores keys sorted as text."""
+    numbers = sorted((k for k in keys if _is_number(k)), key=float)
+    return numbers + [k for k in keys if not _is_number(k)]
 
 
 def _has_mako() -> bool:
@@ -456,40 +473,50 @@ def _has_mako() -> bool:
     return "mako" in matplotlib.colormaps
 
 
-MATRIX_METRICS = {"auc": "AUC", "tpr_at_0.1pct_fpr": "TPR @ 0.1 % FPR"}
-"""Matrix metrics of 04 and 05 and their panel titles."""
+MATRIX_METRICS = {"auc": "AUC", "tpr@0.1%": "TPR @ 0.1 % FPR"}
+"""Cell keys of 04's and 05's ``matrix`` and their panel titles."""
 
 
 def _matrices(metrics: Mapping[str, Any], notebook: str) -> dict[str, Any]:
-    found = {title: metrics[key] for key, title in MATRIX_METRICS.items() if metrics.get(key)}
-    if not found:
-        raise MissingMetrics(f"{notebook} metrics.json has none of {list(MATRIX_METRICS)}")
-    return found
+    """``{panel title: {row: {column: {"value", "ci"}}}}`` from a notebook's ``matrix``:
+    {train: {test: {"auc", "tpr@0.1%", "tpr@0.1%_ci"}}} (what 04 and 05 write)."""
+    matrix = _need(metrics, "matrix", notebook)
+    panels = {}
+    for key, title in MATRIX_METRICS.items():
+        panel = {row: {column: {"value": cell[key], "ci": cell.get(f"{key}_ci")}
+                       for column, cell in cells.items() if key in cell}
+                 for row, cells in matrix.items()}
+        if any(panel.values()):
+            panels[title] = panel
+    if not panels:
+        raise MissingMetrics(f"{notebook} matrix has none of {list(MATRIX_METRICS)} in its cells")
+    return panels
 
 
 def autoencoder_family_figure(metrics04: Mapping[str, Any]):
     """Which autoencoder family generalises: train autoencoder × test set, AUC and TPR@0.1 %.
 
-    Expected 04 schema: ``auc`` and ``tpr_at_0.1pct_fpr``: {train autoencoder: {test set:
-    value or {"value", "ci"}}} (rows: the autoencoder whose reconstructions trained the
-    detector, e.g. ``kl_ae``, ``vq_ae``, ``taef2``; columns: generators and reconstruction sets).
+    04 schema: ``matrix``: {train autoencoder: {test set: {"auc", "tpr@0.1%", "tpr@0.1%_ci"}}}
+    (rows: the autoencoder whose reconstructions trained the detector, e.g. ``kl_ae``,
+    ``vq_ae``, ``taef2``; columns: generators and reconstruction sets).
     """
     return matrix_figure(_matrices(metrics04, "04_autoencoder_family"),
                          row_label="trained on (autoencoder)", column_label="tested on")
 
 
 def residual_spectra_figure(metrics04: Mapping[str, Any]):
-    """Radially averaged power spectra of reconstruction residuals, one line per autoencoder.
+    """Radial profiles of the reconstruction residuals' spectra, one line per autoencoder.
 
-    Expected 04 schema: ``residual_spectra``: {autoencoder or set: {"frequency": [cycles/px],
-    "power": [mean power]}}; plotted on a log power axis.
+    04 schema: ``residual_spectra``: {autoencoder: {"frequency": [cycles/px],
+    "log_magnitude": [ring mean of log |FFT| of recon − real]}}
+    (:func:`lare2lib.aefamily.residual_profiles`).
     """
     spectra = _need(metrics04, "residual_spectra", "04_autoencoder_family")
     fig, [ax] = _subplots(1, width=SINGLE_COLUMN * 1.3)
     for name in _ordered_sets(spectra):
-        ax.plot(spectra[name]["frequency"], spectra[name]["power"], label=name, lw=1.2,
+        ax.plot(spectra[name]["frequency"], spectra[name]["log_magnitude"], label=name, lw=1.2,
                 color=colour_of(name))
-    ax.set(yscale="log", xlabel="spatial frequency (cycles / pixel)", ylabel="residual power",
+    ax.set(xlabel="spatial frequency (cycles / pixel)", ylabel="log |FFT| of recon − real",
            title="residual spectra")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -499,8 +526,8 @@ def residual_spectra_figure(metrics04: Mapping[str, Any]):
 def resolution_figure(metrics05: Mapping[str, Any]):
     """Training resolution × test resolution, AUC and TPR@0.1 %.
 
-    Expected 05 schema: ``auc`` and ``tpr_at_0.1pct_fpr``: {train resolution: {test
-    resolution: value or {"value", "ci"}}}, resolutions as text ("32", "64", ...).
+    05 schema: ``matrix``: {train level: {test level: {"auc", "tpr@0.1%"}}}, levels as text
+    ("96", "192", "native", "native_256"); numeric levels sort as numbers.
     """
     return matrix_figure(_matrices(metrics05, "05_training_resolution"),
                          row_label="train resolution (px)", column_label="test resolution (px)")
@@ -649,8 +676,16 @@ def _single(name: str, number: str, draw: Callable[[Mapping[str, Any]], Any], ca
     return PaperFigure(name, (number,), from_notebook, caption)
 
 
-def _postprocessing(sweeps: Mapping[str, Any]):
-    return robustness_figure(sweeps, title="post-processing sweeps")
+def _postprocessing(metrics06: Mapping[str, Any]):
+    """06's ``postprocess``: {kind: {level: {detector: {"auc", "tpr", "fpr"}}}}, each sweep
+    preceded by the unperturbed ``clean`` rates; the detection rate (TPR at the clean reals'
+    ``fpr`` threshold) is 06's headline, so it is what is drawn."""
+    sweeps = _need(metrics06, "postprocess", "06_evasion")
+    clean = metrics06.get("clean")
+    if clean:
+        sweeps = {kind: {"clean": clean, **levels} for kind, levels in sweeps.items()}
+    return robustness_figure(sweeps, metric="tpr", title="post-processing sweeps",
+                             chance=float(metrics06.get("fpr", 0.05)))
 
 
 FIGURES: tuple[PaperFigure, ...] = (
@@ -668,8 +703,8 @@ FIGURES: tuple[PaperFigure, ...] = (
     _single("residual_spectra", "04", residual_spectra_figure,
             "reconstruction residual spectra per autoencoder"),
     _single("training_resolution", "05", resolution_figure, "train resolution × test resolution"),
-    _single("postprocessing", "06", _postprocessing, "detectors under post-processing sweeps",
-            key="postprocessing"),
+    _single("postprocessing", "06", _postprocessing,
+            "detectors under post-processing sweeps (detection rate at the clean 5 % FPR threshold)"),
     _single("evasion", "06", evasion_figure,
             "artifact-removal attack and PGD budget curves with PSNR"),
 )
@@ -766,6 +801,16 @@ def headline_rows(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> list[
                             add(stem, f"{label} {tries.replace('_', ' ')}", name, row[tries])
             for name, value in (metrics.get("aeroblade_ap") or {}).items():
                 add(stem, "AEROBLADE AP", name, value)
+        elif number in ("04", "05"):
+            trained = "autoencoder" if number == "04" else "level"
+            for train, cells in (metrics.get("matrix") or {}).items():
+                for test, cell in cells.items():
+                    add(stem, f"AUC, trained on {trained} {train}", test, cell, "auc")
+        elif number == "06":
+            for detector, cell in (metrics.get("clean") or {}).items():
+                add(stem, "clean detection rate (TPR @ 5 % FPR)", detector, cell, "tpr")
+            for detector, value in (metrics.get("postprocess_mean_tpr") or {}).items():
+                add(stem, "mean detection rate under post-processing", detector, value)
     return rows
 
 

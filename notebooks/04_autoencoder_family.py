@@ -248,6 +248,7 @@ metrics = {
     "matrix": aefamily.matrix_cells(matrix),
     "matrix_full": matrix,
     "spectra_summary": summary,
+    "residual_spectra": aefamily.residual_profiles(spectra["residual"]),
     "training_autoencoders": source.autoencoders,
     "generator_autoencoder": family_of,
     "n_train": result["n_train"],

@@ -16,6 +16,7 @@ before the first real notebook exists.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -160,6 +161,11 @@ def test_notebook_runs_in_smoke_mode(notebook, smoke_world):
     except AssertionError:
         smoke_world["failed"].append(notebook.stem)
         raise
+    if notebook.stem == "07_figures":
+        # Every upstream notebook ran just before: each paper figure must find its numbers in
+        # what they wrote (a schema drift between a notebook and paperfigs fails here).
+        written = json.loads((smoke_world["figures"] / "07_figures" / METRICS_FILENAME).read_text())
+        assert written["metrics"]["skipped"] == {}, written["metrics"]["skipped"]
 
 
 # -- the harness, on generated notebooks ---------------------------------------------------------

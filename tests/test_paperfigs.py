@@ -76,23 +76,31 @@ def metrics03() -> dict:
 
 
 def metrics04() -> dict:
-    matrix = {ae: {s: {"value": 0.5 + 0.1 * i + 0.05 * j, "ci": [0.4, 0.9]}
+    """04_autoencoder_family as the notebook writes it: ``matrix`` cells and residual profiles."""
+    matrix = {ae: {s: {"auc": 0.5 + 0.1 * i + 0.05 * j, "tpr@0.1%": 0.1 * i + 0.02 * j,
+                       "tpr@0.1%_ci": [0.0, 0.3]}
                    for j, s in enumerate(GENERATORS)} for i, ae in enumerate(("kl_ae", "vq_ae"))}
-    spectra = {ae: {"frequency": [0.0, 0.125, 0.25, 0.5], "power": [1.0, 0.3, 0.1, 0.01]}
+    spectra = {ae: {"frequency": [0.0, 0.125, 0.25, 0.5], "log_magnitude": [1.0, 0.3, 0.1, 0.01]}
                for ae in ("kl_ae", "vq_ae")}
-    return {"auc": matrix, "tpr_at_0.1pct_fpr": matrix, "residual_spectra": spectra}
+    return {"matrix": matrix, "residual_spectra": spectra}
 
 
 def metrics05() -> dict:
-    # Text keys in JSON order ("128" < "32" < "64"): the figure must sort them as numbers.
-    return {"auc": {r: {c: 1.0 - abs(int(r) - int(c)) / 200 for c in ("128", "32", "64")}
-                    for r in ("128", "32", "64")}}
+    # Text keys in JSON order ("128" < "32" < "64" < "native"): numbers must sort as numbers,
+    # the named level after them.
+    levels = ("128", "32", "64", "native")
+    side = {"32": 32, "64": 64, "128": 128, "native": 256}
+    return {"matrix": {r: {c: {"auc": 1.0 - abs(side[r] - side[c]) / 200, "tpr@0.1%": 0.1}
+                           for c in levels} for r in levels}}
 
 
 def metrics06() -> dict:
     return {
-        "postprocessing": {"blur": {s: {"egre": 0.9 - float(s) / 10, "recon": 0.8}
-                                    for s in ("0", "1", "2")}},
+        "postprocess": {"blur": {s: {"egre": {"tpr": 0.9 - float(s) / 10, "auc": 0.9, "fpr": 0.05},
+                                     "recon": {"tpr": 0.8, "auc": 0.8, "fpr": 0.05}}
+                                 for s in ("0", "1", "2")}},
+        "clean": {"egre": {"tpr": 0.95, "auc": 0.99, "fpr": 0.05}},
+        "postprocess_mean_tpr": {"egre": 0.8},
         "artifact_removal": {"egre": {"before": 0.9, "after": 0.6},
                              "recon": {"before": 0.95, "after": 0.7}},
         "pgd": {"egre": {"epsilon": [0, 1, 2, 4], "auc": [0.9, 0.7, 0.5, 0.3],
@@ -183,10 +191,23 @@ def test_robustness_levels_numeric_and_named():
 def test_resolution_matrix_sorts_resolutions_as_numbers():
     fig = paperfigs.resolution_figure(metrics05())
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["32", "64", "128"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["32", "64", "128", "native"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["32", "64", "128", "native"]
     grid = ax.get_images()[0].get_array()
     np.testing.assert_allclose(np.diag(grid), 1.0)  # train = test resolution
     assert grid[0, 2] == pytest.approx(1 - 96 / 200)
+    assert [a.get_title() for a in fig.axes if a.get_images()] == ["AUC", "TPR @ 0.1 % FPR"]
+
+
+def test_postprocessing_draws_06s_detection_rate():
+    fig, _ = paperfigs.draw_figure("postprocessing", {"06_evasion": metrics06()})
+    lines = {line.get_label(): line.get_ydata() for line in fig.axes[0].get_lines()
+             if not line.get_label().startswith("_")}
+    np.testing.assert_allclose(lines["egre"], [0.95, 0.9, 0.8, 0.7])  # clean first
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["clean", "0", "1", "2"]
+    colours = [line.get_color() for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert len(set(colours)) == len(colours) == 2  # one colour per detector
+    assert fig.axes[0].get_ylabel() == "TPR"
 
 
 def test_matrix_leaves_missing_cells_blank():
@@ -266,7 +287,11 @@ def test_headline_rows_are_json_and_cover_each_notebook():
     rows = paperfigs.headline_rows(ALL)
     json.dumps(rows)
     notebooks = {row["notebook"] for row in rows}
-    assert notebooks == {"01_lare", "02_egre_ablations", "03_ae_reconstruction"}
+    assert notebooks == set(ALL)
+    family = [r for r in rows if r["quantity"] == "AUC, trained on autoencoder vq_ae" and r["set"] == "kl_ldm"]
+    assert [r["value"] for r in family] == [pytest.approx(0.6)]
+    clean = [r for r in rows if r["notebook"] == "06_evasion" and r["set"] == "egre"]
+    assert [r["value"] for r in clean] == [0.95, 0.8]
     tpr = [r for r in rows if r["quantity"] == "TPR@0.1%FPR 1 try" and r["set"] == "kl_ldm"]
     assert tpr == [{"notebook": "03_ae_reconstruction", "quantity": "TPR@0.1%FPR 1 try",
                     "set": "kl_ldm", "value": 0.3, "low": pytest.approx(0.2), "high": 0.35}]
