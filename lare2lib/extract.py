@@ -38,6 +38,7 @@ __all__ = [
     "extract_to_store",
     "add_extract_arguments",
     "extract_command",
+    "class_name_function",
     "distributed_state",
 ]
 
@@ -250,6 +251,18 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 
+def class_name_function(class_from: str = "none"):
+    """File name → class name for ``--class-from``: None for ``"none"``; for ``"imagenet"``,
+    the ImageNet class a GenImage file name encodes (or None when it encodes none)."""
+    if class_from == "none":
+        return None
+    if class_from == "imagenet":
+        from lare2lib.imagenet import class_name_from_filename
+
+        return class_name_from_filename
+    raise ValueError(f"class_from must be 'none' or 'imagenet', got {class_from!r}")
+
+
 def _read_records(images: str, class_from: str = "none",
                   root: str | None = None) -> tuple[list, dict[str, str]]:
     """Records of a folder or manifest, and ``{image_id: reason}`` of files a folder scan
@@ -263,9 +276,7 @@ def _read_records(images: str, class_from: str = "none",
         return read_manifest(source, root=root), {}
     if not source.is_dir():
         raise FileNotFoundError(f"--images {images!r} is neither a folder nor a manifest file")
-    class_name_fn = None
-    if class_from == "imagenet":
-        from lare2lib.imagenet import class_name_from_filename as class_name_fn
+    class_name_fn = class_name_function(class_from)
     report = DecodeReport()
     records = scan_folder(source, report=report, class_name_fn=class_name_fn)
     bad = {failure.image_id or failure.path: f"{failure.reason}: {failure.message}"

@@ -65,12 +65,10 @@ def collect_images(inputs: Sequence[str], class_from: str = "none") -> tuple[lis
     ``"imagenet"`` reads each file's ImageNet class from its name (GenImage); a manifest's
     ``class_name`` column always counts. Detectors with a class prompt (EGRE) use them.
     """
-    from .extract import _read_records
+    from .extract import _read_records, class_name_function
     from .manifests import ImageRecord
 
-    class_of = lambda path: None  # noqa: E731
-    if class_from == "imagenet":
-        from .imagenet import class_name_from_filename as class_of
+    class_of = class_name_function(class_from)
     records: list = []
     bad: dict[str, str] = {}
     for raw in inputs:
@@ -81,7 +79,8 @@ def collect_images(inputs: Sequence[str], class_from: str = "none") -> tuple[lis
             records += [_prefixed(r, prefix) for r in found]
             bad.update({f"{prefix}{k}": v for k, v in unreadable.items()})
         elif path.exists() or path.is_symlink():
-            records.append(ImageRecord(image_id=raw, path=path.absolute(), class_name=class_of(path.name)))
+            records.append(ImageRecord(image_id=raw, path=path.absolute(),
+                                       class_name=class_of(path.name) if class_of else None))
         else:
             raise FileNotFoundError(f"{raw}: no such file or folder")
     ids = [r.image_id for r in records]

@@ -488,10 +488,8 @@ class ToyDetector(torch.nn.Module):
 
     def score_images(self, images, image_ids, *, seed: int = 0, tries: int = 1, batch_size: int = 32,
                      progress: bool = False, class_names=None) -> torch.Tensor:
-        """P(fake) per image; ``class_names`` is recorded in ``last_class_names`` (for tests)."""
+        """P(fake) per image (``class_names`` accepted for the detector surface, unused)."""
         from lare2lib.train import fake_probability
-
-        self.last_class_names = None if class_names is None else list(class_names)
 
         device = next(self.parameters()).device
         scores = []
