@@ -2,7 +2,7 @@
 
 Each variant (``backbone``, ``esr``, ``ecr``, ``egre``; ``lare_cnn`` for scale) is built on the
 same backbone and trained on the **same batch**: forward, cross-entropy, backward, grad-norm clip
-5, Adam step, exactly what :func:`lare2lib.train.fit` does per step. Variants are timed
+5, Adam step, exactly what :func:`lare2lib.detectors.train.fit` does per step. Variants are timed
 round-robin (one untimed warm-up step each, then ``--repeats`` rounds in which every variant takes
 one step in turn), so a change of machine load hits them alike; reported: the fastest step of
 each (``timeit``'s convention), its ratio to backbone-only, and the median over rounds of the
@@ -42,7 +42,7 @@ VARIANTS = ("backbone", "esr", "ecr", "egre", "lare_cnn")
 
 
 def build(variant: str, args: argparse.Namespace, frozen: bool):
-    from lare2lib.egre import EgreDetector
+    from lare2lib.detectors.egre import EgreDetector
 
     torch.manual_seed(0)
     kwargs = {"img_size": args.crop} if args.backbone.startswith("resnet50_clip") else {}
@@ -64,7 +64,7 @@ def make_batch(model, args: argparse.Namespace, frozen: bool) -> dict[str, torch
 
 
 def step_fn(model, batch):
-    from lare2lib.train import detector_loss
+    from lare2lib.detectors.train import detector_loss
 
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 

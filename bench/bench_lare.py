@@ -1,13 +1,15 @@
+from lare2lib.data import imagesets
+
 """Cost of LaRE extraction, measured as ratios on one model in one run.
 
-For each batch size, :func:`lare2lib.larecost.compare_costs` times five variants on the same
+For each batch size, :func:`lare2lib.studies.nb01_cost.compare_costs` times five variants on the same
 weights and images (one untimed warm-up run each, then ``--repeats`` timed runs, fastest kept):
 
 * ``lare``: batched LaRE from pixels in memory; ``dire``: the DIRE-style baseline (20 + 20 DDIM
   passes) the same way → ``lare_vs_dire_speedup`` (paper: 8×);
 * ``driver``: the whole ``extract_to_store`` path (PNG decode in a DataLoader, squash,
   extraction, feature store) against ``per_image``, the released per-image loop
-  (:func:`lare2lib.lare.reference_lare_per_image`) → ``batched_vs_per_image`` (target ≥ 3× on CPU);
+  (:func:`lare2lib.signals.lare.reference_lare_per_image`) → ``batched_vs_per_image`` (target ≥ 3× on CPU);
 * ``driver`` against ``bare``: ``vae.encode`` + one UNet forward on B·K latents with tensors
   in memory → ``extraction_vs_bare`` (target ≥ 0.85).
 
@@ -44,7 +46,7 @@ def tiny_random_ldm(image_size: int = 64, seed: int = 0):
     cross-attention UNet, SD's DDPM schedule, class prompts): :data:`BENCH_TINY_LDM`."""
     import dataclasses
 
-    from lare2lib.testing import BENCH_TINY_LDM, tiny_ldm_components
+    from lare2lib.models.tiny import BENCH_TINY_LDM, tiny_ldm_components
 
     return tiny_ldm_components("kl", seed, dataclasses.replace(BENCH_TINY_LDM, image_size=image_size))
 
@@ -65,19 +67,19 @@ def random_records(folder: Path, count: int, class_names, seed: int = 0) -> list
 
 def world_records(folder: Path, count: int, profile_name: str, seed: int = 0) -> list[tuple]:
     """``count`` held-out real crops of the mini (or smoke) world, written as PNGs."""
-    from lare2lib import larecost, lareviz
-    from lare2lib.profiles import get_profile
-    from lare2lib.worldbuild import load_world
+    from lare2lib.core.profiles import get_profile
+    from lare2lib.studies import nb01_cost
+    from lare2lib.world.build import load_world
 
     world = load_world(get_profile(profile_name, seed=seed), progress=False)
-    real = lareviz.subsample(world.real["test"], count, seed)
-    return larecost.write_png_records(real.pixels, real.ids,
+    real = imagesets.subsample(world.real["test"], count, seed)
+    return nb01_cost.write_png_records(real.pixels, real.ids,
                                       [world.class_names[i] for i in real.class_index], folder)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="LDM for lare2lib.models.load_ldm: mini:kl_ldm, a mini-layout "
+    parser.add_argument("--model", help="LDM for lare2lib.models.loaders.load_ldm: mini:kl_ldm, a mini-layout "
                                         "or diffusers folder, a hub id (default: a tiny random LDM)")
     parser.add_argument("--images", type=int, default=64, help="images per measurement")
     parser.add_argument("--images-from", help="mini, smoke (the world's held-out reals) or random "
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                      "cpu_count": os.cpu_count(), "load_average": os.getloadavg()[0],
                      "python": sys.version.split()[0], "torch": torch.__version__,
                      "batch_sizes": {}}
-    from lare2lib.larecost import compare_costs
+    from lare2lib.studies.nb01_cost import compare_costs
 
     with tempfile.TemporaryDirectory() as folder:
         if image_source == "random":
@@ -133,13 +135,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _model_and_config(args):
     """The LDM, its LaRE config, and where the images come from (``random`` or a profile)."""
-    from lare2lib.profiles import LareConfig
+    from lare2lib.core.profiles import LareConfig
 
     if not args.model:
         ldm = tiny_random_ldm(args.image_size or 64)
         source = "random"
     else:
-        from lare2lib.models import load_ldm
+        from lare2lib.models.loaders import load_ldm
 
         ldm = load_ldm(args.model, device="cpu", dtype=torch.float32)
         mini_layout = args.model.startswith("mini:") or (Path(args.model) / "ldm.json").is_file()
@@ -149,7 +151,7 @@ def _model_and_config(args):
 
 
 def _world_image_size(profile_name: str) -> int:
-    from lare2lib.profiles import get_profile
+    from lare2lib.core.profiles import get_profile
 
     return get_profile(profile_name).world.image_size
 

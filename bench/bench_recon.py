@@ -1,6 +1,6 @@
 """Reconstruction throughput: images/s of 256² crops through an autoencoder (issue 5 target).
 
-Times :func:`lare2lib.aerecon.reconstruct_images` (cut to the multiple, encode with a seeded
+Times :func:`lare2lib.detectors.recon_classifier.reconstruct_images` (cut to the multiple, encode with a seeded
 posterior sample, decode, round to 8 bits), the work of making one training pair, on random
 pixels (the cost does not depend on content). One untimed warm-up batch, then ``--repeats``
 timed runs over ``--images`` images; the fastest is kept and the median reported beside it.
@@ -23,8 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from lare2lib.aerecon import reconstruction_speed  # noqa: E402
-from lare2lib.models import load_autoencoder, resolve_device  # noqa: E402
+from lare2lib.detectors.recon_classifier import reconstruction_speed  # noqa: E402
+from lare2lib.models.loaders import load_autoencoder, resolve_device  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

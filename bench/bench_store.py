@@ -3,8 +3,8 @@
 Three parts (each can be skipped):
 
 * ``scale``: ``--images`` small random PNGs (24–48 px, mixed sizes) through the whole
-  :func:`lare2lib.extract.extract_to_store` path (decoding in a DataLoader worker, squash,
-  LaRE on the tiny random SD-shaped LDM of :mod:`lare2lib.testing`, store writes in shards
+  :func:`lare2lib.signals.extract.extract_to_store` path (decoding in a DataLoader worker, squash,
+  LaRE on the tiny random SD-shaped LDM of :mod:`lare2lib.models.tiny`, store writes in shards
   of 4096), resident memory (this process + workers) sampled every 0.5 s. Constant
   throughput and flat memory mean the pipeline holds at any number of images; the figure
   shows both curves.
@@ -84,11 +84,11 @@ def write_small_pngs(folder: Path, count: int, class_names, seed: int = 0) -> li
 def bench_scale(count: int, batch_size: int = 64, ensemble: int = 4, workers: int = 1,
                 shard_size: int = 4096) -> dict:
     """Extract ``count`` images into a store, sampling time, maps stored and RSS."""
-    from lare2lib.extract import extract_to_store
-    from lare2lib.lare import LareExtractor
-    from lare2lib.profiles import LareConfig
-    from lare2lib.store import FeatureStore
-    from lare2lib.testing import tiny_ldm_components
+    from lare2lib.core.profiles import LareConfig
+    from lare2lib.data.store import FeatureStore
+    from lare2lib.models.tiny import tiny_ldm_components
+    from lare2lib.signals.extract import extract_to_store
+    from lare2lib.signals.lare import LareExtractor
 
     ldm = tiny_ldm_components("kl")
     config = LareConfig(image_size=32, ensemble=ensemble, batch_size=batch_size)
@@ -173,7 +173,7 @@ def plot_scale(result: dict, path: Path, load: str) -> None:
 # -- storage variants -----------------------------------------------------------------------
 def bench_variants(count: int = 8192, repeats: int = 3) -> dict:
     """float16 vs float32; cached vs reopened per-id reads; batch vs per-id reads."""
-    from lare2lib.store import FeatureStore
+    from lare2lib.data.store import FeatureStore
 
     generator = torch.Generator().manual_seed(0)
     maps = torch.rand((count, *LARE_SHAPE), generator=generator).pow(3) * 0.1  # LaRE-like range
@@ -258,7 +258,7 @@ def _index_memory(folder: Path, count: int, shard_size: int) -> float:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lare2lib.store import config_hash
+    from lare2lib.data.store import config_hash
 
     (folder / "index").mkdir(parents=True)
     config = {"bench": "index"}
@@ -272,7 +272,7 @@ def _index_memory(folder: Path, count: int, shard_size: int) -> float:
         pq.write_table(pa.table({"image_id": ids, "shard": [name] * len(ids),
                                  "row": np.arange(len(ids), dtype=np.int32)}),
                        folder / "index" / f"{name}.parquet")
-    from lare2lib.store import FeatureStore
+    from lare2lib.data.store import FeatureStore
 
     gc.collect()
     before = rss_mb(children=False)

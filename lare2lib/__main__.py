@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli import main
+from lare2lib.pipeline.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="python -m lare2lib"))

@@ -60,13 +60,13 @@ if TAEF2_DIR:
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
-from lare2lib import paths, worldreport
-from lare2lib.environment import environment_report
-from lare2lib.plotting import save_figure, set_theme, write_metrics
-from lare2lib.profiles import get_profile
-from lare2lib.worldbuild import load_world, record_quality
+from lare2lib.core import paths
+from lare2lib.core.environment import environment_report
+from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.profiles import get_profile
+from lare2lib.studies import nb00_world
+from lare2lib.world.build import load_world, record_quality
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
@@ -88,7 +88,7 @@ print(json.dumps(report, indent=1, default=str)[:3000])
 # %% [markdown]
 # ## 2 · Real photographs, found at run time
 #
-# The photo catalogue is an allow-list (`lare2lib.photos.CATALOGUE`): diagrams, calibration
+# The photo catalogue is an allow-list (`lare2lib.world.photos.CATALOGUE`): diagrams, calibration
 # patterns, renders and abstract wallpapers that sit in the same package folders are skipped.
 # Each photo has a category (the UNet's class condition, standing in for "a photo of a
 # {class}") and a **fixed split**: crops of one photo never appear in two splits. A missing
@@ -97,15 +97,15 @@ print(json.dumps(report, indent=1, default=str)[:3000])
 # %%
 world = load_world(profile, retrain=RETRAIN)
 print(world.photos["summary"])
-photos = worldreport.photo_table(world)
+photos = nb00_world.photo_table(world)
 out_dir.mkdir(parents=True, exist_ok=True)
 photos.to_csv(out_dir / "photos.csv", index=False)  # the photo manifest: source, path, size, licence
 photos.groupby(["split", "category"]).size().unstack(fill_value=0)
 
 # %%
-crop_counts = worldreport.crop_counts(world)
+crop_counts = nb00_world.crop_counts(world)
 print("real crops per split:", crop_counts)
-fig = worldreport.image_grid({f"real · {s}": world.real[s] for s in ("train", "val", "test")})
+fig = nb00_world.image_grid({f"real · {s}": world.real[s] for s in ("train", "val", "test")})
 save_figure(fig, out_dir, "real_crops")
 plt.show()
 
@@ -120,7 +120,7 @@ plt.show()
 
 # %%
 manifest = world.manifest
-fig = worldreport.training_curves(manifest)
+fig = nb00_world.training_curves(manifest)
 save_figure(fig, out_dir, "training_curves")
 plt.show()
 pd.DataFrame({name: {"steps": r["log"][-1]["step"] if r["log"] else 0, "minutes": r["seconds"] / 60,
@@ -136,11 +136,11 @@ pd.DataFrame({name: {"steps": r["log"][-1]["step"] if r["log"] else 0, "minutes"
 # t = 200 loss with held-out (validation) real crops.
 
 # %%
-premise = worldreport.premise_table(manifest)
-fig = worldreport.premise_curve(manifest)
+premise = nb00_world.premise_table(manifest)
+fig = nb00_world.premise_curve(manifest)
 save_figure(fig, out_dir, "premise_during_training")
 plt.show()
-print(worldreport.premise_verdict(premise))
+print(nb00_world.premise_verdict(premise))
 premise
 
 # %% [markdown]
@@ -171,7 +171,7 @@ train_fakes = {split: world.generated(profile.world.train_generator, split) for 
 generator_counts = {name: len(images) for name, images in generated.items()}
 print("generated (test) per generator:", generator_counts,
       "| training generator's train/val:", {k: len(v) for k, v in train_fakes.items()})
-fig = worldreport.image_grid({f"{name}": images for name, images in generated.items()}, rows=4)
+fig = nb00_world.image_grid({f"{name}": images for name, images in generated.items()}, rows=4)
 save_figure(fig, out_dir, "generated_samples")
 plt.show()
 
@@ -186,10 +186,10 @@ plt.show()
 autoencoders = ("kl_ae", "vq_ae") + (("taef2",) if paths.taef2_dir() else ())
 recon_counts = {ae: {split: len(world.reconstructions(ae, split)) for split in world.real} for ae in autoencoders}
 print("reconstructions:", recon_counts)
-ae_psnr = worldreport.autoencoder_psnr(world, "test", autoencoders)
+ae_psnr = nb00_world.autoencoder_psnr(world, "test", autoencoders)
 print({k: round(v, 2) for k, v in ae_psnr.items()})
 examples = {"real": world.real["test"]} | {f"recon · {a}": world.reconstructions(a, "test") for a in autoencoders}
-fig = worldreport.image_grid(examples, rows=2, per_row=4, seed=1)
+fig = nb00_world.image_grid(examples, rows=2, per_row=4, seed=1)
 save_figure(fig, out_dir, "reconstructions")
 plt.show()
 
@@ -201,11 +201,11 @@ plt.show()
 # floor is held-out real crops against training real crops: different photos of the same world.
 
 # %%
-from lare2lib.backbones import create_classifier
+from lare2lib.models.backbones import create_classifier
 
 feature_model = create_classifier("efficientnet_lite0", num_classes=0).eval()
 cfg = feature_model.pretrained_cfg
-kid = worldreport.kid_table(world, feature_model, cfg["mean"], cfg["std"])
+kid = nb00_world.kid_table(world, feature_model, cfg["mean"], cfg["std"])
 pd.DataFrame(kid).T.style.format("{:.4f}")
 
 # %% [markdown]
@@ -215,7 +215,7 @@ pd.DataFrame(kid).T.style.format("{:.4f}")
 # samples, each scored by the LDM that generated it. Positive means LaRE's premise holds.
 
 # %%
-gap = worldreport.premise_gap(world)
+gap = nb00_world.premise_gap(world)
 for name, entry in gap.items():
     print(f"{name}: premise {'holds' if entry['gap'] > 0 else 'does not hold'} (gap {entry['gap']:+.4f})")
 pd.DataFrame(gap).T

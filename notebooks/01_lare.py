@@ -79,11 +79,15 @@ if DATA_DIR:
 import matplotlib.pyplot as plt
 import torch
 
-from lare2lib import larecost, lareviz, paths
-from lare2lib.lare import latent_shape
-from lare2lib.plotting import save_figure, set_theme, write_metrics
-from lare2lib.profiles import get_profile
-from lare2lib.worldbuild import load_world
+from lare2lib.core import paths
+from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.profiles import get_profile
+from lare2lib.data import imagesets
+from lare2lib.signals import set_maps
+from lare2lib.signals.lare import latent_shape
+from lare2lib.studies import nb01_cost, nb01_lare
+from lare2lib.world import build
+from lare2lib.world.build import load_world
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
@@ -112,11 +116,11 @@ print(f"profile={profile.name} seed={profile.seed} t={TIMESTEP} K={ENSEMBLE} "
 
 # %%
 world = load_world(profile, progress=False)
-reference = lareviz.world_ldm(world, "kl_ldm")
+reference = build.world_ldm(world, "kl_ldm")
 config = dataclasses.replace(profile.lare, timestep=TIMESTEP, ensemble=ENSEMBLE, prompt="class")
 generators = [spec.name for spec in world.generators]
 sets = {"real": world.real["test"]} | {name: world.generated(name) for name in generators}
-analysis = {name: lareviz.subsample(images, N_IMAGES, SEED) for name, images in sets.items()}
+analysis = {name: imagesets.subsample(images, N_IMAGES, SEED) for name, images in sets.items()}
 print({name: len(images) for name, images in analysis.items()}, "| reference:", reference.name,
       "| LaRE map shape:", latent_shape(reference.vae, config.image_size))
 
@@ -130,10 +134,10 @@ print({name: len(images) for name, images in analysis.items()}, "| reference:", 
 # why the paper learns what to do with it (EGRE) instead of thresholding it.
 
 # %%
-maps = {name: lareviz.lare_maps(reference, images, world.class_names, config, seed=SEED,
+maps = {name: set_maps.lare_maps(reference, images, world.class_names, config, seed=SEED,
                                 batch_size=COST_BATCH)
         for name, images in analysis.items()}
-fig = lareviz.map_gallery({name: (analysis[name], maps[name]) for name in maps}, per_set=2)
+fig = nb01_lare.map_gallery({name: (analysis[name], maps[name]) for name in maps}, per_set=2)
 save_figure(fig, out_dir, "lare_maps")
 plt.show()
 
@@ -155,8 +159,8 @@ plt.show()
 
 # %%
 mean_lare = {name: m.mean(dim=(1, 2, 3)).numpy() for name, m in maps.items()}
-auc = lareviz.auc_table(mean_lare, real="real", resamples=BOOTSTRAP, seed=SEED)
-fig = lareviz.auc_figure(mean_lare, auc)
+auc = nb01_lare.auc_table(mean_lare, real="real", resamples=BOOTSTRAP, seed=SEED)
+fig = nb01_lare.auc_figure(mean_lare, auc)
 save_figure(fig, out_dir, "mean_lare_auc")
 plt.show()
 auc[["auc", "low", "high", "n_real", "n_generated"]]
@@ -173,20 +177,20 @@ auc[["auc", "low", "high", "n_real", "n_generated"]]
 # largest around t ≈ 200 (dotted line).
 
 # %%
-curve_sets = {name: lareviz.subsample(images, CURVE_IMAGES, SEED) for name, images in sets.items()}
-common = lareviz.curve_summary(lareviz.loss_curves(
+curve_sets = {name: imagesets.subsample(images, CURVE_IMAGES, SEED) for name, images in sets.items()}
+common = nb01_lare.curve_summary(nb01_lare.loss_curves(
     reference, curve_sets, world.class_names, timesteps, seed=SEED, batch_size=COST_BATCH))
 own_sets = {"real": curve_sets["real"], "vq_ldm": curve_sets["vq_ldm"]}
-own = lareviz.curve_summary(lareviz.loss_curves(
-    lareviz.world_ldm(world, "vq_ldm"), own_sets, world.class_names, timesteps, seed=SEED,
+own = nb01_lare.curve_summary(nb01_lare.loss_curves(
+    build.world_ldm(world, "vq_ldm"), own_sets, world.class_names, timesteps, seed=SEED,
     batch_size=COST_BATCH))
 fig, (ax_common, ax_own) = plt.subplots(1, 2, figsize=(11, 3.9), sharey=True)
-lareviz.timestep_figure(common, "kl_ldm (common reference)", TIMESTEP, ax=ax_common)
-lareviz.timestep_figure(own, "vq_ldm (its own samples)", TIMESTEP, ax=ax_own)
+nb01_lare.timestep_figure(common, "kl_ldm (common reference)", TIMESTEP, ax=ax_common)
+nb01_lare.timestep_figure(own, "vq_ldm (its own samples)", TIMESTEP, ax=ax_own)
 fig.tight_layout()
 save_figure(fig, out_dir, "loss_over_timesteps")
 plt.show()
-gap = lareviz.curve_gap(common, real="real")
+gap = nb01_lare.curve_gap(common, real="real")
 gap.round(4)
 
 # %% [markdown]
@@ -203,12 +207,12 @@ gap.round(4)
 
 # %%
 draws = max(ensemble_sizes)
-study_sets = {name: lareviz.subsample(images, ENSEMBLE_IMAGES, SEED) for name, images in sets.items()}
-errors = {name: lareviz.draw_errors(reference, images, world.class_names, draws, config,
+study_sets = {name: imagesets.subsample(images, ENSEMBLE_IMAGES, SEED) for name, images in sets.items()}
+errors = {name: nb01_lare.draw_errors(reference, images, world.class_names, draws, config,
                                     seed=SEED, batch_size=max(1, COST_BATCH // 4))
           for name, images in study_sets.items()}
-study = lareviz.ensemble_study(errors, ensemble_sizes, real="real")
-fig = lareviz.ensemble_figure(study, errors["real"][0], ensemble_sizes,
+study = nb01_lare.ensemble_study(errors, ensemble_sizes, real="real")
+fig = nb01_lare.ensemble_figure(study, errors["real"][0], ensemble_sizes,
                               title=f"t = {TIMESTEP}, {ENSEMBLE_IMAGES} images per set")
 save_figure(fig, out_dir, "ensemble_size")
 plt.show()
@@ -233,14 +237,14 @@ study.pivot(index="K", columns="set", values=["split_half_corr", "auc"]).round(3
 
 # %%
 with tempfile.TemporaryDirectory() as folder:
-    timed = lareviz.subsample(sets["real"], COST_IMAGES, SEED)
-    records = larecost.write_png_records(timed.pixels, timed.ids,
+    timed = imagesets.subsample(sets["real"], COST_IMAGES, SEED)
+    records = nb01_cost.write_png_records(timed.pixels, timed.ids,
                                          [world.class_names[i] for i in timed.class_index], folder)
-    cost = larecost.compare_costs(
+    cost = nb01_cost.compare_costs(
         reference, records, config, batch_size=COST_BATCH, dire_steps=DIRE_STEPS,
         dire_images=max(COST_BATCH, COST_IMAGES // 4), per_image_images=max(4, COST_IMAGES // 4),
         repeats=COST_REPEATS, num_workers=NUM_WORKERS, seed=SEED)
-fig = lareviz.cost_figure(cost)
+fig = nb01_lare.cost_figure(cost)
 save_figure(fig, out_dir, "cost")
 plt.show()
 print(json.dumps({k: round(v, 2) for k, v in cost.ratios().items()}, indent=1))
@@ -256,13 +260,13 @@ cost.table().round(3)
 
 # %%
 if torch.cuda.is_available():
-    from lare2lib.lare import precision_error
+    from lare2lib.signals.lare import precision_error
 
-    gpu_reference = lareviz.world_ldm(world, "kl_ldm").to("cuda")
-    probe = lareviz.subsample(sets["real"], 16, SEED)
+    gpu_reference = build.world_ldm(world, "kl_ldm").to("cuda")
+    probe = imagesets.subsample(sets["real"], 16, SEED)
     precision = precision_error(
-        gpu_reference, lareviz.set_pixels(probe, config.image_size), probe.ids,
-        lareviz.set_prompts(probe, world.class_names, gpu_reference.class_names), config,
+        gpu_reference, set_maps.set_pixels(probe, config.image_size), probe.ids,
+        set_maps.set_prompts(probe, world.class_names, gpu_reference.class_names), config,
         dtype=torch.bfloat16, seed=SEED)
     print(precision)
 else:
@@ -280,7 +284,7 @@ if INTERACTIVE:
 
     def explore(set_name: str, index: int, timestep: int, k: int) -> None:
         explorer_config = dataclasses.replace(config, timestep=timestep, ensemble=k)
-        lareviz.single_map_figure(reference, sets[set_name], index, world.class_names,
+        nb01_lare.single_map_figure(reference, sets[set_name], index, world.class_names,
                                   explorer_config, seed=SEED)
         plt.show()
 
@@ -302,8 +306,8 @@ metrics = {
     "lare_auc": auc[["auc", "low", "high", "level", "n_real", "n_generated"]].to_dict(orient="index"),
     "mean_lare": {name: float(values.mean()) for name, values in mean_lare.items()},
     "timestep_curve": {
-        "kl_ldm": lareviz.curve_dict(common),
-        "vq_ldm_own": lareviz.curve_dict(own),
+        "kl_ldm": nb01_lare.curve_dict(common),
+        "vq_ldm_own": nb01_lare.curve_dict(own),
     },
     "ensemble_study": study.to_dict(orient="records"),
     "cost": cost.to_dict(),

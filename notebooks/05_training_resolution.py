@@ -83,11 +83,13 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from lare2lib import aefamily, paths, resolution
-from lare2lib.aerecon import default_crop
-from lare2lib.plotting import save_figure, set_theme, write_metrics
-from lare2lib.profiles import get_profile
-from lare2lib.train import TrainConfig
+from lare2lib.core import paths
+from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.profiles import get_profile
+from lare2lib.detectors.recon_classifier import default_crop
+from lare2lib.detectors.train import TrainConfig
+from lare2lib.studies import nb04_ae_family, nb05_resolution
+from lare2lib.world import build
 
 started = time.time()
 if THREADS:
@@ -95,18 +97,18 @@ if THREADS:
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
 full = profile.name == "full"
 window = WINDOW or (256 if full else profile.world.image_size)
-config = resolution.ResolutionConfig(
+config = nb05_resolution.ResolutionConfig(
     window=window, levels=tuple(level.strip() for level in LEVELS.split(",") if level.strip()), train_windows=TRAIN_WINDOWS, val_windows=VAL_WINDOWS,
     test_windows=TEST_WINDOWS, large_window=LARGE_WINDOW or 4 * window, large_photos=LARGE_PHOTOS,
     large_windows=LARGE_WINDOWS, lare_sides=tuple(int(s) for s in LARE_SIDES.split(",")),
     lare_windows=LARE_WINDOWS)
-family = aefamily.FamilyConfig(backbone=BACKBONE or profile.models.recon_classifiers[0],
+family = nb04_ae_family.FamilyConfig(backbone=BACKBONE or profile.models.recon_classifiers[0],
                                crop_size=CROP or default_crop(profile), tries=TRIES, bootstrap=BOOTSTRAP)
 train_config = TrainConfig(epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, early_stopping=EARLY_STOPPING,
                            seed=SEED)
 lare_native_max = LARE_NATIVE_MAX
 if profile.smoke:  # seconds, not minutes: two levels, a few windows, two steps per row
-    config = dataclasses.replace(config, levels=("64", resolution.NATIVE), train_windows=32, val_windows=8,
+    config = dataclasses.replace(config, levels=("64", nb05_resolution.NATIVE), train_windows=32, val_windows=8,
                                  test_windows=16, large_window=96, large_photos=2, large_windows=8,
                                  lare_sides=(16, 32, 64), lare_windows=8)
     family = dataclasses.replace(family, bootstrap=100)
@@ -127,26 +129,25 @@ print(config)
 # and its LaRE model (SD v1.5). Every set is cached under `data/resolution/`.
 
 # %%
-from lare2lib.models import load_autoencoder, load_ldm, resolve_device
+from lare2lib.models.loaders import load_autoencoder, load_ldm, resolve_device
 
 if full:
     if not PHOTO_DIR:
         raise ValueError("the full profile needs PHOTO_DIR: a folder of large real photos")
-    photos = resolution.folder_photos(PHOTO_DIR)
+    photos = nb05_resolution.folder_photos(PHOTO_DIR)
     autoencoder = load_autoencoder(profile.models.recon_autoencoder, device=resolve_device(profile.device))
     reference = load_ldm(profile.models.ldm, device=resolve_device(profile.device))
     class_names, lare_config, ae_key, world = ("photo",), dataclasses.replace(profile.lare, prompt="photo"), \
         profile.models.recon_autoencoder, None
 else:
-    from lare2lib import lareviz
-    from lare2lib.worldbuild import load_world
+    from lare2lib.world.build import load_world
 
     world = load_world(profile, progress=False)
-    photos = resolution.world_photos(profile.world.max_photos)
+    photos = nb05_resolution.world_photos(profile.world.max_photos)
     autoencoder = world.autoencoder("kl_ae")
-    reference = lareviz.world_ldm(world, "kl_ldm")
+    reference = build.world_ldm(world, "kl_ldm")
     class_names, lare_config, ae_key = world.class_names, profile.lare, f"{world.folder.name}:kl_ae"
-data = resolution.ResolutionData(photos, autoencoder, paths.data_dir() / "resolution", config, seed=SEED,
+data = nb05_resolution.ResolutionData(photos, autoencoder, paths.data_dir() / "resolution", config, seed=SEED,
                                  ae_key=ae_key)
 level_info = data.level_info()
 sizes = {level: {split: len(data.real(level, split)) for split in ("train", "val", "test")}
@@ -163,7 +164,7 @@ print(f"large native test images: {len(large_real)} of {config.large_window} px 
 # The top rows hold most of a scene in 64 px; the native row a small patch of it.
 
 # %%
-fig = resolution.level_gallery(data, "test", count=3, seed=SEED)
+fig = nb05_resolution.level_gallery(data, "test", count=3, seed=SEED)
 save_figure(fig, out_dir, "levels")
 plt.show()
 
@@ -178,10 +179,10 @@ plt.show()
 # %%
 generators = {} if world is None else {g.name: (world.real["test"], world.generated(g.name))
                                        for g in world.generators}
-result = resolution.run_resolution_matrix(
+result = nb05_resolution.run_resolution_matrix(
     data, data.folder / "runs", family, train_config, generators=generators, progress=False,
     on_row=lambda level, row: print(level, {test: round(cell["auc"], 3) for test, cell in row.items()}))
-fig = resolution.matrix_figure(result["matrix"])
+fig = nb05_resolution.matrix_figure(result["matrix"])
 save_figure(fig, out_dir, "resolution_matrix")
 plt.show()
 
@@ -211,10 +212,10 @@ generator_table.round(3)
 # layers take any token count), up to `LARE_NATIVE_MAX`.
 
 # %%
-study = resolution.lare_resize_study(reference, data, class_names, lare_config, native=True,
+study = nb05_resolution.lare_resize_study(reference, data, class_names, lare_config, native=True,
                                      native_max_side=lare_native_max, seed=SEED, batch_size=16,
                                      bootstrap=BOOTSTRAP)
-fig = resolution.lare_resize_figure(study, lare_config.image_size)
+fig = nb05_resolution.lare_resize_figure(study, lare_config.image_size)
 save_figure(fig, out_dir, "lare_resize")
 plt.show()
 pd.DataFrame({name: {side: row["auc"] for side, row in rows.items()} for name, rows in study.items()}).round(3)
@@ -225,7 +226,7 @@ pd.DataFrame({name: {side: row["auc"] for side, row in rows.items()} for name, r
 # Composed from the numbers above (nothing here is typed by hand):
 
 # %%
-display(Markdown(resolution.findings(result, study, lare_config.image_size, level_info)))
+display(Markdown(nb05_resolution.findings(result, study, lare_config.image_size, level_info)))
 
 # %% [markdown]
 # **How to read it, and its limits.** Read each row across: where it falls off is where
@@ -270,7 +271,7 @@ if INTERACTIVE:
 metrics = {
     "profile": profile.name,
     "seed": SEED,
-    "matrix": resolution.resolution_cells(result["matrix"]),
+    "matrix": nb05_resolution.resolution_cells(result["matrix"]),
     "matrix_full": result["matrix"],
     "large": result["large"],
     "generators": result["generators"],

@@ -21,7 +21,7 @@
 # from the cheapest to the strongest:
 #
 # 1. **post-processing** anyone applies without trying: JPEG, resizing, blur, noise
-#    (`lare2lib.perturb`, the same functions notebook 03's robustness study uses), applied to
+#    (`lare2lib.data.perturb`, the same functions notebook 03's robustness study uses), applied to
 #    reals *and* fakes alike;
 # 2. **artifact removal**: the generated images (only) passed through an autoencoder of the
 #    *other* family (`vq_ae` for the KL-LDM images, `kl_ae` for the VQ-LDM ones), through the
@@ -81,11 +81,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from lare2lib import evasionstudy as study
-from lare2lib import lareviz, paths
-from lare2lib.plotting import save_figure, set_theme, write_metrics
-from lare2lib.profiles import get_profile
-from lare2lib.worldbuild import load_world
+from lare2lib.core import paths
+from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.profiles import get_profile
+from lare2lib.data import imagesets
+from lare2lib.studies import nb06_evasion as study
+from lare2lib.world.build import load_world
 
 started = time.time()
 sections: dict = {}  # section → wall and CPU seconds (CPU: the work, whatever the machine's load)
@@ -121,8 +122,8 @@ with study.timed(sections, "detectors"):
                                              classifier_checkpoint=CLASSIFIER_CHECKPOINT, budget=budget,
                                              figures_root=out_dir.parent)
 suite = study.Suite(detectors, world.class_names, seed=SEED)
-reals = lareviz.subsample(world.real["test"], N_REAL, SEED)
-fakes = {spec.name: lareviz.subsample(world.generated(spec.name), N_FAKE, SEED + 1)
+reals = imagesets.subsample(world.real["test"], N_REAL, SEED)
+fakes = {spec.name: imagesets.subsample(world.generated(spec.name), N_FAKE, SEED + 1)
          for spec in world.generators}
 generated = study.pooled(fakes)
 display(pd.DataFrame({"source": origin}))
@@ -188,7 +189,7 @@ pd.DataFrame({(attack, m): {d: removal[attack][d][m] for d in detectors}
 # PSNR of the perturbation. ε = 0 is the clean subset.
 
 # %%
-pgd_set = lareviz.subsample(world.generated(world.profile.world.train_generator), PGD_IMAGES, SEED + 2)
+pgd_set = imagesets.subsample(world.generated(world.profile.world.train_generator), PGD_IMAGES, SEED + 2)
 with study.timed(sections, "pgd"):
     pgd, examples = study.pgd_sweep(suite, pgd_set, real_scores, thresholds, budgets,
                                     steps=PGD_STEPS, seed=SEED, batch_size=PGD_BATCH)

@@ -22,15 +22,15 @@
 # at the low false-positive rates that matter, and how robust is it (03), which autoencoder
 # family and training resolution generalise (04, 05), and how easily is it evaded (06)?
 #
-# **Method.** Nothing is recomputed here. Each figure is redrawn by `lare2lib.paperfigs` from
+# **Method.** Nothing is recomputed here. Each figure is redrawn by `lare2lib.studies.nb07_figures` from
 # the `metrics.json` the other notebooks of **this run** wrote (`Path(OUT_DIR).parent`: the
 # mini run's `figures/`, or a smoke run's own folder). A figure whose notebook has not run is
 # not drawn, and the reason is printed; the overview figure, which combines notebooks, leaves
 # out the panel of each missing one and names it under the figure. Nothing is ever filled in.
 #
 # After the last notebook, `lare2 run` assembles every executed notebook into one
-# self-contained page, `index.html` beside these figures (`lare2lib.report`; rebuild it alone
-# with `python -m lare2lib.report mini`).
+# self-contained page, `index.html` beside these figures (`lare2lib.pipeline.report`; rebuild it alone
+# with `python -m lare2lib.pipeline.report mini`).
 
 # %% tags=["parameters"]
 PROFILE: str = "mini"  # profile whose run is summarised: mini (default), smoke or full
@@ -54,9 +54,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lare2lib import paperfigs, paths
-from lare2lib.plotting import set_theme, write_metrics
-from lare2lib.profiles import get_profile
+from lare2lib.core import paths
+from lare2lib.core.plotting import set_theme, write_metrics
+from lare2lib.core.profiles import get_profile
+from lare2lib.studies import nb07_figures
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
@@ -64,13 +65,13 @@ out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("07_figures")
 root = out_dir.parent  # the run's figures folder: one output folder per notebook
 formats = tuple(f.strip() for f in FORMATS.split(",") if f.strip())
 set_theme()
-upstream = paperfigs.available_metrics(root, numbers=("01", "02", "03", "04", "05", "06"))
+upstream = nb07_figures.available_metrics(root, numbers=("01", "02", "03", "04", "05", "06"))
 records: dict[str, dict] = {}
 
 
 def show(name: str) -> None:
     """Draw, save (before showing) and show one figure, or say why it is not drawn."""
-    fig, records[name] = paperfigs.render(name, upstream, out_dir, formats)
+    fig, records[name] = nb07_figures.render(name, upstream, out_dir, formats)
     if fig is None:
         print(f"[{name}] not drawn: {records[name]['skipped']}")
     else:
@@ -165,9 +166,9 @@ show("evasion")
 # change with the run), then the table they come from.
 
 # %%
-answers = paperfigs.findings(upstream)
+answers = nb07_figures.findings(upstream)
 display(Markdown("\n".join(f"- {line}" for line in answers) or "_No upstream results yet._"))
-headline = pd.DataFrame(paperfigs.headline_rows(upstream))
+headline = pd.DataFrame(nb07_figures.headline_rows(upstream))
 headline.round(3) if len(headline) else "no headline numbers: no upstream notebook has run"
 
 # %% [markdown]

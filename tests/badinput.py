@@ -5,7 +5,7 @@
 Keys are POSIX paths relative to ``root``, which is also the ``image_id`` a scan gives them. Other
 tests (extraction, CLI, training) import this module to run their stage over the same corpus:
 
-* ``outcome.reason`` is the :class:`lare2lib.images.BadImageError` reason ``load_image`` must raise,
+* ``outcome.reason`` is the :class:`lare2lib.data.images.BadImageError` reason ``load_image`` must raise,
   or None when the file must load, as RGB of ``outcome.size`` with ``outcome.pixels`` (within
   ``outcome.tolerance``) and at least ``outcome.notes`` among the decode notes;
 * ``outcome.scan_reason`` is what ``scan_folder`` reports (header-only, so truncation is not seen);
@@ -302,13 +302,13 @@ def simulate_unreadable(monkeypatch, root: str | os.PathLike,
                         corpus: dict[str, ExpectedOutcome]) -> dict[str, ExpectedOutcome]:
     """Make the corpus's ``unreadable`` files unreadable to lare2lib even as root.
 
-    Patches the ``open`` that :mod:`lare2lib.images` uses for every read (decode, header probe,
+    Patches the ``open`` that :mod:`lare2lib.data.images` uses for every read (decode, header probe,
     folder scan, DataLoader workers forked afterwards) to raise ``PermissionError`` for those
     paths only, exactly as ``open`` does for a non-root user on a mode-000 file, and returns the
     outcomes with their ``skip_reason`` cleared. ``monkeypatch`` may be pytest's fixture or a
     ``pytest.MonkeyPatch()`` context (for module-scoped fixtures).
     """
-    import lare2lib.images as images
+    import lare2lib.data.images as images
 
     keys = {key for key, outcome in corpus.items() if outcome.reason == "unreadable"}
     denied = {str((Path(root) / key).resolve()) for key in keys}

@@ -64,7 +64,7 @@ STANDARD_PARAMETER_LINES = (
 
 TINY_BODY = """\
 import os
-from lare2lib.plotting import write_metrics
+from lare2lib.core.plotting import write_metrics
 
 write_metrics(OUT_DIR, {"value": SCALE * (SEED + 1), "smoke": SMOKE, "profile": PROFILE,
                         "cwd": os.getcwd()})
@@ -113,11 +113,11 @@ def make_notebook():
 
 @pytest.fixture(scope="module", params=["kl", "vq"])
 def tiny_ldm(request: pytest.FixtureRequest):
-    """A tiny SD-shaped LDM per autoencoder kind (:func:`lare2lib.testing.tiny_ldm_components`).
+    """A tiny SD-shaped LDM per autoencoder kind (:func:`lare2lib.models.tiny.tiny_ldm_components`).
 
     Built once per test module: tests may hook or wrap it but must not change its weights.
     """
-    from lare2lib.testing import tiny_ldm_components
+    from lare2lib.models.tiny import tiny_ldm_components
 
     return tiny_ldm_components(request.param)
 
@@ -125,6 +125,6 @@ def tiny_ldm(request: pytest.FixtureRequest):
 @pytest.fixture(scope="module")
 def tiny_kl_ldm():
     """The KL-autoencoder tiny LDM alone, for tests that need a posterior (or one model only)."""
-    from lare2lib.testing import tiny_ldm_components
+    from lare2lib.models.tiny import tiny_ldm_components
 
     return tiny_ldm_components("kl")

@@ -17,12 +17,14 @@ import pytest
 import torch
 from PIL import Image
 
-from lare2lib import aerecon, detectors, transforms, world
-from lare2lib.aerecon import ReconClassifier, ReconPairs, reconstruct_images
-from lare2lib.imagesets import ImageSet
-from lare2lib.images import BadImageError
-from lare2lib.models import load_autoencoder
-from lare2lib.testing import make_tiny_kl, make_tiny_vq, tiny_classifier_kwargs
+from lare2lib.data import transforms
+from lare2lib.data.images import BadImageError
+from lare2lib.data.imagesets import ImageSet
+from lare2lib.detectors import recon_classifier, registry
+from lare2lib.detectors.recon_classifier import ReconClassifier, ReconPairs, reconstruct_images
+from lare2lib.models.loaders import load_autoencoder
+from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq, tiny_classifier_kwargs
+from lare2lib.world import recipes
 
 SIZES = [(40, 56), (33, 47), (40, 56), (64, 64), (17, 30), (40, 56), (64, 64)]
 TINY = dict(backbone="convnext_large", pretrained=False, crop_size=32,
@@ -49,18 +51,18 @@ def tiny_vq(tmp_path_factory):
 
 def test_cut_to_multiple_matches_the_pil_transform():
     for image in random_images():
-        cut = aerecon.cut_to_multiple(image, 8)
+        cut = recon_classifier.cut_to_multiple(image, 8)
         pil = transforms.cut_to_multiple(Image.fromarray(image.permute(1, 2, 0).numpy()), 8)
         assert torch.equal(cut, torch.from_numpy(np.array(pil)).permute(2, 0, 1))
         assert cut.shape[1] % 8 == 0 and cut.shape[2] % 8 == 0
     with pytest.raises(BadImageError, match="too_small|no side"):
-        aerecon.cut_to_multiple(random_images([(5, 30)])[0], 8)
+        recon_classifier.cut_to_multiple(random_images([(5, 30)])[0], 8)
 
 
 def test_size_buckets_group_equal_sizes_in_order():
     sizes = [(8, 8), (16, 8), (8, 8), (8, 8), (16, 8)]
-    assert aerecon.size_buckets(sizes, 2) == [[0, 2], [3], [1, 4]]
-    for batch in aerecon.size_buckets([tuple(s) for s in SIZES], 2):
+    assert recon_classifier.size_buckets(sizes, 2) == [[0, 2], [3], [1, 4]]
+    for batch in recon_classifier.size_buckets([tuple(s) for s in SIZES], 2):
         assert len(batch) <= 2 and len({SIZES[i] for i in batch}) == 1
 
 
@@ -71,7 +73,7 @@ def test_reconstruction_is_cut_to_the_multiple_and_batched_by_size(tiny_kl, monk
     encode = tiny_kl.encode
     monkeypatch.setattr(tiny_kl, "encode", lambda x: shapes.append(tuple(x.shape)) or encode(x))
     real, recon = reconstruct_images(tiny_kl, images, ids, seed=0, batch_size=2)
-    assert aerecon.downsampling_factor(tiny_kl) == 8
+    assert recon_classifier.downsampling_factor(tiny_kl) == 8
     for image, a, b in zip(images, real, recon):
         h, w = image.shape[1:]
         assert a.shape == b.shape == (3, h - h % 8, w - w % 8)
@@ -110,7 +112,7 @@ def test_matches_the_worlds_reconstruction_function(tiny_kl, tiny_vq):
     pixels = torch.stack(random_images([(32, 32)] * 4))
     ids = [f"photo#{k}" for k in range(4)]
     for ae in (tiny_kl, tiny_vq):
-        expected = world.reconstruct(ae, pixels, 3, ids)
+        expected = recipes.reconstruct(ae, pixels, 3, ids)
         _, recon = reconstruct_images(ae, pixels, ids, seed=3, batch_size=4)
         assert torch.equal(torch.stack(recon), expected)
 
@@ -134,7 +136,7 @@ def test_reconstruct_folder_writes_pairs_reports_bad_files_and_resumes(tiny_kl, 
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"im{k}.jpg", quality=90)
     (source / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "pairs"
-    manifest = aerecon.reconstruct_folder(source, out, tiny_kl, ae_name="tiny", batch_size=3, progress=False)
+    manifest = recon_classifier.reconstruct_folder(source, out, tiny_kl, ae_name="tiny", batch_size=3, progress=False)
     assert len(manifest["pairs"]) == len(SIZES) and "broken.png" in manifest["bad"]
     assert json.loads((out / "pairs.json").read_text())["pairs"] == manifest["pairs"]
     for image_id in manifest["pairs"]:
@@ -142,8 +144,8 @@ def test_reconstruct_folder_writes_pairs_reports_bad_files_and_resumes(tiny_kl, 
         recon = Image.open(out / "recon" / f"{image_id}.png")
         assert real.size == recon.size and real.size[0] % 8 == 0 and real.size[1] % 8 == 0
     calls = []
-    monkeypatch.setattr(aerecon, "reconstruct_images", lambda *a, **k: calls.append(1) or ([], []))
-    again = aerecon.reconstruct_folder(source, out, tiny_kl, progress=False)
+    monkeypatch.setattr(recon_classifier, "reconstruct_images", lambda *a, **k: calls.append(1) or ([], []))
+    again = recon_classifier.reconstruct_folder(source, out, tiny_kl, progress=False)
     assert not calls and again["pairs"] == manifest["pairs"]
 
 
@@ -151,8 +153,8 @@ def test_reencode_passes_both_classes_through_one_codec(tiny_kl, tmp_path):
     source = tmp_path / "reals"
     source.mkdir()
     Image.fromarray(random_images([(32, 32)])[0].permute(1, 2, 0).numpy()).save(source / "a.png")
-    lossless = aerecon.reconstruct_folder(source, tmp_path / "png", tiny_kl, progress=False)
-    jpeg = aerecon.reconstruct_folder(source, tmp_path / "jpeg", tiny_kl, reencode="jpeg",
+    lossless = recon_classifier.reconstruct_folder(source, tmp_path / "png", tiny_kl, progress=False)
+    jpeg = recon_classifier.reconstruct_folder(source, tmp_path / "jpeg", tiny_kl, reencode="jpeg",
                                       jpeg_quality=70, progress=False)
     assert lossless["pairs"] == jpeg["pairs"] == ["a.png"]
     for cls in ("real", "recon"):
@@ -163,7 +165,7 @@ def test_reencode_passes_both_classes_through_one_codec(tiny_kl, tmp_path):
 
 
 def test_reconstruction_speed_reports_images_per_second(tiny_kl):
-    speed = aerecon.reconstruction_speed(tiny_kl, size=32, batch_size=2, images=4, repeats=2)
+    speed = recon_classifier.reconstruction_speed(tiny_kl, size=32, batch_size=2, images=4, repeats=2)
     assert speed["images_per_second"] > 0 and speed["seconds_best"] <= speed["seconds_median"]
 
 
@@ -183,7 +185,7 @@ def test_pairs_dataset_labels_and_windows(tmp_path, tiny_kl):
     source.mkdir()
     for k, image in enumerate(random_images()):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(source / f"{k}.png")
-    aerecon.reconstruct_folder(source, tmp_path / "pairs", tiny_kl, progress=False)
+    recon_classifier.reconstruct_folder(source, tmp_path / "pairs", tiny_kl, progress=False)
     folder = ReconPairs.from_folder(tmp_path / "pairs", window=48)
     assert len(folder) == 2 * len(SIZES)
     assert all(folder[i]["image"].shape == (3, 48, 48) for i in range(len(folder)))
@@ -261,8 +263,8 @@ def test_small_images_are_reflect_padded_never_upscaled(classifier):
 
 def test_config_rebuilds_the_model_and_round_trips_through_the_detector_file(classifier, tmp_path):
     assert classifier.config["mean"] == [0.485, 0.456, 0.406]  # resolved, so a reload cannot drift
-    path = detectors.save_detector(classifier, tmp_path / "det.safetensors")
-    loaded = detectors.load_detector(path)
+    path = registry.save_detector(classifier, tmp_path / "det.safetensors")
+    loaded = registry.load_detector(path)
     assert isinstance(loaded, ReconClassifier) and loaded.config == classifier.config
     images = random_images([(40, 40), (50, 36)])
     torch.testing.assert_close(loaded.score_images(images, ["a", "b"], tries=2),
@@ -272,7 +274,7 @@ def test_config_rebuilds_the_model_and_round_trips_through_the_detector_file(cla
 def test_packaged_backbone_keeps_its_normalisation_after_reload(tmp_path):
     model = ReconClassifier("efficientnet_lite0", pretrained=True, crop_size=32)
     assert model.config["mean"] == [0.5, 0.5, 0.5] and model.config["std"] == [0.5, 0.5, 0.5]
-    loaded = detectors.load_detector(detectors.save_detector(model, tmp_path / "lite0.safetensors"))
+    loaded = registry.load_detector(registry.save_detector(model, tmp_path / "lite0.safetensors"))
     assert loaded.config["mean"] == [0.5, 0.5, 0.5] and torch.equal(loaded.mean, model.mean)
 
 
@@ -301,12 +303,13 @@ class FakeWorld:
 
 
 def test_train_command_on_world_data_then_predict_a_folder(tmp_path, monkeypatch):
-    from lare2lib import cli, worldbuild
+    from lare2lib.pipeline import cli
+    from lare2lib.world import build
 
-    monkeypatch.setattr(worldbuild, "load_world", lambda profile, progress=True: FakeWorld())
+    monkeypatch.setattr(build, "load_world", lambda profile, progress=True: FakeWorld())
     out = tmp_path / "run"
     # a tiny ConvNeXt through a local file (the CLI's --backbone accepts timm names and files)
-    from lare2lib.backbones import create_classifier, save_classifier
+    from lare2lib.models.backbones import create_classifier, save_classifier
 
     tiny = create_classifier("convnext_large", num_classes=1, pretrained=False, **TINY["create_kwargs"])
     backbone = save_classifier(tiny, tmp_path / "tiny.safetensors", create_kwargs=TINY["create_kwargs"])
@@ -316,7 +319,7 @@ def test_train_command_on_world_data_then_predict_a_folder(tmp_path, monkeypatch
     assert code == 0
     history = json.loads((out / "state.json").read_text())["history"]
     assert len(history) == 2 and "val_auc" in history[0]
-    detector = detectors.load_detector(out / "best.safetensors")
+    detector = registry.load_detector(out / "best.safetensors")
     assert detector.config["crop_size"] == 32 and detector.config["architecture"] == "convnext_large"
 
     folder = tmp_path / "images"
@@ -334,7 +337,7 @@ def test_train_command_on_world_data_then_predict_a_folder(tmp_path, monkeypatch
 
 
 def test_train_command_on_a_folder_reconstructs_then_trains(tmp_path, monkeypatch):
-    from lare2lib import cli
+    from lare2lib.pipeline import cli
 
     source = tmp_path / "reals"
     source.mkdir()
@@ -346,27 +349,27 @@ def test_train_command_on_a_folder_reconstructs_then_trains(tmp_path, monkeypatc
             "--val-fraction", "0.3",
             "--autoencoder", str(vae), "--backbone", "convnext_large", "--no-pretrained", "--crop", "32",
             "--window", "40", "--epochs", "1", "--batch-size", "8", "--no-progress"]
-    monkeypatch.setattr(aerecon, "ReconClassifier",
+    monkeypatch.setattr(recon_classifier, "ReconClassifier",
                         lambda *a, **k: ReconClassifier(*a, **{**k, "create_kwargs": TINY["create_kwargs"]}))
     assert cli.main(args) == 0
     manifest = json.loads((out / "pairs" / "train" / "pairs.json").read_text())
     assert len(manifest["pairs"]) == 16 and manifest["multiple"] == 8
     assert (out / "best.safetensors").is_file()
     with pytest.raises(ValueError, match="--real"):
-        aerecon.train_command(cli.build_parser(command="train").parse_args(
+        recon_classifier.train_command(cli.build_parser(command="train").parse_args(
             ["train", "classifier", "--profile", "full", "--out", str(tmp_path / "x")]))
 
 
 def test_default_crops_follow_the_paper_at_full_scale():
-    from lare2lib.profiles import get_profile
+    from lare2lib.core.profiles import get_profile
 
-    assert aerecon.default_crop(get_profile("mini")) == 48
-    assert aerecon.default_crop(get_profile("smoke")) == 24
-    assert aerecon.default_crop(get_profile("full"), "convnext_large.fb_in22k_ft_in1k") == 256
+    assert recon_classifier.default_crop(get_profile("mini")) == 48
+    assert recon_classifier.default_crop(get_profile("smoke")) == 24
+    assert recon_classifier.default_crop(get_profile("full"), "convnext_large.fb_in22k_ft_in1k") == 256
     eva = "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k"
-    assert aerecon.default_crop(get_profile("full"), eva) == 252
-    assert aerecon._create_kwargs(eva, 252) == {"img_size": 252}
-    tiny_eva = {**tiny_classifier_kwargs("eva02_large_patch14_448"), **aerecon._create_kwargs(eva, 252)}
+    assert recon_classifier.default_crop(get_profile("full"), eva) == 252
+    assert recon_classifier._create_kwargs(eva, 252) == {"img_size": 252}
+    tiny_eva = {**tiny_classifier_kwargs("eva02_large_patch14_448"), **recon_classifier._create_kwargs(eva, 252)}
     model = ReconClassifier("eva02_large_patch14_448", pretrained=False, crop_size=252, create_kwargs=tiny_eva)
     with torch.no_grad():
         assert model.eval()({"image": torch.zeros(1, 3, 260, 252, dtype=torch.uint8)}).shape == (1,)

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lare2lib import aeroblade
-from lare2lib.aeroblade import BackboneDistance, LpipsVggDistance, PixelDistance
-from lare2lib.models import ModelNotAvailableError
+from lare2lib.detectors import aeroblade
+from lare2lib.detectors.aeroblade import BackboneDistance, LpipsVggDistance, PixelDistance
+from lare2lib.models.loaders import ModelNotAvailableError
 
 
 class ProjectionAE(nn.Module):

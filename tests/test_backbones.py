@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from lare2lib import backbones, paths
-from lare2lib.backbones import FeatureBackbone, create_classifier, save_classifier
-from lare2lib.models import ModelNotAvailableError
-from lare2lib.profiles import PROFILE_NAMES, get_profile
-from lare2lib.testing import tiny_classifier_kwargs
+from lare2lib.core import paths
+from lare2lib.core.profiles import PROFILE_NAMES, get_profile
+from lare2lib.models import backbones
+from lare2lib.models.backbones import FeatureBackbone, create_classifier, save_classifier
+from lare2lib.models.loaders import ModelNotAvailableError
+from lare2lib.models.tiny import tiny_classifier_kwargs
 
 
 def _profile_backbones() -> list[str]:

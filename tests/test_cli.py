@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lare2lib import cli
+from lare2lib.pipeline import cli
 
 LARE2 = Path(sys.executable).with_name("lare2")
 ENTRY_POINTS = {"console script": [str(LARE2)], "python -m": [sys.executable, "-m", "lare2lib"]}
@@ -147,7 +147,7 @@ def _by_reference(report_weights):
 
 
 def test_mini_weights_are_looked_up_in_the_committed_folder(tmp_path, monkeypatch):
-    from lare2lib import environment, paths
+    from lare2lib.core import environment, paths
 
     (tmp_path / "mini" / "kl_ae").mkdir(parents=True)
     (tmp_path / "mini" / "kl_ae" / "config.json").write_text("{}")
@@ -163,7 +163,7 @@ def test_mini_weights_are_looked_up_in_the_committed_folder(tmp_path, monkeypatc
 def test_full_weights_are_looked_up_in_the_local_hub_cache_only(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from lare2lib import environment
+    from lare2lib.core import environment
 
     repo_cache = tmp_path / "models--stable-diffusion-v1-5--stable-diffusion-v1-5"
     snapshot = repo_cache / "snapshots" / "abc"
@@ -183,7 +183,7 @@ def test_full_weights_are_looked_up_in_the_local_hub_cache_only(tmp_path, monkey
 
 
 def test_environment_report_is_complete_json():
-    from lare2lib import environment
+    from lare2lib.core import environment
 
     report = json.loads(json.dumps(environment.environment_report("mini")))
     assert set(environment.REPORTED_PACKAGES) <= set(report["packages"])

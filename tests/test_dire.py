@@ -6,8 +6,8 @@ import pytest
 import torch
 from test_lare import CONFIG, IDS, IMAGE_SIZE, PROMPTS, batch, random_images
 
-from lare2lib.dire import DireExtractor
-from lare2lib.lare import LareExtractor
+from lare2lib.signals.dire import DireExtractor
+from lare2lib.signals.lare import LareExtractor
 
 
 @pytest.mark.parametrize(("space", "shape"), [

@@ -2,9 +2,9 @@
 
 One launch of ``python -m torch.distributed.run --standalone --nproc_per_node 2`` runs the
 pipeline a multi-GPU user runs with ``accelerate launch --multi_gpu``: ``lare2 extract`` (each
-process extracts every other image into its own store writer), then :func:`lare2lib.train.fit`
+process extracts every other image into its own store writer), then :func:`lare2lib.detectors.train.fit`
 on the stored maps (DDP, each batch split over the two processes) and
-:func:`lare2lib.train.predict` (gathered). The same steps run in this process alone, and the
+:func:`lare2lib.detectors.train.predict` (gathered). The same steps run in this process alone, and the
 results must agree:
 
 * LaRE maps: **identical** (every random number comes from (seed, image id); both runs use one
@@ -61,8 +61,8 @@ class MapDataset(torch.utils.data.Dataset):
 
 def train_on_maps(store_dir: str, out_dir: str) -> tuple[dict[str, torch.Tensor], np.ndarray]:
     """Train on the stored maps of ``real/*`` (0) and ``fake/*`` (1); score all of them."""
-    from lare2lib.store import FeatureStore
-    from lare2lib.train import TrainConfig, fit, predict
+    from lare2lib.data.store import FeatureStore
+    from lare2lib.detectors.train import TrainConfig, fit, predict
 
     store = FeatureStore.open_read_only(store_dir)
     ids = sorted(store.ids())
@@ -85,8 +85,8 @@ WORKER = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, {tests!r})
     from safetensors.torch import save_file
-    from lare2lib.cli import main
-    from lare2lib.train import get_accelerator
+    from lare2lib.pipeline.cli import main
+    from lare2lib.detectors.train import get_accelerator
     import test_distributed
 
     assert main({extract!r}) == 0
@@ -146,9 +146,9 @@ def _extract_args(images: Path, model: Path, store: Path) -> list[str]:
 def test_two_processes_match_one(tmp_path, capsys):
     from safetensors.torch import load_file
 
-    from lare2lib.cli import main
-    from lare2lib.store import FeatureStore
-    from lare2lib.testing import make_tiny_mini_ldm
+    from lare2lib.data.store import FeatureStore
+    from lare2lib.models.tiny import make_tiny_mini_ldm
+    from lare2lib.pipeline.cli import main
 
     images, two = tmp_path / "images", tmp_path / "two"
     _images(images)

@@ -1,4 +1,4 @@
-"""EGRE (lare2lib.egre): ESR / ECR as METHODS.md §2 gives them, every variant, checkpoints,
+"""EGRE (lare2lib.detectors.egre): ESR / ECR as METHODS.md §2 gives them, every variant, checkpoints,
 scoring from raw images, and the `lare2 predict` path with bad files."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import csv
 import pytest
 import torch
 
-from lare2lib.egre import (
+from lare2lib.detectors.egre import (
     VARIANTS,
     ChannelRefinement,
     EgreDetector,
@@ -16,7 +16,7 @@ from lare2lib.egre import (
     SpatialRefinement,
     default_config,
 )
-from lare2lib.testing import tiny_classifier_kwargs
+from lare2lib.models.tiny import tiny_classifier_kwargs
 
 TINY = dict(backbone="convnext_large", pretrained=False,
             backbone_kwargs=tiny_classifier_kwargs("convnext_large"))
@@ -125,7 +125,7 @@ def test_frozen_backbone_stays_fixed_and_cached_features_give_the_same_logits():
 
 
 def test_checkpoint_reloads_bit_exactly_with_strict_loading(tmp_path):
-    from lare2lib.detectors import load_detector, read_detector_metadata, save_detector
+    from lare2lib.detectors.registry import load_detector, read_detector_metadata, save_detector
 
     model = tiny_detector("egre", aligned=False, feature="dire").eval()
     path = save_detector(model, tmp_path / "egre.safetensors")
@@ -150,7 +150,7 @@ def test_checkpoint_reloads_bit_exactly_with_strict_loading(tmp_path):
 
 
 def test_config_is_validated_and_profile_defaults_follow_the_issue():
-    from lare2lib.profiles import get_profile
+    from lare2lib.core.profiles import get_profile
 
     with pytest.raises(ValueError, match="variant"):
         EgreDetector(variant="nope", **TINY)
@@ -200,7 +200,7 @@ def test_lare_cnn_sees_only_the_map():
 
 @pytest.fixture(scope="module")
 def tiny_ldm_folder(tmp_path_factory):
-    from lare2lib.testing import make_tiny_mini_ldm
+    from lare2lib.models.tiny import make_tiny_mini_ldm
 
     return make_tiny_mini_ldm(tmp_path_factory.mktemp("weights"))  # KL, f = 8
 
@@ -230,10 +230,11 @@ def test_score_images_handles_any_size_and_is_seeded(scorer):
 def test_score_images_equals_the_dataset_path_for_world_sized_images(scorer):
     """Training items (maps through the feature-store driver, centre crop) and score_images
     (maps from tensors) must give the model the same inputs."""
-    from lare2lib.egredata import EgreDataset, ensure_maps, tensor_records
-    from lare2lib.profiles import LareConfig
-    from lare2lib.store import FeatureStore
     import tempfile
+
+    from lare2lib.core.profiles import LareConfig
+    from lare2lib.data.store import FeatureStore
+    from lare2lib.detectors.egre_data import EgreDataset, ensure_maps, tensor_records
 
     generator = torch.Generator().manual_seed(3)
     pixels = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8, generator=generator)
@@ -255,8 +256,8 @@ def test_predict_scores_a_folder_with_bad_files_and_reports_them(scorer, tmp_pat
     import numpy as np
     from PIL import Image
 
-    from lare2lib import cli
-    from lare2lib.detectors import save_detector
+    from lare2lib.detectors.registry import save_detector
+    from lare2lib.pipeline import cli
 
     checkpoint = save_detector(scorer, tmp_path / "egre.safetensors")
     folder = tmp_path / "images"

@@ -1,4 +1,4 @@
-"""EGRE data and protocol (lare2lib.egredata, lare2lib.egrestudy): crop/map alignment, the
+"""EGRE data and protocol (lare2lib.detectors.egre_data, lare2lib.studies.nb02_egre): crop/map alignment, the
 cached map and feature stores, and the ablation loop on a tiny stand-in world."""
 
 from __future__ import annotations
@@ -9,12 +9,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lare2lib import egredata as D
-from lare2lib import egrestudy as S
-from lare2lib import egreviz
-from lare2lib.imagesets import ImageSet
-from lare2lib.testing import TINY_CLASS_NAMES, TinyLDMSpec, tiny_classifier_kwargs, tiny_ldm_components
-
+from lare2lib.data.imagesets import ImageSet
+from lare2lib.detectors import egre_data as D
+from lare2lib.models.tiny import (
+    TINY_CLASS_NAMES,
+    TinyLDMSpec,
+    tiny_classifier_kwargs,
+    tiny_ldm_components,
+)
+from lare2lib.studies import nb02_egre as S
+from lare2lib.studies import nb02_figures
 
 # -- geometry ---------------------------------------------------------------------------------------
 
@@ -160,8 +164,8 @@ def test_ablation_runs_every_row_and_summarises_over_seeds(world_and_data):
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    egreviz.ablation_figure(summary)
-    text = egreviz.findings(summary)
+    nb02_figures.ablation_figure(summary)
+    text = nb02_figures.findings(summary)
     assert "Highest mean AUC" in text and "AUC, aligned against the released misaligned map" in text
     assert "Highest mean ACC" in text
 
@@ -170,7 +174,7 @@ def test_attention_and_gate_pictures_come_from_the_trained_model(world_and_data)
     _, _, data = world_and_data
     model = S.build_detector(CONFIG, 0).eval()
     _, _, tests = data.splits("lare")
-    examples = {name: egreviz.attention_examples(model, tests[name], [0, 1]) for name in ("real", "g1")}
+    examples = {name: nb02_figures.attention_examples(model, tests[name], [0, 1]) for name in ("real", "g1")}
     ex = examples["real"]
     assert ex["attention"].shape == (2, 2, 2, 2) and ex["gate"].shape == (2, 64)
     total = ex["attention"].sum(dim=(2, 3)) + ex["mean_token"]
@@ -178,16 +182,16 @@ def test_attention_and_gate_pictures_come_from_the_trained_model(world_and_data)
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    egreviz.attention_figure(examples)
+    nb02_figures.attention_figure(examples)
     shuffled = S.shuffled_map_metrics(model, tests, seed=1)
     assert set(shuffled) == {"g1", "g2", "mean"} and 0 <= shuffled["mean"]["auc"] <= 1
-    from lare2lib.metrics import mean_std
+    from lare2lib.eval.metrics import mean_std
 
     entry = {"intact": mean_std([{"acc": 0.9, "auc": 0.95}]), "shuffled": mean_std([{"acc": 0.5, "auc": 0.5}])}
-    assert "Δ -0.4000" in egreviz.shuffle_findings({"egre": entry})
-    effect = egreviz.bias_effect(examples)
+    assert "Δ -0.4000" in nb02_figures.shuffle_findings({"egre": entry})
+    effect = nb02_figures.bias_effect(examples)
     assert set(effect["real"]) == {"bias_spread", "max_change_pp", "mean_change_pp"}
-    egreviz.gate_figure({name: e["gate"] for name, e in examples.items()})
+    nb02_figures.gate_figure({name: e["gate"] for name, e in examples.items()})
 
 
 def test_genimage_layout_trains_on_one_subset_and_tests_on_all(tmp_path):
@@ -220,7 +224,7 @@ def test_genimage_layout_trains_on_one_subset_and_tests_on_all(tmp_path):
 
 
 def test_cli_parser_knows_the_egre_arguments():
-    from lare2lib import cli
+    from lare2lib.pipeline import cli
 
     parser = cli.build_parser(command="train")
     args = parser.parse_args(["train", "egre", "--variant", "esr", "--misaligned", "--out", "x.safetensors",
@@ -237,10 +241,10 @@ def test_cli_trains_on_the_smoke_world_and_the_checkpoint_predicts(tmp_path, cap
     """`lare2 train egre --profile smoke` end to end, then `lare2 predict` with its checkpoint."""
     import json
 
-    from lare2lib import cli
-    from lare2lib.detectors import load_detector
-    from lare2lib.profiles import get_profile
-    from lare2lib.worldbuild import load_world
+    from lare2lib.core.profiles import get_profile
+    from lare2lib.detectors.registry import load_detector
+    from lare2lib.pipeline import cli
+    from lare2lib.world.build import load_world
 
     out = tmp_path / "egre.safetensors"
     argv = ["train", "egre", "--profile", "smoke", "--variant", "egre", "--out", str(out),

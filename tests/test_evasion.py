@@ -1,6 +1,6 @@
 """Evasion: PGD on toy and tiny detectors, differentiable scores equal the detectors' own.
 
-Tiny random-weight models only (lare2lib.testing); nothing is downloaded.
+Tiny random-weight models only (lare2lib.models.tiny); nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -11,10 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from lare2lib import evasion
-from lare2lib.evasion import pgd_attack, psnr, quantise_within
-from lare2lib.profiles import LareConfig
-from lare2lib.testing import TINY_CLASS_NAMES, TinyLDMSpec, tiny_classifier_kwargs, tiny_ldm_components
+from lare2lib.core.profiles import LareConfig
+from lare2lib.eval import attacks
+from lare2lib.eval.attacks import pgd_attack, psnr, quantise_within
+from lare2lib.models.tiny import (
+    TINY_CLASS_NAMES,
+    TinyLDMSpec,
+    tiny_classifier_kwargs,
+    tiny_ldm_components,
+)
 
 SIZE = 48
 CROP = 32
@@ -42,7 +47,7 @@ class Brightness(torch.nn.Module):
 
 
 def test_pgd_lowers_the_score_within_the_budget_and_range():
-    clean = evasion.to_unit(uint8_images(4))
+    clean = attacks.to_unit(uint8_images(4))
     clean[:2] = (clean[:2] * 0.2 + 0.8).mul(255).round() / 255  # bright, near the top of range
     toy = Brightness()
     eps = 4 / 255
@@ -57,7 +62,7 @@ def test_pgd_lowers_the_score_within_the_budget_and_range():
 
 
 def test_pgd_is_deterministic_from_the_seed_and_batch_invariant_with_ids():
-    clean = evasion.to_unit(uint8_images(4))
+    clean = attacks.to_unit(uint8_images(4))
     toy = Brightness()
     ids = [f"x{k}" for k in range(4)]
     # one small step: the result still depends on where the random start put each pixel
@@ -74,7 +79,7 @@ def test_pgd_is_deterministic_from_the_seed_and_batch_invariant_with_ids():
 
 
 def test_pgd_zero_budget_returns_the_clean_images_and_bad_budgets_fail():
-    clean = evasion.to_unit(uint8_images(2))
+    clean = attacks.to_unit(uint8_images(2))
     assert torch.equal(pgd_attack(Brightness(), clean, 0.0, steps=5), clean)
     with pytest.raises(ValueError, match="non-negative"):
         pgd_attack(Brightness(), clean, -1 / 255, steps=5)
@@ -103,7 +108,7 @@ def test_psnr_of_a_known_perturbation_and_of_none():
 
 @pytest.fixture(scope="module")
 def classifier():
-    from lare2lib.aerecon import ReconClassifier
+    from lare2lib.detectors.recon_classifier import ReconClassifier
 
     torch.manual_seed(0)
     return ReconClassifier(**TINY_BACKBONE, crop_size=CROP,
@@ -113,17 +118,17 @@ def classifier():
 def test_classifier_score_matches_score_images_on_the_same_crop(classifier):
     images = uint8_images(4)
     expected = classifier.score_images(list(images), IDS, seed=5, tries=1)
-    got = evasion.differentiable_score(classifier, IDS, seed=5)(evasion.to_unit(images))
+    got = attacks.differentiable_score(classifier, IDS, seed=5)(attacks.to_unit(images))
     torch.testing.assert_close(got.detach(), expected, **CLOSE)
-    centre = evasion.classifier_score(classifier, IDS, centre=True)(evasion.to_unit(images))
+    centre = attacks.classifier_score(classifier, IDS, centre=True)(attacks.to_unit(images))
     torch.testing.assert_close(centre.detach(), classifier.score_images(list(images), IDS, tries=0),
                                **CLOSE)
 
 
 def test_classifier_pgd_lowers_its_own_score(classifier):
     images = uint8_images(4)
-    make = lambda ids, names: evasion.differentiable_score(classifier, ids, logit=True)  # noqa: E731
-    adversarial = evasion.attack_images(make, images, IDS, 8 / 255, steps=3, batch_size=2)
+    make = lambda ids, names: attacks.differentiable_score(classifier, ids, logit=True)  # noqa: E731
+    adversarial = attacks.attack_images(make, images, IDS, 8 / 255, steps=3, batch_size=2)
     assert adversarial.dtype == torch.uint8
     assert (adversarial.int() - images.int()).abs().max() <= 8
     before = classifier.score_images(list(images), IDS).mean()
@@ -138,7 +143,7 @@ def tiny_reference():
 
 @pytest.fixture(scope="module")
 def egre(tiny_reference):
-    from lare2lib.egre import EgreDetector
+    from lare2lib.detectors.egre import EgreDetector
 
     torch.manual_seed(0)
     detector = EgreDetector(variant="egre", **TINY_BACKBONE,
@@ -153,48 +158,48 @@ def test_egre_score_matches_score_images(egre):
     images = uint8_images(4, seed=1)
     names = [TINY_CLASS_NAMES[k % len(TINY_CLASS_NAMES)] for k in range(4)]
     expected = egre.score_images(list(images), IDS, seed=2, class_names=names)
-    x = evasion.to_unit(images).requires_grad_(True)
-    got = evasion.differentiable_score(egre, IDS, names, seed=2)(x)
+    x = attacks.to_unit(images).requires_grad_(True)
+    got = attacks.differentiable_score(egre, IDS, names, seed=2)(x)
     torch.testing.assert_close(got.detach(), expected, **CLOSE)
     got.sum().backward()  # gradients reach the pixels through the VAE, the UNet and the head
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
 def test_mean_lare_score_matches_its_images_score_and_pgd_lowers_it(tiny_reference):
-    scorer = evasion.MeanLare(tiny_reference, LareConfig(ensemble=2, image_size=SIZE), seed=1)
+    scorer = attacks.MeanLare(tiny_reference, LareConfig(ensemble=2, image_size=SIZE), seed=1)
     images = uint8_images(4, seed=2)
     expected = scorer.score_images(list(images), IDS)
-    score_fn = evasion.differentiable_score(scorer, IDS)
-    torch.testing.assert_close(score_fn(evasion.to_unit(images)).detach(), expected, **CLOSE)
-    two = evasion.differentiable_score(scorer, IDS[:2])
-    adversarial = pgd_attack(two, evasion.to_unit(images[:2]), 8 / 255, steps=2, seed=0)
-    after = scorer.score_images(list(evasion.to_uint8(adversarial)), IDS[:2])
+    score_fn = attacks.differentiable_score(scorer, IDS)
+    torch.testing.assert_close(score_fn(attacks.to_unit(images)).detach(), expected, **CLOSE)
+    two = attacks.differentiable_score(scorer, IDS[:2])
+    adversarial = pgd_attack(two, attacks.to_unit(images[:2]), 8 / 255, steps=2, seed=0)
+    after = scorer.score_images(list(attacks.to_uint8(adversarial)), IDS[:2])
     assert after.mean() < expected[:2].mean()
 
 
 @pytest.fixture(scope="module")
 def tiny_aeroblade(tiny_reference):
-    from lare2lib.aeroblade import BackboneDistance
+    from lare2lib.detectors.aeroblade import BackboneDistance
 
     vq = tiny_ldm_components("vq", spec=TinyLDMSpec(image_size=SIZE)).vae
     distance = BackboneDistance("convnext_large", pretrained=False,
                                 **tiny_classifier_kwargs("convnext_large"))
-    return evasion.Aeroblade({"kl": tiny_reference.vae, "vq": vq}, distance, seed=3)
+    return attacks.Aeroblade({"kl": tiny_reference.vae, "vq": vq}, distance, seed=3)
 
 
 def test_aeroblade_score_matches_aeroblade_and_pgd_lowers_it(tiny_aeroblade):
-    from lare2lib.aeroblade import PixelDistance
+    from lare2lib.detectors.aeroblade import PixelDistance
 
     images = uint8_images(4, seed=3)
     expected = tiny_aeroblade.score_images(list(images), IDS)
-    score_fn = evasion.differentiable_score(tiny_aeroblade, IDS)
-    torch.testing.assert_close(score_fn(evasion.to_unit(images)).detach().double(), expected, **CLOSE)
-    pixel = evasion.Aeroblade(tiny_aeroblade.autoencoders, PixelDistance(), seed=3)
-    torch.testing.assert_close(evasion.aeroblade_score(pixel, IDS)(evasion.to_unit(images)).detach().double(),
+    score_fn = attacks.differentiable_score(tiny_aeroblade, IDS)
+    torch.testing.assert_close(score_fn(attacks.to_unit(images)).detach().double(), expected, **CLOSE)
+    pixel = attacks.Aeroblade(tiny_aeroblade.autoencoders, PixelDistance(), seed=3)
+    torch.testing.assert_close(attacks.aeroblade_score(pixel, IDS)(attacks.to_unit(images)).detach().double(),
                                pixel.score_images(list(images), IDS), **CLOSE)
-    two = evasion.differentiable_score(tiny_aeroblade, IDS[:2])
-    adversarial = pgd_attack(two, evasion.to_unit(images[:2]), 8 / 255, steps=2, seed=0)
-    after = tiny_aeroblade.score_images(list(evasion.to_uint8(adversarial)), IDS[:2])
+    two = attacks.differentiable_score(tiny_aeroblade, IDS[:2])
+    adversarial = pgd_attack(two, attacks.to_unit(images[:2]), 8 / 255, steps=2, seed=0)
+    after = tiny_aeroblade.score_images(list(attacks.to_uint8(adversarial)), IDS[:2])
     assert after.mean() < expected[:2].mean()
 
 
@@ -203,37 +208,37 @@ def test_aeroblade_score_matches_aeroblade_and_pgd_lowers_it(tiny_aeroblade):
 
 def test_median_filter_removes_salt_noise_and_keeps_flat_images():
     flat = torch.full((3, 9, 9), 77, dtype=torch.uint8)
-    assert torch.equal(evasion.median_filter(flat), flat)
+    assert torch.equal(attacks.median_filter(flat), flat)
     salted = flat.clone()
     salted[:, 4, 4] = 255
-    assert torch.equal(evasion.median_filter(salted), flat)
+    assert torch.equal(attacks.median_filter(salted), flat)
 
 
 def test_denoisers_keep_shape_and_dtype_and_unknown_names_fail():
     images = uint8_images(2)
-    for name in evasion.DENOISERS:
-        out = evasion.denoise(images, name)
+    for name in attacks.DENOISERS:
+        out = attacks.denoise(images, name)
         assert out.shape == images.shape and out.dtype == torch.uint8
         assert not torch.equal(out, images)
     with pytest.raises(ValueError, match="unknown denoiser"):
-        evasion.denoise(images, "wiener")
+        attacks.denoise(images, "wiener")
 
 
 def test_reencode_through_another_autoencoder(tiny_reference):
     images = uint8_images(2)
-    out = evasion.reencode_through(tiny_reference.vae, images, IDS[:2])
+    out = attacks.reencode_through(tiny_reference.vae, images, IDS[:2])
     assert out.shape == images.shape and out.dtype == torch.uint8
-    assert torch.equal(out, evasion.reencode_through(tiny_reference.vae, images, IDS[:2]))
-    assert evasion.cross_family_autoencoder("kl_ae") == "vq_ae"
+    assert torch.equal(out, attacks.reencode_through(tiny_reference.vae, images, IDS[:2]))
+    assert attacks.cross_family_autoencoder("kl_ae") == "vq_ae"
     with pytest.raises(ValueError, match="cross-family"):
-        evasion.cross_family_autoencoder("taef2")
+        attacks.cross_family_autoencoder("taef2")
 
 
 # -- the study's bookkeeping ----------------------------------------------------------------------
 
 
 def test_parse_grid_and_its_errors():
-    from lare2lib.evasionstudy import parse_grid
+    from lare2lib.studies.nb06_evasion import parse_grid
 
     assert parse_grid("jpeg:90,50; blur:1") == {"jpeg": (90.0, 50.0), "blur": (1.0,)}
     for bad in ("zoom:2", "jpeg", "none:1"):
@@ -242,7 +247,7 @@ def test_parse_grid_and_its_errors():
 
 
 def test_detection_uses_the_given_threshold():
-    from lare2lib.evasionstudy import detection, thresholds_at
+    from lare2lib.studies.nb06_evasion import detection, thresholds_at
 
     real = np.linspace(0, 1, 101)
     threshold = thresholds_at({"d": real}, 0.05)["d"]
@@ -253,8 +258,8 @@ def test_detection_uses_the_given_threshold():
 
 
 def test_most_graceful_ranks_retained_detection_and_skips_detectors_at_chance():
-    from lare2lib import evasionstudy as evasion_study
-    from lare2lib.evasionstudy import most_graceful
+    from lare2lib.studies import nb06_evasion as evasion_study
+    from lare2lib.studies.nb06_evasion import most_graceful
 
     def curve(*tprs):
         return {str(eps): {"tpr": t, "auc": 0.5 + t / 2} for eps, t in zip((0, 1, 2, 4), tprs)}
@@ -276,9 +281,9 @@ def test_most_graceful_ranks_retained_detection_and_skips_detectors_at_chance():
 def test_find_checkpoint_reads_notebook_02_metrics_and_notebook_03_runs(tmp_path):
     from types import SimpleNamespace
 
-    from lare2lib import paths
-    from lare2lib.evasionstudy import find_checkpoint
-    from lare2lib.plotting import write_metrics
+    from lare2lib.core import paths
+    from lare2lib.core.plotting import write_metrics
+    from lare2lib.studies.nb06_evasion import find_checkpoint
 
     world = SimpleNamespace(folder=tmp_path / "mini-test-world")
     assert find_checkpoint("egre", world, 0, tmp_path / "figures") is None

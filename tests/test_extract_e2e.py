@@ -7,7 +7,7 @@ Two model folders go through the same command:
   text encoder, PNDM scheduler config) with ``--profile full``: the GPU profile's code path
   (256 px input, 8× VAE) on a CPU in seconds;
 * ``smoke_world``: the smoke mini world's ``kl_ldm`` folder (``ldm.json`` layout, class
-  prompts), retrained in seconds by :func:`lare2lib.worldbuild.retrain_world`.
+  prompts), retrained in seconds by :func:`lare2lib.world.build.retrain_world`.
 
 Each run must finish, store a map for every readable image and none for the others, name every
 bad file with its reason in the printed summary and in the store report, and a rerun must
@@ -25,8 +25,8 @@ import pytest
 from badinput import make_bad_corpus, simulate_unreadable
 from PIL import Image
 
-from lare2lib.cli import main as lare2
-from lare2lib.store import FeatureStore
+from lare2lib.data.store import FeatureStore
+from lare2lib.pipeline.cli import main as lare2
 
 GOOD = {"good/cat/wide.png": (96, 40), "good/cat/tall.png": (30, 70),
         "good/coffee/square.jpg": (64, 64), "good/coffee/large.png": (300, 200)}
@@ -61,7 +61,7 @@ def _folder(root: Path, corpus) -> tuple[Path, set[str], dict[str, str], set[str
 
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory) -> Path:
-    from lare2lib.testing import make_tiny_sd
+    from lare2lib.models.tiny import make_tiny_sd
 
     return make_tiny_sd(tmp_path_factory.mktemp("tiny-sd") / "sd15")
 
@@ -69,8 +69,8 @@ def tiny_sd(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def smoke_world_ldm() -> Path:
     """The smoke world's ``kl_ldm`` folder (trained into the session's temporary data dir)."""
-    from lare2lib.profiles import get_profile
-    from lare2lib.worldbuild import retrain_world, weights_root
+    from lare2lib.core.profiles import get_profile
+    from lare2lib.world.build import retrain_world, weights_root
 
     profile = get_profile("smoke")
     retrain_world(profile, progress=False)

@@ -1,4 +1,4 @@
-"""lare2lib.images and lare2lib.imagenet: every bad-input case, ids, manifests, GenImage, transforms."""
+"""lare2lib.data.images and lare2lib.data.imagenet: every bad-input case, ids, manifests, GenImage, transforms."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import torch
 from badinput import make_bad_corpus, simulate_unreadable
 from PIL import Image, ImageFile
 
-from lare2lib import imagenet, images
-from lare2lib.images import (
+from lare2lib.data import imagenet, images
+from lare2lib.data.images import (
     BadImageError,
     DecodeReport,
     ImageRecord,
@@ -466,7 +466,7 @@ def test_transform_refusals_are_reported_not_raised(corpus):
 # ---------------------------------------------------------------- module layout
 
 
-@pytest.mark.parametrize("module_name", ["lare2lib.manifests", "lare2lib.transforms", "lare2lib.datasets"])
+@pytest.mark.parametrize("module_name", ["lare2lib.data.manifests", "lare2lib.data.transforms", "lare2lib.data.datasets"])
 def test_split_modules_stay_importable_from_images(module_name):
     import importlib
 
@@ -483,7 +483,7 @@ def test_decoding_and_manifests_do_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, lare2lib.images, lare2lib.manifests; print('torch' in sys.modules)"
+    code = "import sys, lare2lib.data.images, lare2lib.data.manifests; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lare2lib.store import FeatureStore
+from lare2lib.data.store import FeatureStore
 
 TESTS = str(Path(__file__).parent)
 STORE_CONFIG = {"method": "lare", "timestep": 200, "seed": 0}
@@ -39,10 +39,10 @@ KILLED_EXTRACTION = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from test_lare import CONFIG
-    from lare2lib.extract import extract_to_store
-    from lare2lib.lare import LareExtractor
-    from lare2lib.store import FeatureStore
-    from lare2lib.testing import tiny_ldm_components
+    from lare2lib.signals.extract import extract_to_store
+    from lare2lib.signals.lare import LareExtractor
+    from lare2lib.data.store import FeatureStore
+    from lare2lib.models.tiny import tiny_ldm_components
 
     records = {records!r}
     extractor = LareExtractor(tiny_ldm_components("kl"), CONFIG, seed=0)
@@ -68,8 +68,8 @@ def test_sigkill_mid_extraction_then_rerun_matches_an_uninterrupted_run(
     from test_lare import CONFIG as LARE_CONFIG
     from test_lare import write_folder
 
-    from lare2lib.extract import extract_to_store
-    from lare2lib.lare import LareExtractor
+    from lare2lib.signals.extract import extract_to_store
+    from lare2lib.signals.lare import LareExtractor
 
     records = write_folder(tmp_path / "images", 10, {})
     killed_store = tmp_path / "killed"
@@ -106,12 +106,12 @@ checkpoint by its successor must not delete it first."""
 
 def train_toy(out_dir: Path, progress: bool = False):
     """The run under test (also the body of the killed child): ToyDetector on toy images."""
-    from lare2lib.detectors import DETECTOR_KINDS
-    from lare2lib.testing import ToyDetector, ToyImageDataset
-    from lare2lib.train import TrainConfig, fit
+    from lare2lib.detectors.registry import DETECTOR_KINDS
+    from lare2lib.detectors.train import TrainConfig, fit
+    from lare2lib.models.tiny import ToyDetector, ToyImageDataset
 
     registered = "toy" in DETECTOR_KINDS
-    DETECTOR_KINDS["toy"] = "lare2lib.testing:ToyDetector"  # as tests/test_train.py does
+    DETECTOR_KINDS["toy"] = "lare2lib.models.tiny:ToyDetector"  # as tests/test_train.py does
     try:
         torch.manual_seed(0)
         model = ToyDetector()
@@ -128,7 +128,8 @@ KILLED_TRAINING = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import torch
     torch.set_num_threads(1)
-    from lare2lib import testing, train
+    from lare2lib.models import tiny
+    from lare2lib.detectors import train
     import test_kill
 
     count = [0]
@@ -139,14 +140,14 @@ KILLED_TRAINING = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
 
     if {where!r} == "step":  # inside the 5th training forward: step 5 of 9, epoch 2
-        forward = testing.ToyDetector.forward
+        forward = tiny.ToyDetector.forward
 
         def killing_forward(self, batch):
             if self.training:
                 kill_on({kill_at})
             return forward(self, batch)
 
-        testing.ToyDetector.forward = killing_forward
+        tiny.ToyDetector.forward = killing_forward
     else:  # "publish": as a finished checkpoint folder is moved into place
         replace = os.replace
 
@@ -177,7 +178,7 @@ def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, 
                                                                       where, kill_at):
     from safetensors.torch import load_file
 
-    from lare2lib import testing
+    from lare2lib.models import tiny
 
     out = tmp_path / "run"
     run_killed(KILLED_TRAINING.format(tests=TESTS, where=where, kill_at=kill_at, out=str(out)))
@@ -188,7 +189,7 @@ def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, 
     assert not state["finished"] and state["global_step"] == 3
 
     forwards = [0]
-    forward = testing.ToyDetector.forward
+    forward = tiny.ToyDetector.forward
 
     def counting_forward(self, batch):
         forwards[0] += self.training
@@ -197,10 +198,10 @@ def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        testing.ToyDetector.forward = counting_forward
+        tiny.ToyDetector.forward = counting_forward
         model, result = train_toy(out)
     finally:
-        testing.ToyDetector.forward = forward
+        tiny.ToyDetector.forward = forward
         torch.set_num_threads(threads)
 
     weights, clean = uninterrupted

@@ -13,9 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lare2lib import extract, lare
-from lare2lib.extract import extract_to_store
-from lare2lib.lare import (
+from lare2lib.core.profiles import LareConfig
+from lare2lib.core.rng import LARE_NOISE_STREAM, POSTERIOR_STREAM, image_generator, randn_per_image
+from lare2lib.data.store import FeatureStore
+from lare2lib.models.tiny import TINY_CLASS_NAMES, TinyLDMSpec, tiny_ldm_components
+from lare2lib.signals import extract, lare
+from lare2lib.signals.extract import extract_to_store
+from lare2lib.signals.lare import (
     LareExtractor,
     pixels_from_image,
     precision_error,
@@ -23,10 +27,6 @@ from lare2lib.lare import (
     reference_lare_per_image,
     single_step_loss,
 )
-from lare2lib.profiles import LareConfig
-from lare2lib.rng import LARE_NOISE_STREAM, POSTERIOR_STREAM, image_generator, randn_per_image
-from lare2lib.store import FeatureStore
-from lare2lib.testing import TINY_CLASS_NAMES, TinyLDMSpec, tiny_ldm_components
 
 CLASSES = TINY_CLASS_NAMES
 IMAGE_SIZE = TinyLDMSpec().image_size
@@ -256,7 +256,7 @@ def test_driver_names_stay_importable_from_lare():
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_extract_command_refuses_half_precision_on_cpu_before_loading(dtype, tmp_path,
                                                                       monkeypatch, capsys):
-    import lare2lib.models as models
+    import lare2lib.models.loaders as models
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("the model was loaded despite an impossible precision")
@@ -275,7 +275,7 @@ def test_extract_command_end_to_end(tiny_kl_ldm, tmp_path, monkeypatch, capsys):
     the decoder; both are named in the summary and the report, and get no feature."""
     import io
 
-    import lare2lib.models as models
+    import lare2lib.models.loaders as models
 
     png = io.BytesIO()
     random_images(1)[0].resize((64, 64)).save(png, format="PNG")

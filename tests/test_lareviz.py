@@ -1,4 +1,4 @@
-"""Notebook 01's analysis (lare2lib.lareviz) and cost measurement (lare2lib.larecost), on a
+"""Notebook 01's analysis (lare2lib.studies.nb01_lare) and cost measurement (lare2lib.studies.nb01_cost), on a
 tiny random LDM in the mini-world layout and a few random 32 px images."""
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from lare2lib import larecost, lareviz
-from lare2lib.imagesets import ImageSet
-from lare2lib.lare import LareExtractor
-from lare2lib.profiles import LareConfig
+from lare2lib.core.profiles import LareConfig
+from lare2lib.data import imagesets
+from lare2lib.data.imagesets import ImageSet
+from lare2lib.signals import set_maps
+from lare2lib.signals.lare import LareExtractor
+from lare2lib.studies import nb01_cost, nb01_lare
 
 matplotlib.use("Agg")  # figures are built and closed, never shown
 
@@ -21,8 +23,8 @@ CONFIG = LareConfig(timestep=200, ensemble=2, image_size=32, prompt="class", bat
 
 @pytest.fixture(scope="module")
 def ldm(tmp_path_factory):
-    from lare2lib.models import load_ldm
-    from lare2lib.testing import make_tiny_mini_ldm
+    from lare2lib.models.loaders import load_ldm
+    from lare2lib.models.tiny import make_tiny_mini_ldm
 
     folder = make_tiny_mini_ldm(tmp_path_factory.mktemp("weights") / "mini", class_names=CLASSES)
     return load_ldm(str(folder))
@@ -48,7 +50,7 @@ def sets():
     ([1.0, 2.0], [1.0, 2.0], 0.5),             # identical scores: ties count half
 ])
 def test_auc_counts_pairs_where_generated_is_lower(real, generated, expected):
-    assert lareviz.auc_lower_is_generated(np.array(real), np.array(generated)) == expected
+    assert nb01_lare.auc_lower_is_generated(np.array(real), np.array(generated)) == expected
 
 
 def test_auc_agrees_with_sklearn_on_negated_scores():
@@ -58,24 +60,24 @@ def test_auc_agrees_with_sklearn_on_negated_scores():
     real, generated = rng.gamma(2.0, size=40), rng.gamma(1.5, size=30)
     labels = np.r_[np.zeros(40), np.ones(30)]
     expected = roc_auc_score(labels, -np.r_[real, generated])
-    assert lareviz.auc_lower_is_generated(real, generated) == pytest.approx(expected)
+    assert nb01_lare.auc_lower_is_generated(real, generated) == pytest.approx(expected)
 
 
 def test_bootstrap_interval_brackets_the_auc_and_shrinks_with_more_images():
     rng = np.random.default_rng(1)
-    small = lareviz.bootstrap_auc(rng.normal(1, 1, 20), rng.normal(0, 1, 20), resamples=300)
-    large = lareviz.bootstrap_auc(rng.normal(1, 1, 500), rng.normal(0, 1, 500), resamples=300)
+    small = nb01_lare.bootstrap_auc(rng.normal(1, 1, 20), rng.normal(0, 1, 20), resamples=300)
+    large = nb01_lare.bootstrap_auc(rng.normal(1, 1, 500), rng.normal(0, 1, 500), resamples=300)
     for result in (small, large):
         assert result["low"] <= result["auc"] <= result["high"]
     assert large["high"] - large["low"] < (small["high"] - small["low"]) / 2
     assert 0.70 < large["auc"] < 0.82  # P(N(0,1) < N(1,1)) = Φ(1/√2) ≈ 0.76
-    seeded = [lareviz.bootstrap_auc([1, 2, 3], [0, 2], resamples=50, seed=3) for _ in range(2)]
+    seeded = [nb01_lare.bootstrap_auc([1, 2, 3], [0, 2], resamples=50, seed=3) for _ in range(2)]
     assert seeded[0] == seeded[1]
 
 
 def test_auc_table_has_one_row_per_generator():
     scores = {"real": np.array([3.0, 4.0]), "a": np.array([1.0, 2.0]), "b": np.array([5.0, 6.0])}
-    table = lareviz.auc_table(scores, resamples=50)
+    table = nb01_lare.auc_table(scores, resamples=50)
     assert list(table.index) == ["a", "b"]
     assert table.loc["a", "auc"] == 1.0 and table.loc["b", "auc"] == 0.0
 
@@ -83,8 +85,8 @@ def test_auc_table_has_one_row_per_generator():
 # -- maps, curves, ensemble -----------------------------------------------------------------
 def test_set_maps_equal_the_extractor_on_the_same_images(ldm, sets):
     real = sets["real"]
-    maps = lareviz.lare_maps(ldm, real, CLASSES, CONFIG, seed=2, batch_size=2)
-    prompts = lareviz.set_prompts(real, CLASSES, ldm.class_names)
+    maps = set_maps.lare_maps(ldm, real, CLASSES, CONFIG, seed=2, batch_size=2)
+    prompts = set_maps.set_prompts(real, CLASSES, ldm.class_names)
     expected = LareExtractor(ldm, CONFIG, seed=2)(real.pixels.float() / 127.5 - 1, real.ids,
                                                    prompts)
     torch.testing.assert_close(maps, expected, rtol=1e-5, atol=1e-6)
@@ -94,21 +96,21 @@ def test_set_maps_equal_the_extractor_on_the_same_images(ldm, sets):
 def test_set_pixels_squash_like_the_released_code_when_sizes_differ():
     from PIL import Image
 
-    from lare2lib.lare import pixels_from_image
+    from lare2lib.signals.lare import pixels_from_image
 
     images = image_set("x", 2, 0, size=48)
     expected = torch.stack([pixels_from_image(Image.fromarray(p.permute(1, 2, 0).numpy()), 32)
                             for p in images.pixels])
-    torch.testing.assert_close(lareviz.set_pixels(images, 32), expected)
-    same = lareviz.set_pixels(images, 48)
+    torch.testing.assert_close(set_maps.set_pixels(images, 32), expected)
+    same = set_maps.set_pixels(images, 48)
     assert same.shape == (2, 3, 48, 48) and same.min() >= -1 and same.max() <= 1
 
 
 def test_first_k_draws_average_to_the_k_draw_map(ldm, sets):
     """The ensemble study's premise: draws 1..K of the per-draw errors are LaRE's K draws."""
-    errors = lareviz.draw_errors(ldm, sets["real"], CLASSES, draws=4, config=CONFIG, seed=1)
+    errors = nb01_lare.draw_errors(ldm, sets["real"], CLASSES, draws=4, config=CONFIG, seed=1)
     assert errors.shape == (5, 4, 4, 4, 4)
-    maps = lareviz.lare_maps(ldm, sets["real"], CLASSES, CONFIG, seed=1)  # K = 2
+    maps = set_maps.lare_maps(ldm, sets["real"], CLASSES, CONFIG, seed=1)  # K = 2
     torch.testing.assert_close(errors[:, :2].mean(1), maps, rtol=1e-5, atol=1e-6)
 
 
@@ -117,7 +119,7 @@ def test_ensemble_study_reports_noise_only_where_two_halves_exist():
     signal = torch.rand(6, 1, 2, 3, 3, generator=generator) * 4
     errors = {"real": signal + torch.rand(6, 8, 2, 3, 3, generator=generator),
               "gen": signal * 0.5 + torch.rand(6, 8, 2, 3, 3, generator=generator)}
-    study = lareviz.ensemble_study(errors, [1, 4, 8])
+    study = nb01_lare.ensemble_study(errors, [1, 4, 8])
     real = study[study.set == "real"].set_index("K")
     assert real.loc[8, ["split_half_corr", "noise_ratio"]].isna().all()  # 16 draws needed
     assert real.loc[4, "split_half_corr"] > real.loc[1, "split_half_corr"]
@@ -126,39 +128,39 @@ def test_ensemble_study_reports_noise_only_where_two_halves_exist():
 
 
 def test_loss_curves_have_one_row_per_image_and_timestep(ldm, sets):
-    curves = lareviz.loss_curves(ldm, sets, CLASSES, [50, 200, 900], batch_size=3)
+    curves = nb01_lare.loss_curves(ldm, sets, CLASSES, [50, 200, 900], batch_size=3)
     assert len(curves) == (5 + 4) * 3 and (curves["loss"] > 0).all()
-    summary = lareviz.curve_summary(curves)
+    summary = nb01_lare.curve_summary(curves)
     assert list(summary["set"].unique()) == ["real", "kl_ldm"]  # the caller's order is kept
-    gap = lareviz.curve_gap(summary)
+    gap = nb01_lare.curve_gap(summary)
     real_at_200 = curves.query("set == 'real' and t == 200")["loss"].mean()
     gen_at_200 = curves.query("set == 'kl_ldm' and t == 200")["loss"].mean()
     assert gap.loc[200, "kl_ldm"] == pytest.approx(real_at_200 - gen_at_200)
-    assert set(lareviz.curve_dict(summary)["real"]) == {50, 200, 900}
+    assert set(nb01_lare.curve_dict(summary)["real"]) == {50, 200, 900}
 
 
 def test_subsample_is_seeded_sorted_and_complete_when_asked_for_all():
     images = image_set("x", 10, 0)
-    picked = lareviz.subsample(images, 4, seed=5)
-    assert picked.ids == lareviz.subsample(images, 4, seed=5).ids
-    assert picked.ids != lareviz.subsample(images, 4, seed=6).ids
+    picked = imagesets.subsample(images, 4, seed=5)
+    assert picked.ids == imagesets.subsample(images, 4, seed=5).ids
+    assert picked.ids != imagesets.subsample(images, 4, seed=6).ids
     assert picked.ids == sorted(picked.ids, key=images.ids.index)
-    assert lareviz.subsample(images, 0).ids == images.ids == lareviz.subsample(images, 99).ids
+    assert imagesets.subsample(images, 0).ids == images.ids == imagesets.subsample(images, 99).ids
 
 
 def test_figures_are_built(ldm, sets):
     import matplotlib.pyplot as plt
 
-    maps = {name: lareviz.lare_maps(ldm, images, CLASSES, CONFIG) for name, images in sets.items()}
+    maps = {name: set_maps.lare_maps(ldm, images, CLASSES, CONFIG) for name, images in sets.items()}
     scores = {name: m.mean(dim=(1, 2, 3)).numpy() for name, m in maps.items()}
-    summary = lareviz.curve_summary(lareviz.loss_curves(ldm, sets, CLASSES, [100, 500]))
-    errors = {name: lareviz.draw_errors(ldm, s, CLASSES, 4, CONFIG) for name, s in sets.items()}
+    summary = nb01_lare.curve_summary(nb01_lare.loss_curves(ldm, sets, CLASSES, [100, 500]))
+    errors = {name: nb01_lare.draw_errors(ldm, s, CLASSES, 4, CONFIG) for name, s in sets.items()}
     figures = [
-        lareviz.map_gallery({name: (sets[name], maps[name]) for name in sets}, per_set=2),
-        lareviz.auc_figure(scores, lareviz.auc_table(scores, resamples=20)),
-        lareviz.timestep_figure(summary, "tiny"),
-        lareviz.ensemble_figure(lareviz.ensemble_study(errors, [1, 2]), errors["real"][0], [1, 2]),
-        lareviz.single_map_figure(ldm, sets["real"], 7, CLASSES, CONFIG),
+        nb01_lare.map_gallery({name: (sets[name], maps[name]) for name in sets}, per_set=2),
+        nb01_lare.auc_figure(scores, nb01_lare.auc_table(scores, resamples=20)),
+        nb01_lare.timestep_figure(summary, "tiny"),
+        nb01_lare.ensemble_figure(nb01_lare.ensemble_study(errors, [1, 2]), errors["real"][0], [1, 2]),
+        nb01_lare.single_map_figure(ldm, sets["real"], 7, CLASSES, CONFIG),
     ]
     assert len(figures[0].axes) == 4 * 6 + 1  # 4 rows × (image, 4 channels, mean) + colourbar
     for figure in figures:
@@ -168,21 +170,21 @@ def test_figures_are_built(ldm, sets):
 # -- cost ---------------------------------------------------------------------------------
 def test_measure_keeps_the_fastest_timed_run_after_warm_up():
     calls = []
-    timing = larecost.measure("x", lambda: calls.append(1), images=10, repeats=3, warmup=2)
+    timing = nb01_cost.measure("x", lambda: calls.append(1), images=10, repeats=3, warmup=2)
     assert len(calls) == 5 and len(timing.seconds) == 3
     assert timing.images_per_second == 10 / min(timing.seconds)
     with pytest.raises(ValueError, match="repeats must be at least 1"):
-        larecost.measure("x", lambda: None, images=1, repeats=0)
+        nb01_cost.measure("x", lambda: None, images=1, repeats=0)
 
 
 def test_compare_costs_times_every_variant_on_the_same_images(ldm, sets, tmp_path):
     real = sets["real"]
-    records = larecost.write_png_records(real.pixels, real.ids,
+    records = nb01_cost.write_png_records(real.pixels, real.ids,
                                          [CLASSES[i] for i in real.class_index], tmp_path)
-    report = larecost.compare_costs(ldm, records, CONFIG, batch_size=4, dire_steps=2,
+    report = nb01_cost.compare_costs(ldm, records, CONFIG, batch_size=4, dire_steps=2,
                                     dire_images=2, per_image_images=3, repeats=1, warmup=0,
                                     progress=False)
-    assert set(report.timings) == set(larecost.VARIANTS)
+    assert set(report.timings) == set(nb01_cost.VARIANTS)
     assert report.timings["dire"].images == 2 and report.timings["per_image"].images == 3
     assert report.timings["driver"].images == len(records)
     ratios = report.ratios()
@@ -190,14 +192,14 @@ def test_compare_costs_times_every_variant_on_the_same_images(ldm, sets, tmp_pat
         report.ips("driver") / report.ips("bare"))
     assert all(value > 0 for value in ratios.values())
     assert report.to_dict()["settings"]["dire_network_passes"] == 4
-    plt_figure = lareviz.cost_figure(report)
+    plt_figure = nb01_lare.cost_figure(report)
     assert "LaRE/DIRE" in plt_figure.axes[0].get_title()
 
 
 def test_interleaved_repeats_time_every_variant_in_each_round():
     order = []
     plan = {"a": (lambda: order.append("a"), 4), "b": (lambda: order.append("b"), 2)}
-    timings = larecost.measure_interleaved(plan, repeats=2, warmup=1)
+    timings = nb01_cost.measure_interleaved(plan, repeats=2, warmup=1)
     assert order == ["a", "b", "a", "b", "a", "b"]  # warm-ups, then round-robin
     assert {name: t.images for name, t in timings.items()} == {"a": 4, "b": 2}
     assert all(len(t.seconds) == 2 for t in timings.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lare2lib import metrics as M
+from lare2lib.eval import metrics as M
 
 
 def _data(n_real=200, n_fake=150, shift=1.0, seed=0):

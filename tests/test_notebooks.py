@@ -25,8 +25,9 @@ import nbformat
 import pytest
 from jupytext.cli import jupytext as jupytext_cli
 
-from lare2lib import paths, runner
-from lare2lib.plotting import METRICS_FILENAME
+from lare2lib.core import paths
+from lare2lib.core.plotting import METRICS_FILENAME
+from lare2lib.pipeline import runner
 
 REQUIRED_PARAMETERS = ("PROFILE", "SMOKE", "SEED", "OUT_DIR", "INTERACTIVE")
 PAIRED_FORMATS = "ipynb,py:percent"

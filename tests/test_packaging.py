@@ -14,7 +14,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from lare2lib import paths
+from lare2lib.core import paths
 
 ROOT = paths.repo_root()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -69,7 +69,7 @@ def test_dev_extra_has_the_test_tools():
 
 
 def test_console_script_points_at_cli_main():
-    assert PYPROJECT["project"]["scripts"]["lare2"] == "lare2lib.cli:main"
+    assert PYPROJECT["project"]["scripts"]["lare2"] == "lare2lib.pipeline.cli:main"
 
 
 def test_notebook_marker_is_registered():

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from lare2lib import paperfigs
-from lare2lib.plotting import write_metrics
+from lare2lib.core.plotting import write_metrics
+from lare2lib.studies import nb07_figures
 
 GENERATORS = ("kl_ldm", "vq_ldm", "kl_ldm_fast")
 TIMESTEPS = ("20", "200", "600", "980")
@@ -127,15 +127,15 @@ def _texts(fig) -> str:
 
 
 def test_every_registered_figure_draws_from_complete_metrics():
-    drawn, skipped = paperfigs.draw_available(ALL)
+    drawn, skipped = nb07_figures.draw_available(ALL)
     assert skipped == {}
-    assert list(drawn) == [spec.name for spec in paperfigs.FIGURES]
+    assert list(drawn) == [spec.name for spec in nb07_figures.FIGURES]
     assert drawn["overview_auc"][1] == ["01_lare", "02_egre_ablations", "03_ae_reconstruction"]
     assert drawn["evasion"][1] == ["06_evasion"]
 
 
 def test_timestep_curve_plots_t_in_numeric_order():
-    fig = paperfigs.timestep_loss_figure(metrics01())
+    fig = nb07_figures.timestep_loss_figure(metrics01())
     ax_common, ax_own = fig.axes
     assert len(ax_common.get_lines()) == 4 + 1  # four sets plus the marked t
     real = next(line for line in ax_common.get_lines() if line.get_label() == "real")
@@ -144,7 +144,7 @@ def test_timestep_curve_plots_t_in_numeric_order():
 
 
 def test_cost_bars_are_seconds_per_image():
-    fig = paperfigs.cost_figure(metrics01())
+    fig = nb07_figures.cost_figure(metrics01())
     ax_time, ax_ratio = fig.axes[:2]
     widths = {t.get_text(): p.get_width() for t, p in zip(ax_time.get_yticklabels(), ax_time.patches)}
     assert widths["LaRE (batched)"] == pytest.approx(0.1)
@@ -153,7 +153,7 @@ def test_cost_bars_are_seconds_per_image():
 
 
 def test_ablation_bars_carry_means_and_seed_std():
-    fig = paperfigs.ablation_figure(metrics02())
+    fig = nb07_figures.ablation_figure(metrics02())
     assert [ax.get_title() for ax in fig.axes] == ["ACC @ 0.5", "AP", "AUC"]
     heights = sorted({round(p.get_height(), 6) for p in fig.axes[2].patches})
     assert heights == [0.7, 0.8, 0.9]
@@ -164,7 +164,7 @@ def test_ablation_bars_carry_means_and_seed_std():
 
 
 def test_reconstruction_panels_and_intervals():
-    fig = paperfigs.reconstruction_figure(metrics03())
+    fig = nb07_figures.reconstruction_figure(metrics03())
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["TPR @ 0.1 % FPR", "ROC AUC", "AEROBLADE AP (training-free)"]
     tpr = [p.get_height() for p in fig.axes[0].patches]
@@ -173,12 +173,12 @@ def test_reconstruction_panels_and_intervals():
 
 def test_reconstruction_draws_roc_points_when_present():
     metrics = metrics03() | {"roc": {"kl_ldm": {"fpr": [0, 0.001, 0.1, 1], "tpr": [0, 0.4, 0.9, 1]}}}
-    fig = paperfigs.reconstruction_figure(metrics)
+    fig = nb07_figures.reconstruction_figure(metrics)
     assert fig.axes[-1].get_title() == "ROC" and fig.axes[-1].get_xscale() == "log"
 
 
 def test_robustness_levels_numeric_and_named():
-    fig = paperfigs.robustness_figure(metrics03()["robustness"])
+    fig = nb07_figures.robustness_figure(metrics03()["robustness"])
     jpeg, resize = fig.axes[:2]
     line = jpeg.get_lines()[0]
     np.testing.assert_array_equal(line.get_xdata(), [50, 70, 90, 100])
@@ -189,7 +189,7 @@ def test_robustness_levels_numeric_and_named():
 
 
 def test_resolution_matrix_sorts_resolutions_as_numbers():
-    fig = paperfigs.resolution_figure(metrics05())
+    fig = nb07_figures.resolution_figure(metrics05())
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["32", "64", "128", "native"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["32", "64", "128", "native"]
@@ -200,7 +200,7 @@ def test_resolution_matrix_sorts_resolutions_as_numbers():
 
 
 def test_postprocessing_draws_06s_detection_rate():
-    fig, _ = paperfigs.draw_figure("postprocessing", {"06_evasion": metrics06()})
+    fig, _ = nb07_figures.draw_figure("postprocessing", {"06_evasion": metrics06()})
     lines = {line.get_label(): line.get_ydata() for line in fig.axes[0].get_lines()
              if not line.get_label().startswith("_")}
     np.testing.assert_allclose(lines["egre"], [0.95, 0.9, 0.8, 0.7])  # clean first
@@ -211,7 +211,7 @@ def test_postprocessing_draws_06s_detection_rate():
 
 
 def test_matrix_leaves_missing_cells_blank():
-    fig = paperfigs.matrix_figure({"AUC": {"a": {"x": 0.7}, "b": {"x": None, "y": 0.9}}},
+    fig = nb07_figures.matrix_figure({"AUC": {"a": {"x": 0.7}, "b": {"x": None, "y": 0.9}}},
                                   row_label="train", column_label="test")
     grid = fig.axes[0].get_images()[0].get_array()
     assert grid.shape == (2, 2) and np.isnan(grid.filled(np.nan)[0, 1])
@@ -219,10 +219,10 @@ def test_matrix_leaves_missing_cells_blank():
 
 
 def test_evasion_panels_follow_what_06_wrote():
-    full = paperfigs.evasion_figure(metrics06())
+    full = nb07_figures.evasion_figure(metrics06())
     assert [ax.get_title() for ax in full.axes if ax.get_title()][:3] == [
         "artifact-removal attack", "PGD attack", "what the attack costs"]
-    pgd_only = paperfigs.evasion_figure({"pgd": metrics06()["pgd"]})
+    pgd_only = nb07_figures.evasion_figure({"pgd": metrics06()["pgd"]})
     assert len([ax for ax in pgd_only.axes if ax.get_visible()]) == 2
 
 
@@ -230,14 +230,14 @@ def test_evasion_panels_follow_what_06_wrote():
 
 
 def test_figures_of_notebooks_not_run_are_skipped_with_a_reason():
-    drawn, skipped = paperfigs.draw_available({"01_lare": metrics01()})
+    drawn, skipped = nb07_figures.draw_available({"01_lare": metrics01()})
     assert set(drawn) == {"overview_auc", "loss_vs_timestep", "cost"}
     assert skipped["egre_ablation"] == "notebook(s) 02 not run"
     assert skipped["evasion"] == "notebook(s) 06 not run"
 
 
 def test_overview_leaves_out_panels_of_missing_notebooks_with_a_note():
-    fig = paperfigs.overview_figure({"01_lare": metrics01(), "03_ae_reconstruction": metrics03()})
+    fig = nb07_figures.overview_figure({"01_lare": metrics01(), "03_ae_reconstruction": metrics03()})
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert len(titles) == 2 and "[01_lare]" in titles[0] and "[03_ae_reconstruction]" in titles[1]
     assert "Not shown: 02 (EGRE (mean over seeds)): not run" in _texts(fig)
@@ -247,17 +247,17 @@ def test_overview_leaves_out_panels_of_missing_notebooks_with_a_note():
 
 def test_missing_quantity_is_reported_not_drawn():
     partial = {"03_ae_reconstruction": {k: v for k, v in metrics03().items() if k != "robustness"}}
-    drawn, skipped = paperfigs.draw_available(partial)
+    drawn, skipped = nb07_figures.draw_available(partial)
     assert "reconstruction_tpr" in drawn
     assert skipped["robustness"] == "03_ae_reconstruction metrics.json has no 'robustness'"
-    with pytest.raises(paperfigs.MissingMetrics, match="no 'ablation'"):
-        paperfigs.ablation_figure({"seeds": [0]})
+    with pytest.raises(nb07_figures.MissingMetrics, match="no 'ablation'"):
+        nb07_figures.ablation_figure({"seeds": [0]})
 
 
 def test_null_values_are_gaps():
     metrics = metrics02()
     metrics["ablation"]["egre"]["vq_ldm"]["auc"] = {"mean": None, "std": None, "n": 0}
-    fig = paperfigs.ablation_figure(metrics, metric_names=("auc",))
+    fig = nb07_figures.ablation_figure(metrics, metric_names=("auc",))
     heights = [p.get_height() for p in fig.axes[0].patches]
     assert sum(np.isnan(heights)) == 1
 
@@ -265,7 +265,7 @@ def test_null_values_are_gaps():
 def test_a_bug_is_not_mistaken_for_a_missing_notebook():
     broken = {"01_lare": metrics01() | {"timestep_curve": {"kl_ldm": {"real": {"20": "high"}}}}}
     with pytest.raises(ValueError):
-        paperfigs.draw_available(broken)
+        nb07_figures.draw_available(broken)
 
 
 # -- reading the upstream folders -------------------------------------------------------------
@@ -275,16 +275,16 @@ def test_available_metrics_reads_run_folders_by_number(tmp_path):
     write_metrics(tmp_path / "01_lare", metrics01())
     write_metrics(tmp_path / "04_ae_family_renamed", metrics04())
     (tmp_path / "02_egre_ablations").mkdir()  # ran and failed: no metrics.json
-    found = paperfigs.available_metrics(tmp_path)
+    found = nb07_figures.available_metrics(tmp_path)
     assert list(found) == ["01_lare", "04_ae_family_renamed"]
     assert found["01_lare"]["lare_auc"]["kl_ldm"]["auc"] == pytest.approx(0.6)
-    assert list(paperfigs.available_metrics(tmp_path, numbers=("04",))) == ["04_ae_family_renamed"]
-    drawn, _ = paperfigs.draw_available(found)
+    assert list(nb07_figures.available_metrics(tmp_path, numbers=("04",))) == ["04_ae_family_renamed"]
+    drawn, _ = nb07_figures.draw_available(found)
     assert drawn["autoencoder_family"][1] == ["04_ae_family_renamed"]
 
 
 def test_headline_rows_are_json_and_cover_each_notebook():
-    rows = paperfigs.headline_rows(ALL)
+    rows = nb07_figures.headline_rows(ALL)
     json.dumps(rows)
     notebooks = {row["notebook"] for row in rows}
     assert notebooks == set(ALL)
@@ -298,19 +298,19 @@ def test_headline_rows_are_json_and_cover_each_notebook():
 
 
 def test_render_saves_before_showing_and_records_sources(tmp_path):
-    fig, record = paperfigs.render("cost", {"01_lare": metrics01()}, tmp_path)
+    fig, record = nb07_figures.render("cost", {"01_lare": metrics01()}, tmp_path)
     assert fig is not None
     assert record == {"from": ["01_lare"], "files": ["cost.png", "cost.pdf"]}
     assert (tmp_path / "cost.png").stat().st_size > 0 and (tmp_path / "cost.pdf").is_file()
-    fig, record = paperfigs.render("evasion", {"01_lare": metrics01()}, tmp_path)
+    fig, record = nb07_figures.render("evasion", {"01_lare": metrics01()}, tmp_path)
     assert fig is None and record == {"skipped": "notebook(s) 06 not run"}
     assert not (tmp_path / "evasion.png").exists()
     with pytest.raises(KeyError, match="valid: overview_auc"):
-        paperfigs.render("nonsense", {}, tmp_path)
+        nb07_figures.render("nonsense", {}, tmp_path)
 
 
 def test_findings_read_their_numbers_from_the_metrics():
-    lines = paperfigs.findings({"01_lare": metrics01(), "02_egre_ablations": metrics02()})
+    lines = nb07_figures.findings({"01_lare": metrics01(), "02_egre_ablations": metrics02()})
     text = "\n".join(lines)
     assert "kl_ldm 0.60 [0.50, 0.80]" in text
     assert "6.3× faster than the DIRE-style baseline" in text
@@ -318,5 +318,5 @@ def test_findings_read_their_numbers_from_the_metrics():
     assert "egre leads esr by 0.10, more than the seeds' standard deviation" in text
     assert "Reconstruction" not in text  # 03 has not run: nothing is said about it
     changed = metrics01() | {"lare_vs_dire_speedup": 2.5}
-    assert "2.5× faster" in "\n".join(paperfigs.findings({"01_lare": changed}))
-    assert paperfigs.findings({}) == []
+    assert "2.5× faster" in "\n".join(nb07_figures.findings({"01_lare": changed}))
+    assert nb07_figures.findings({}) == []

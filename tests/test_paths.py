@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lare2lib import paths
+from lare2lib.core import paths
 
 ENV_FOLDERS = [
     ("LARE2_DATA_DIR", paths.data_dir, "data"),
@@ -18,7 +18,7 @@ ENV_FOLDERS = [
 def test_repo_root_holds_the_project():
     root = paths.repo_root()
     assert (root / "pyproject.toml").is_file()
-    assert (root / "lare2lib" / "paths.py").is_file()
+    assert (root / "lare2lib" / "core" / "paths.py").is_file()
     assert paths.package_dir() == root / "lare2lib"
     assert paths.notebooks_dir() == root / "notebooks"
     assert paths.weights_dir() == root / "lare2lib" / "weights"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lare2lib import perturb
-from lare2lib.imagesets import ImageSet
-from lare2lib.perturb import Perturbation
+from lare2lib.data import perturb
+from lare2lib.data.imagesets import ImageSet
+from lare2lib.data.perturb import Perturbation
 
 
 def smooth_image(height: int = 40, width: int = 56, seed: int = 0) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from lare2lib import plotting
+from lare2lib.core import plotting
 
 
 def _figure() -> Figure:
@@ -75,7 +75,7 @@ def test_plotting_never_selects_a_backend(tmp_path):
     code = (
         "import sys, matplotlib\n"
         "from matplotlib.figure import Figure\n"
-        "import lare2lib.plotting as plotting\n"
+        "import lare2lib.core.plotting as plotting\n"
         "plotting.set_theme()\n"
         "plotting.save_figure(Figure(), sys.argv[1], 'empty', formats=('png',))\n"
         "print(matplotlib.rcParams._get_backend_or_none())\n"

@@ -8,22 +8,23 @@ import json
 import numpy as np
 import pytest
 import torch
+from badinput import make_bad_corpus
 from PIL import Image
 
-from badinput import make_bad_corpus
-from lare2lib import cli, detectors
-from lare2lib.testing import ToyDetector
+from lare2lib.detectors import registry
+from lare2lib.models.tiny import ToyDetector
+from lare2lib.pipeline import cli
 
 
 @pytest.fixture(autouse=True)
 def _toy_kind(monkeypatch):
-    monkeypatch.setitem(detectors.DETECTOR_KINDS, "toy", "lare2lib.testing:ToyDetector")
+    monkeypatch.setitem(registry.DETECTOR_KINDS, "toy", "lare2lib.models.tiny:ToyDetector")
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
     torch.manual_seed(0)
-    return detectors.save_detector(ToyDetector(logits=2), tmp_path / "toy.safetensors")
+    return registry.save_detector(ToyDetector(logits=2), tmp_path / "toy.safetensors")
 
 
 def _images(folder, count, brightness, seed=0):
@@ -46,21 +47,21 @@ def _call(argv, capsys):
 
 
 def test_save_and_load_detector_is_bit_exact_and_strict(tmp_path, checkpoint):
-    model = detectors.load_detector(checkpoint)
+    model = registry.load_detector(checkpoint)
     torch.manual_seed(0)
     original = ToyDetector(logits=2)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
     assert not model.training and model.config == original.config
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     with safe_open(str(checkpoint), framework="pt") as handle:
         meta = handle.metadata()
     state = load_file(str(checkpoint))
     state.pop("head.bias")
     save_file(state, str(tmp_path / "broken.safetensors"), metadata=meta)
-    with pytest.raises(detectors.DetectorError, match="do not fit"):
-        detectors.load_detector(tmp_path / "broken.safetensors")
+    with pytest.raises(registry.DetectorError, match="do not fit"):
+        registry.load_detector(tmp_path / "broken.safetensors")
 
 
 @pytest.mark.parametrize("name,content,match", [
@@ -69,13 +70,13 @@ def test_save_and_load_detector_is_bit_exact_and_strict(tmp_path, checkpoint):
 ])
 def test_non_detector_files_are_refused(tmp_path, name, content, match):
     (tmp_path / name).write_bytes(content)
-    with pytest.raises(detectors.DetectorError, match=match):
-        detectors.load_detector(tmp_path / name)
+    with pytest.raises(registry.DetectorError, match=match):
+        registry.load_detector(tmp_path / name)
 
 
 def test_unknown_kind_is_refused():
-    with pytest.raises(detectors.DetectorError, match="valid kinds"):
-        detectors.build_detector("nope")
+    with pytest.raises(registry.DetectorError, match="valid kinds"):
+        registry.build_detector("nope")
 
 
 def test_predict_scores_a_folder_with_bad_files(tmp_path, checkpoint, capsys):

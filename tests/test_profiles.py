@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lare2lib.profiles import PROFILE_NAMES, Profile, ProfileError, get_profile
+from lare2lib.core.profiles import PROFILE_NAMES, Profile, ProfileError, get_profile
 
 
 def _leaf_fields(obj, prefix=""):
@@ -53,7 +53,7 @@ def test_profiles_differ():
 
 def test_hash_is_stable_across_processes():
     """No dependence on dict order, ``hash()`` randomisation or object ids."""
-    code = "from lare2lib.profiles import get_profile; print(get_profile('full').config_hash())"
+    code = "from lare2lib.core.profiles import get_profile; print(get_profile('full').config_hash())"
     hashes = {
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -15,13 +15,13 @@ import nbformat
 import pytest
 from conftest import STANDARD_PARAMETER_LINES
 
-from lare2lib import cli, report
-from lare2lib.profiles import ProfileError
+from lare2lib.core.profiles import ProfileError
+from lare2lib.pipeline import cli, report
 
 FIGURES_BODY = """\
 import matplotlib.pyplot as plt
 import pandas as pd
-from lare2lib.plotting import write_metrics
+from lare2lib.core.plotting import write_metrics
 
 for k in range(2):
     fig, ax = plt.subplots(figsize=(2.5, 1.8))
@@ -121,7 +121,7 @@ def test_report_is_self_contained(run):
 
 @pytest.mark.parametrize("flags, built", [([], True), (["--no-report"], False)])
 def test_lare2_run_rebuilds_the_report_unless_told_not_to(monkeypatch, tmp_path, flags, built):
-    from lare2lib import runner
+    from lare2lib.pipeline import runner
 
     done = runner.RunResult("01_x", "skipped", 0.0, tmp_path / "01_x.ipynb", tmp_path)
     monkeypatch.setattr(runner, "run_notebooks", lambda *args, **kwargs: [done])
@@ -133,7 +133,7 @@ def test_lare2_run_rebuilds_the_report_unless_told_not_to(monkeypatch, tmp_path,
 
 
 def test_a_report_that_cannot_be_built_fails_the_run(monkeypatch, tmp_path, capsys):
-    from lare2lib import runner
+    from lare2lib.pipeline import runner
 
     done = runner.RunResult("01_x", "ran", 1.0, tmp_path / "01_x.ipynb", tmp_path)
     monkeypatch.setattr(runner, "run_notebooks", lambda *args, **kwargs: [done])

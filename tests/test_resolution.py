@@ -12,16 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-from lare2lib import aefamily
-from lare2lib import resolution as R
-from lare2lib.models import load_autoencoder
-from lare2lib.profiles import LareConfig
-from lare2lib.testing import make_tiny_kl, tiny_ldm_components
-from lare2lib.train import TrainConfig
+from lare2lib.core.profiles import LareConfig
+from lare2lib.detectors.train import TrainConfig
+from lare2lib.models.loaders import load_autoencoder
+from lare2lib.models.tiny import make_tiny_kl, tiny_ldm_components
+from lare2lib.studies import nb04_ae_family
+from lare2lib.studies import nb05_resolution as R
 
 SMALL = R.ResolutionConfig(window=16, levels=("48", R.NATIVE), train_windows=12, val_windows=4, test_windows=8,
                            large_window=64, large_photos=2, large_windows=4, lare_sides=(16, 32), lare_windows=4)
-LEARNER = aefamily.FamilyConfig(backbone="resnet10t", pretrained=False, crop_size=16, bootstrap=20)
+LEARNER = nb04_ae_family.FamilyConfig(backbone="resnet10t", pretrained=False, crop_size=16, bootstrap=20)
 
 
 @pytest.fixture(scope="module")

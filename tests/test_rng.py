@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lare2lib.rng import image_generator, image_seed, randn_per_image
+from lare2lib.core.rng import image_generator, image_seed, randn_per_image
 
 
 def test_same_arguments_same_numbers():

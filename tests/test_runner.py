@@ -7,9 +7,10 @@ import json
 import nbformat
 import pytest
 
-from lare2lib import paths, runner
-from lare2lib.plotting import read_metrics, write_metrics
-from lare2lib.profiles import ProfileError
+from lare2lib.core import paths
+from lare2lib.core.plotting import read_metrics, write_metrics
+from lare2lib.core.profiles import ProfileError
+from lare2lib.pipeline import runner
 
 
 @pytest.fixture
@@ -201,7 +202,7 @@ def test_changed_source_or_deleted_outputs_rerun(folders, make_notebook):
     (folders["figures"] / "01_tiny" / "metrics.json").unlink()
     assert _statuses(_run(folders)) == [("01_tiny", "ran")]
 
-    new_body = "from lare2lib.plotting import write_metrics\nwrite_metrics(OUT_DIR, {'v': 1})\n"
+    new_body = "from lare2lib.core.plotting import write_metrics\nwrite_metrics(OUT_DIR, {'v': 1})\n"
     make_notebook(folders["notebooks"], "01_tiny", body=new_body)
     assert _statuses(_run(folders)) == [("01_tiny", "ran")]
     assert read_metrics("01_tiny", root=folders["figures"]) == {"v": 1}

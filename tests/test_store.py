@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from lare2lib.store import (
+from lare2lib.data.store import (
     FeatureStore,
     StoreConfigError,
     StoreError,

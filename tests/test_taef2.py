@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from lare2lib import models, paths
-from lare2lib.taef2 import TAEF2
+from lare2lib.core import paths
+from lare2lib.models import loaders
+from lare2lib.models.taef2 import TAEF2
 
 PHOTO_SIDE = 192
 """Centre crops of this side keep the real-weight test to a couple of seconds on CPU."""
@@ -72,12 +73,12 @@ def test_real_weights_load_strictly_and_reconstruct_photos():
 
 @needs_weights
 def test_loader_recognises_the_folder_and_keeps_the_diffusers_convention():
-    vae = models.load_autoencoder(paths.taef2_dir())
+    vae = loaders.load_autoencoder(paths.taef2_dir())
     assert isinstance(vae, TAEF2) and not vae.training
     pixels = _photos()[:1]
     with torch.no_grad():
-        latents = models.encode_latents(vae, pixels * 2 - 1)
-        images = (models.decode_latents(vae, latents) + 1) / 2
+        latents = loaders.encode_latents(vae, pixels * 2 - 1)
+        images = (loaders.decode_latents(vae, latents) + 1) / 2
     assert latents.shape == (1, 32, PHOTO_SIDE // 8, PHOTO_SIDE // 8)
     assert _psnr(images, pixels).item() > MIN_PSNR_DB
 

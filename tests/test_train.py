@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from lare2lib import detectors, train
-from lare2lib.testing import ToyDetector, ToyImageDataset
+from lare2lib.detectors import registry, train
+from lare2lib.models.tiny import ToyDetector, ToyImageDataset
 
 FAST = dict(epochs=3, batch_size=8, eval_batch_size=16, early_stopping=0)
 
 
 @pytest.fixture(autouse=True)
 def _toy_kind(monkeypatch):
-    monkeypatch.setitem(detectors.DETECTOR_KINDS, "toy", "lare2lib.testing:ToyDetector")
+    monkeypatch.setitem(registry.DETECTOR_KINDS, "toy", "lare2lib.models.tiny:ToyDetector")
 
 
 def _model(seed=0, **kwargs):
@@ -84,9 +84,9 @@ def test_fit_learns_and_saves_a_strictly_reloadable_detector(tmp_path, logits):
     assert len(result.history) == 3 and result.steps == 3 * 4  # 16+16 balanced / 8
     assert result.best_metric >= 0.9
     assert result.best_metric == max(r["val_auc"] for r in result.history)
-    reloaded = detectors.load_detector(result.best_checkpoint)
+    reloaded = registry.load_detector(result.best_checkpoint)
     assert _same(_weights(reloaded), _weights(model))  # model holds the best weights
-    meta = detectors.read_detector_metadata(result.best_checkpoint)
+    meta = registry.read_detector_metadata(result.best_checkpoint)
     assert meta["kind"] == "toy" and meta["selected_on"] == "validation"
 
 
@@ -161,7 +161,7 @@ def test_select_on_test_reproduces_the_released_protocol(tmp_path):
     result = train.fit(_model(), train_set, val_set, train.TrainConfig(**FAST, select_on_test=True),
                        tmp_path, test_set=ToyImageDataset(10, 10, seed=4), progress=False)
     assert "test_auc" in result.history[0] and "val_auc" not in result.history[0]
-    assert detectors.read_detector_metadata(result.best_checkpoint)["selected_on"] == "test"
+    assert registry.read_detector_metadata(result.best_checkpoint)["selected_on"] == "test"
 
 
 def test_batch_of_one_and_max_steps(tmp_path):

@@ -1,5 +1,5 @@
 """Pickled checkpoints from outside: plain state dicts load safely, anything needing code is
-refused unless allowed, and conversion leaves a safetensors file (lare2lib.unsafe)."""
+refused unless allowed, and conversion leaves a safetensors file (lare2lib.models.unsafe)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from lare2lib.unsafe import (
+from lare2lib.models.unsafe import (
     UnsafeCheckpointError,
     UnsafePickleWarning,
     convert_pickled_detector,
@@ -87,14 +87,14 @@ def test_no_state_dict_and_missing_file(tmp_path):
 UNSAFE_CALLS = re.compile(
     r"torch\.save\(|pickle\.(?:load|dump)|joblib\.|\.to_pickle\(|read_pickle\(|np\.save\(|"
     r"allow_pickle\s*=\s*True|torch\.load\((?!.*weights_only=True)")
-"""Ways to write or read a pickle; the only place allowed to is lare2lib/unsafe.py."""
+"""Ways to write or read a pickle; the only place allowed to is lare2lib/models/unsafe.py."""
 
 
 def test_the_project_writes_and_reads_no_pickles():
     """Everything the project writes is safetensors / JSON / CSV / parquet, and every
-    torch.load outside lare2lib.unsafe is the restricted ``weights_only=True`` one."""
+    torch.load outside lare2lib.models.unsafe is the restricted ``weights_only=True`` one."""
     root = Path(__file__).resolve().parents[1]
-    sources = [*sorted((root / "lare2lib").glob("*.py")), *sorted((root / "notebooks").glob("*.py")),
+    sources = [*sorted((root / "lare2lib").rglob("*.py")), *sorted((root / "notebooks").glob("*.py")),
                *sorted((root / "bench").glob("*.py"))]
     offending = [f"{path.relative_to(root)}:{number}: {line.strip()}"
                  for path in sources if path.name != "unsafe.py"

@@ -9,11 +9,11 @@ import json
 import pytest
 import torch
 
-from lare2lib import photos, world, worldbuild
-from lare2lib.imagesets import ImageSet, to_uint8
-from lare2lib.profiles import get_profile
+from lare2lib.core.profiles import get_profile
+from lare2lib.data.imagesets import ImageSet, to_uint8
+from lare2lib.world import build, photos, recipes
 
-SMOKE = world.RECIPES["smoke"]
+SMOKE = recipes.RECIPES["smoke"]
 
 
 @pytest.fixture()
@@ -133,21 +133,21 @@ def _tiny_sets(n: int = 12, size: int = 16) -> tuple[ImageSet, ImageSet]:
 def test_autoencoder_training_is_deterministic(tmp_path, kind):
     recipe = SMOKE.kl_ae if kind == "kl" else SMOKE.vq_ae
     train, val = _tiny_sets()
-    first, log_a = world.train_autoencoder(recipe, train, val, tmp_path / "a", seed=3, progress=False)
-    second, log_b = world.train_autoencoder(recipe, train, val, tmp_path / "b", seed=3, progress=False)
+    first, log_a = recipes.train_autoencoder(recipe, train, val, tmp_path / "a", seed=3, progress=False)
+    second, log_b = recipes.train_autoencoder(recipe, train, val, tmp_path / "b", seed=3, progress=False)
     _assert_same_state(_state(first), _state(second))
     assert [e["val_psnr_db"] for e in log_a] == [e["val_psnr_db"] for e in log_b]
-    other, _ = world.train_autoencoder(recipe, train, val, tmp_path / "c", seed=4, progress=False)
+    other, _ = recipes.train_autoencoder(recipe, train, val, tmp_path / "c", seed=4, progress=False)
     assert not torch.equal(first.state_dict()["encoder.conv_in.weight"], other.state_dict()["encoder.conv_in.weight"])
 
 
 def test_killed_autoencoder_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     recipe = SMOKE.kl_ae  # 6 steps, checkpoint every 3
     train, val = _tiny_sets()
-    reference, _ = world.train_autoencoder(recipe, train, val, tmp_path / "ref", seed=1, progress=False)
+    reference, _ = recipes.train_autoencoder(recipe, train, val, tmp_path / "ref", seed=1, progress=False)
 
     calls = {"n": 0}
-    real_loss = world._autoencoder_loss
+    real_loss = recipes._autoencoder_loss
 
     def dies_at_step_five(*args, **kwargs):
         calls["n"] += 1
@@ -155,20 +155,20 @@ def test_killed_autoencoder_training_resumes_to_the_same_weights(tmp_path, monke
             raise KeyboardInterrupt("simulated kill")
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(world, "_autoencoder_loss", dies_at_step_five)
+    monkeypatch.setattr(recipes, "_autoencoder_loss", dies_at_step_five)
     with pytest.raises(KeyboardInterrupt):
-        world.train_autoencoder(recipe, train, val, tmp_path / "killed", seed=1, progress=False)
-    monkeypatch.setattr(world, "_autoencoder_loss", real_loss)
-    resumed, log = world.train_autoencoder(recipe, train, val, tmp_path / "killed", seed=1, progress=False)
+        recipes.train_autoencoder(recipe, train, val, tmp_path / "killed", seed=1, progress=False)
+    monkeypatch.setattr(recipes, "_autoencoder_loss", real_loss)
+    resumed, log = recipes.train_autoencoder(recipe, train, val, tmp_path / "killed", seed=1, progress=False)
     _assert_same_state(_state(reference), _state(resumed))
     assert [e["step"] for e in log] == [3, 6]
 
 
 def test_unet_training_is_deterministic_and_measures_the_premise(tmp_path):
     train, val = _tiny_sets()
-    ae, _ = world.train_autoencoder(SMOKE.kl_ae, train, val, tmp_path / "ae", seed=0, progress=False)
-    scale = world.latent_scaling_factor(ae, train.pixels)
-    runs = [world.train_unet(SMOKE.unet, ae, scale, train, val, photos.CLASS_NAMES, tmp_path / name, 0, "kl_ldm",
+    ae, _ = recipes.train_autoencoder(SMOKE.kl_ae, train, val, tmp_path / "ae", seed=0, progress=False)
+    scale = recipes.latent_scaling_factor(ae, train.pixels)
+    runs = [recipes.train_unet(SMOKE.unet, ae, scale, train, val, photos.CLASS_NAMES, tmp_path / name, 0, "kl_ldm",
                              progress=False) for name in ("a", "b")]
     _assert_same_state(_state(runs[0][0]), _state(runs[1][0]))
     log = runs[0][2]
@@ -180,19 +180,19 @@ def test_unet_training_is_deterministic_and_measures_the_premise(tmp_path):
 
 def test_single_step_loss_matches_a_plain_computation(tmp_path):
     train, val = _tiny_sets(n=4)
-    ae = world.build_autoencoder(SMOKE.kl_ae, 16).eval()
-    unet = world.build_unet(SMOKE.unet, 4, 4).eval()
-    prompts = world.ClassPromptEncoder(class_names=photos.CLASS_NAMES, dim=16, seq_len=4).eval()
-    losses = world.single_step_loss(ae, unet, prompts, 0.5, train.pixels, train.class_index, train.ids,
+    ae = recipes.build_autoencoder(SMOKE.kl_ae, 16).eval()
+    unet = recipes.build_unet(SMOKE.unet, 4, 4).eval()
+    prompts = recipes.ClassPromptEncoder(class_names=photos.CLASS_NAMES, dim=16, seq_len=4).eval()
+    losses = recipes.single_step_loss(ae, unet, prompts, 0.5, train.pixels, train.class_index, train.ids,
                                     timestep=200, draws=3, seed=7)
-    scheduler = world.sd_training_scheduler()
+    scheduler = recipes.sd_training_scheduler()
     with torch.no_grad():
         for k in range(4):  # one image at a time, as the released LaRE loop does
-            posterior_noise = world.step_generator(7, "lare", train.ids[k])
+            posterior_noise = recipes.step_generator(7, "lare", train.ids[k])
             posterior = ae.encode(train.pixels[k:k + 1].float() / 127.5 - 1).latent_dist
             z0 = posterior.mean + posterior.std * torch.randn(posterior.mean.shape[1:], generator=posterior_noise)
             z0 = z0 * 0.5
-            eps = torch.randn((3, *z0.shape[1:]), generator=world.step_generator(7, "lare-noise", train.ids[k]))
+            eps = torch.randn((3, *z0.shape[1:]), generator=recipes.step_generator(7, "lare-noise", train.ids[k]))
             t = torch.full((3,), 200)
             cond = prompts(train.class_index[k:k + 1] + 1).repeat(3, 1, 1)
             pred = unet(scheduler.add_noise(z0.expand(3, -1, -1, -1), eps, t), t, cond).sample
@@ -200,13 +200,13 @@ def test_single_step_loss_matches_a_plain_computation(tmp_path):
 
 
 def test_sampling_depends_only_on_seed_and_index():
-    ae = world.build_autoencoder(SMOKE.kl_ae, 16).eval()
-    unet = world.build_unet(SMOKE.unet, 4, 4).eval()
-    prompts = world.ClassPromptEncoder(class_names=photos.CLASS_NAMES, dim=16, seq_len=4).eval()
-    spec = world.GeneratorSpec("g", "kl_ldm", steps=3, eta=1.0, guidance=2.0)
+    ae = recipes.build_autoencoder(SMOKE.kl_ae, 16).eval()
+    unet = recipes.build_unet(SMOKE.unet, 4, 4).eval()
+    prompts = recipes.ClassPromptEncoder(class_names=photos.CLASS_NAMES, dim=16, seq_len=4).eval()
+    spec = recipes.GeneratorSpec("g", "kl_ldm", steps=3, eta=1.0, guidance=2.0)
     classes = torch.arange(6) % 5
-    whole = world.sample_images(ae, unet, prompts, 1.0, classes, spec, seed=2, batch_size=6)
-    split = world.sample_images(ae, unet, prompts, 1.0, classes, spec, seed=2, batch_size=4)
+    whole = recipes.sample_images(ae, unet, prompts, 1.0, classes, spec, seed=2, batch_size=6)
+    split = recipes.sample_images(ae, unet, prompts, 1.0, classes, spec, seed=2, batch_size=4)
     assert whole.dtype == torch.uint8 and whole.shape == (6, 3, 16, 16)
     assert torch.equal(whole, split)
 
@@ -215,12 +215,12 @@ def test_sampling_depends_only_on_seed_and_index():
 
 
 def test_smoke_world_builds_exports_and_verifies(smoke_profile):
-    built = worldbuild.load_world(smoke_profile, progress=False)
+    built = build.load_world(smoke_profile, progress=False)
     manifest = built.manifest
     assert set(manifest["training"]) == {"kl_ae", "vq_ae", "kl_ldm", "vq_ldm"}
     for name in ("kl_ldm", "vq_ldm"):
-        spec = json.loads((worldbuild.weights_root("smoke") / name / "ldm.json").read_text())
-        assert spec["vae"] == f"../{worldbuild.LDM_AE[name]}"
+        spec = json.loads((build.weights_root("smoke") / name / "ldm.json").read_text())
+        assert spec["vae"] == f"../{build.LDM_AE[name]}"
     generated = built.generated("vq_ldm")
     assert len(generated) == smoke_profile.world.generated_per_generator
     assert built.generated("kl_ldm", "train").pixels.shape[0] == smoke_profile.world.generated_train
@@ -231,21 +231,21 @@ def test_smoke_world_builds_exports_and_verifies(smoke_profile):
     assert torch.equal(built.reconstructions("kl_ae", "test").pixels, recon.pixels)  # cached, identical
 
     # a tampered weight file is caught by the hash check
-    weight = worldbuild.weights_root("smoke") / "kl_ae" / "diffusion_pytorch_model.safetensors"
+    weight = build.weights_root("smoke") / "kl_ae" / "diffusion_pytorch_model.safetensors"
     weight.write_bytes(weight.read_bytes()[:-1] + b"\x00")
-    with pytest.raises(worldbuild.WeightsError, match="do not match"):
-        worldbuild.verify_weights("smoke")
+    with pytest.raises(build.WeightsError, match="do not match"):
+        build.verify_weights("smoke")
 
 
 def test_missing_weights_say_how_to_build_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(worldbuild.paths, "weights_dir", lambda: tmp_path / "nothing")
-    with pytest.raises(worldbuild.WeightsError, match="RETRAIN=True"):
-        worldbuild.verify_weights("mini")
+    monkeypatch.setattr(build.paths, "weights_dir", lambda: tmp_path / "nothing")
+    with pytest.raises(build.WeightsError, match="RETRAIN=True"):
+        build.verify_weights("mini")
 
 
 def test_committed_mini_weights_match_their_manifest():
-    if not (worldbuild.weights_root("mini") / "manifest.json").is_file():
+    if not (build.weights_root("mini") / "manifest.json").is_file():
         pytest.skip("mini weights not committed yet")
-    manifest = worldbuild.verify_weights("mini")
+    manifest = build.verify_weights("mini")
     assert manifest["recipe"] == "mini"
     assert dataclasses.asdict(get_profile("mini").world) == manifest["world"]

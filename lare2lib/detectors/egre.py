@@ -1,0 +1,423 @@
+"""EGRE: error-guided refinement of a backbone's features by a LaRE map (LaRE², Luo et al. 2024).
+
+Train with ``lare2 train egre ...`` (arguments: :func:`add_train_arguments`).
+
+The detector reads two things from a classifier backbone (:class:`lare2lib.models.backbones.FeatureBackbone`):
+a mid-level feature map ``F`` (CLIP ResNet-50: layer3, 1024×14×14 at 224 px) and a global vector
+``x_g`` (CLIP's attention-pool output, 1024-d), and refines them with the image's LaRE map
+(METHODS.md §2, the released code):
+
+* **ESR**, error-guided spatial refinement (:class:`SpatialRefinement`): CLIP's attention pool
+  written out: the flattened ``F`` tokens with their mean token prepended, a learned positional
+  embedding, 8-head attention with one query (the mean token), and a per-head *additive* bias on
+  the attention logits computed from the LaRE map pooled to the token grid by a 1×1 conv
+  (4 → 8 channels): where the map says "unusual error", the head can look there more.
+  ``x_s = LayerNorm(mean_token + dropout(out))``.
+* **ECR**, error-guided channel refinement (:class:`ChannelRefinement`): a squeeze-and-excite
+  gate from the globally pooled map, ``w = sigmoid(W2 relu(W1 GAP(LaRE)))`` (4 → 128 → C, no
+  biases), applied to the pooled features: ``x_c = GAP(F) ⊙ w``.
+* **head**: ``Linear([x_g ‖ x_s ‖ x_c] → 2)``, cross-entropy, P(fake) = softmax[:, 1].
+
+With C = 1024 and a 14×14 grid, ESR has 2 303 528 parameters (bias conv 40, positional
+embedding 197·1024, q/k/v 3·(1024·512 + 512), output 512·1024 + 1024, LayerNorm 2048) and ECR
+131 584 (4·128 + 128·1024): the paper's ≈ 2.30 M and ≈ 0.13 M. The released class also builds a
+``Conv2d(4 → 1024)`` that its forward never uses; it is not built here (it would only add
+unused weights to every checkpoint).
+
+One class, :class:`EgreDetector` (``kind = "egre"``), covers every ablation through its config:
+``variant`` ``"backbone"`` (``[x_g]`` only), ``"esr"`` (``[x_g ‖ x_s]``), ``"ecr"``
+(``[x_g ‖ x_c]``, which the release has no class for), ``"egre"`` (both), ``"lare_cnn"`` (a small
+ResNet on the map alone, no backbone); ``feature`` ``"lare"`` or ``"dire"`` (a DIRE-style latent
+error map of the same shape, :mod:`lare2lib.signals.dire`); ``aligned`` (the map crop that covers the
+image crop; False reproduces the release: the whole map, whatever the crop);
+``freeze_backbone`` (False = the release's full fine-tuning; True trains the head over fixed
+ImageNet features, which the mini notebook uses to fit its CPU budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "VARIANTS",
+    "FEATURES",
+    "SpatialRefinement",
+    "ChannelRefinement",
+    "LareCNN",
+    "EgreDetector",
+    "default_config",
+    "add_train_arguments",
+    "train_command",
+]
+
+VARIANTS = ("backbone", "esr", "ecr", "egre", "lare_cnn")
+"""Ablation variants: which of ``x_s`` (ESR) and ``x_c`` (ECR) join ``x_g``; ``lare_cnn`` uses the map only."""
+FEATURES = ("lare", "dire")
+"""Error maps the detector can be guided by."""
+
+_USES_ESR = {"esr", "egre"}
+_USES_ECR = {"ecr", "egre"}
+
+
+# -- the two refinement blocks ----------------------------------------------------------------
+
+
+class SpatialRefinement(nn.Module):
+    """ESR: single-query multi-head attention over feature tokens, biased per head by the map.
+
+    Args:
+        channels: C, the width of the feature map (1024 for CLIP ResNet-50's layer3).
+        grid: (H, W) of the feature map; the positional embedding has ``1 + H·W`` rows.
+        map_channels: Channels of the error map (4: SD's latent).
+        heads: Attention heads (released: 8); one bias map per head.
+        inner: Width of q, k, v (released: 512 = C / 2); head width = inner / heads.
+        dropout: On the attention weights and on the output (released: 0.1).
+    """
+
+    def __init__(self, channels: int, grid: tuple[int, int], map_channels: int = 4,
+                 heads: int = 8, inner: int | None = None, dropout: float = 0.1):
+        super().__init__()
+        inner = inner or channels // 2
+        if inner % heads:
+            raise ValueError(f"ESR: inner width {inner} is not divisible by {heads} heads")
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.heads, self.head_dim = heads, inner // heads
+        tokens = 1 + self.grid[0] * self.grid[1]
+        self.bias = nn.Conv2d(map_channels, heads, kernel_size=1)
+        self.position = nn.Parameter(torch.randn(tokens, channels) / channels ** 0.5)
+        self.q, self.k, self.v = (nn.Linear(channels, inner) for _ in range(3))
+        for projection in (self.q, self.k, self.v):
+            nn.init.xavier_uniform_(projection.weight)
+            nn.init.zeros_(projection.bias)
+        self.out = nn.Linear(inner, channels)
+        self.attention_dropout = nn.Dropout(dropout)
+        self.output_dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(channels)
+
+    def attention_bias(self, error_map: torch.Tensor) -> torch.Tensor:
+        """``(B, heads, 1 + H·W)``: the map pooled to the grid, 1×1 conv, mean column prepended."""
+        pooled = F.adaptive_avg_pool2d(error_map, self.grid)            # (B, Cm, H, W)
+        bias = self.bias(pooled).flatten(2)                             # (B, heads, H·W)
+        return torch.cat([bias.mean(dim=2, keepdim=True), bias], dim=2)
+
+    def forward(self, features: torch.Tensor,
+                error_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, C, H, W)`` features, ``(B, Cm, h, w)`` map → ``x_s (B, C)`` and the attention
+        weights ``(B, heads, 1 + H·W)`` of the single query (column 0: the mean token)."""
+        batch, channels, height, width = features.shape
+        if (height, width) != self.grid:
+            raise ValueError(f"ESR was built for a {self.grid} token grid, got {(height, width)}; "
+                             "the crop size fixes the grid")
+        tokens = features.flatten(2).transpose(1, 2)                    # (B, H·W, C)
+        mean = tokens.mean(dim=1, keepdim=True)                         # (B, 1, C)
+        x = torch.cat([mean, tokens], dim=1) + self.position            # (B, L, C), L = 1 + H·W
+        length = x.shape[1]
+        q = self.q(x[:, :1]).view(batch, 1, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(batch, length, self.heads, self.head_dim).transpose(1, 2)
+        v = self.v(x).view(batch, length, self.heads, self.head_dim).transpose(1, 2)
+        logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)     # (B, heads, 1, L)
+        logits = logits + self.attention_bias(error_map)[:, :, None, :]
+        weights = logits.softmax(dim=-1)
+        out = (self.attention_dropout(weights) @ v).transpose(1, 2).reshape(batch, -1)
+        x_s = self.norm(mean[:, 0] + self.output_dropout(self.out(out)))
+        return x_s, weights[:, :, 0]
+
+
+class ChannelRefinement(nn.Module):
+    """ECR: a channel gate from the globally pooled error map, on the pooled features.
+
+    ``w = sigmoid(W2 · relu(W1 · GAP(map)))`` with W1: ``map_channels → hidden``, W2:
+    ``hidden → channels``, no biases (released: 4 → 128 → 1024); ``x_c = GAP(F) ⊙ w``.
+    """
+
+    def __init__(self, channels: int, map_channels: int = 4, hidden: int = 128):
+        super().__init__()
+        self.squeeze = nn.Linear(map_channels, hidden, bias=False)
+        self.excite = nn.Linear(hidden, channels, bias=False)
+
+    def gate(self, error_map: torch.Tensor) -> torch.Tensor:
+        """``(B, channels)`` gate values in (0, 1)."""
+        return torch.sigmoid(self.excite(F.relu(self.squeeze(error_map.mean(dim=(2, 3))))))
+
+    def forward(self, features: torch.Tensor,
+                error_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x_c (B, C)`` and the gate ``w (B, C)``."""
+        gate = self.gate(error_map)
+        return features.mean(dim=(2, 3)) * gate, gate
+
+
+class _BasicBlock(nn.Module):
+    """ResNet's basic block (two 3×3 convs, BN, identity or 1×1 projection shortcut)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class LareCNN(nn.Module):
+    """The LaRE-only baseline: a small ResNet (stem + 3 basic blocks, widths w, 2w, 4w) on the
+    map alone, global average pool, ``Linear(4w → 2)``. No image pixels are seen."""
+
+    def __init__(self, map_channels: int = 4, width: int = 32):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(map_channels, width, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU())
+        self.blocks = nn.Sequential(_BasicBlock(width, width), _BasicBlock(width, 2 * width, 2),
+                                    _BasicBlock(2 * width, 4 * width, 2))
+        self.fc = nn.Linear(4 * width, 2)
+
+    def forward(self, error_map: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(self.stem(error_map)).mean(dim=(2, 3)))
+
+
+# -- the detector ------------------------------------------------------------------------------
+
+
+def _default_lare() -> dict[str, Any]:
+    return {"timestep": 200, "ensemble": 4, "image_size": 256, "prompt": "class"}
+
+
+class EgreDetector(nn.Module):
+    """EGRE and its ablations as one detector kind (see the module docstring).
+
+    Every argument is JSON-able and kept in :attr:`config`, so ``EgreDetector(**config)``
+    rebuilds the architecture (:func:`lare2lib.detectors.registry.load_detector`). Defaults are the
+    released ``full`` setting; :func:`default_config` gives a profile's.
+
+    Args:
+        variant: One of :data:`VARIANTS`.
+        backbone: timm name, local classifier file or folder (:func:`lare2lib.models.backbones.create_classifier`).
+        pretrained: Load the backbone's ImageNet/CLIP weights (False: random, for tests).
+        backbone_kwargs: Extra ``timm.create_model`` kwargs (small widths in tests).
+        freeze_backbone: Keep the backbone fixed (and in eval mode) and train only the head;
+            datasets may then feed cached backbone outputs (``feature_map``, ``global``).
+        crop_size: Side of the native-resolution image crop the backbone sees; fixes the
+            token grid (224 → 14×14 on CLIP ResNet-50; 48 → 3×3 on EfficientNet-Lite0).
+        feature: ``"lare"`` or ``"dire"``: which error map guides the head.
+        aligned: True: the map window under the image crop; False (released): the whole map.
+        ldm: Reference LDM the maps are computed with (``score_images``).
+        lare: LaRE settings: ``timestep``, ``ensemble``, ``image_size`` (whole image squashed
+            to it), ``prompt`` policy (``class``/``photo``/``empty``).
+        dire_steps: DDIM steps each way of the DIRE-style map (``feature="dire"``).
+        map_channels: Channels of the error map (the LDM's latent channels).
+        heads, dropout, ecr_hidden: ESR heads and dropout, ECR hidden width (released: 8, 0.1, 128).
+        cnn_width: Base width of the ``lare_cnn`` variant.
+    """
+
+    kind: ClassVar[str] = "egre"
+
+    def __init__(self, *, variant: str = "egre", backbone: str = "resnet50_clip.openai",
+                 pretrained: bool = True, backbone_kwargs: dict[str, Any] | None = None,
+                 freeze_backbone: bool = False, crop_size: int = 224, feature: str = "lare",
+                 aligned: bool = True, ldm: str = "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                 lare: dict[str, Any] | None = None, dire_steps: int = 20, map_channels: int = 4,
+                 heads: int = 8, dropout: float = 0.1, ecr_hidden: int = 128, cnn_width: int = 32):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown EGRE variant {variant!r}; valid: {list(VARIANTS)}")
+        if feature not in FEATURES:
+            raise ValueError(f"unknown error-map feature {feature!r}; valid: {list(FEATURES)}")
+        lare = {**_default_lare(), **(lare or {})}
+        config = dict(variant=variant, backbone=str(backbone), pretrained=bool(pretrained),
+                      backbone_kwargs=dict(backbone_kwargs or {}),
+                      freeze_backbone=bool(freeze_backbone), crop_size=int(crop_size),
+                      feature=feature, aligned=bool(aligned), ldm=str(ldm), lare=lare,
+                      dire_steps=int(dire_steps), map_channels=int(map_channels), heads=int(heads),
+                      dropout=float(dropout), ecr_hidden=int(ecr_hidden), cnn_width=int(cnn_width))
+        self.config = json.loads(json.dumps(config))  # JSON-normal: what a checkpoint stores
+        self.variant = variant
+        self._reference = None  # LDMComponents for score_images, loaded on first use
+        self.backbone = self.esr = self.ecr = self.head = self.cnn = None
+        if variant == "lare_cnn":
+            self.cnn = LareCNN(map_channels, cnn_width)
+            self.input_mean, self.input_std = (0.5,) * 3, (0.5,) * 3  # unused: no pixels seen
+            return
+        from lare2lib.models.backbones import FeatureBackbone
+
+        self.backbone = FeatureBackbone.from_ref(backbone, pretrained=pretrained,
+                                                 **self.config["backbone_kwargs"])
+        self.input_mean, self.input_std = self.backbone.input_mean, self.backbone.input_std
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+        channels, width = self.backbone.feature_channels, self.backbone.global_dim
+        if variant in _USES_ESR:
+            self.esr = SpatialRefinement(channels, self.token_grid(), map_channels, heads,
+                                         dropout=dropout)
+            width += channels
+        if variant in _USES_ECR:
+            self.ecr = ChannelRefinement(channels, map_channels, ecr_hidden)
+            width += channels
+        self.head = nn.Linear(width, 2)
+
+    # -- shapes ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def token_grid(self) -> tuple[int, int]:
+        """(H, W) of the backbone's feature map at ``crop_size`` (one probe forward)."""
+        parameter = next(self.backbone.parameters())
+        probe = torch.zeros(1, 3, self.config["crop_size"], self.config["crop_size"],
+                            device=parameter.device, dtype=parameter.dtype)
+        was_training = self.backbone.training
+        feature_map, _ = self.backbone.eval()(probe)
+        self.backbone.train(was_training)
+        return int(feature_map.shape[-2]), int(feature_map.shape[-1])
+
+    def train(self, mode: bool = True) -> "EgreDetector":
+        """As ``nn.Module.train``, but a frozen backbone stays in eval mode (BN statistics fixed)."""
+        super().train(mode)
+        if self.backbone is not None and self.config["freeze_backbone"]:
+            self.backbone.eval()
+        return self
+
+    # -- forward --------------------------------------------------------------------------
+    def backbone_features(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(F, x_g)``: cached in the batch (frozen backbone) or computed from ``batch["image"]``."""
+        if "feature_map" in batch:
+            if not self.config["freeze_backbone"]:
+                raise ValueError("cached backbone features need freeze_backbone=True "
+                                 "(a fine-tuned backbone must see the pixels)")
+            return batch["feature_map"], batch["global"]
+        return self.backbone(batch["image"])
+
+    def components(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Everything the head reads: ``x_g``, and per variant ``x_s`` + ``attention`` (ESR's
+        weights, ``(B, heads, 1 + H·W)``) and ``x_c`` + ``gate`` (ECR, ``(B, C)``)."""
+        feature_map, global_vector = self.backbone_features(batch)
+        parts = {"x_g": global_vector}
+        if self.esr is not None:
+            parts["x_s"], parts["attention"] = self.esr(feature_map, batch["lare"])
+        if self.ecr is not None:
+            parts["x_c"], parts["gate"] = self.ecr(feature_map, batch["lare"])
+        return parts
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``batch["image"]`` (B, 3, crop, crop) normalised, ``batch["lare"]`` (B, Cm, h, w)
+        → ``(B, 2)`` logits (cross-entropy; P(fake) = softmax[:, 1])."""
+        if self.cnn is not None:
+            return self.cnn(batch["lare"])
+        parts = self.components(batch)
+        features = [parts[key] for key in ("x_g", "x_s", "x_c") if key in parts]
+        return self.head(torch.cat(features, dim=1))
+
+    # -- scoring from raw images ----------------------------------------------------------
+    def use_reference(self, components) -> "EgreDetector":
+        """Compute maps with these LDM components instead of loading ``config["ldm"]``."""
+        self._reference = components
+        return self
+
+    def reference(self):
+        """The reference LDM (loaded on first use, on the detector's device)."""
+        if self._reference is None:
+            from lare2lib.models.loaders import load_ldm
+
+            self._reference = load_ldm(self.config["ldm"], device=self._device())
+        return self._reference
+
+    def map_extractor(self, seed: int = 0):
+        """The LaRE (or DIRE-style, latent space) extractor the config names."""
+        from lare2lib.core.profiles import LareConfig
+        from lare2lib.signals.extract import make_extractor
+
+        lare = self.config["lare"]
+        config = LareConfig(timestep=lare["timestep"], ensemble=lare["ensemble"],
+                            image_size=lare["image_size"], prompt=lare["prompt"])
+        options = ({"steps": self.config["dire_steps"], "space": "latent"}
+                   if self.config["feature"] == "dire" else {})
+        return make_extractor(self.config["feature"], self.reference(), config, seed=seed,
+                              **options)
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.inference_mode()
+    def score_images(self, images: Sequence[torch.Tensor], image_ids: Sequence[str], *,
+                     seed: int = 0, tries: int = 1, batch_size: int = 32, progress: bool = False,
+                     class_names: Sequence[str | None] | None = None) -> torch.Tensor:
+        """P(fake) ``(N,)`` of decoded uint8 ``(3, H, W)`` images of any size.
+
+        The kind's whole preprocessing: the map of the whole image squashed to
+        ``lare["image_size"]`` (noise drawn per (seed, id)); ``tries`` = 1: the centre crop,
+        else the mean over ``tries`` random crops drawn per (seed, id); images smaller than the
+        crop are reflect-padded. ``class_names`` (per image, optional) fill the ``class``
+        prompt policy; without them the prompt falls back to "a photo".
+        """
+        from tqdm.auto import tqdm
+
+        from lare2lib.detectors import egre_data
+
+        if len(images) != len(image_ids):
+            raise ValueError(f"{len(images)} images but {len(image_ids)} ids")
+        if tries < 1:
+            raise ValueError("tries must be at least 1")
+        was_training = self.training
+        self.eval()
+        extractor = self.map_extractor(seed)
+        names = list(class_names) if class_names is not None else [None] * len(images)
+        scores = []
+        for start in tqdm(range(0, len(images), batch_size), desc="egre", disable=not progress):
+            chunk = slice(start, start + batch_size)
+            maps = egre_data.maps_of_images(extractor, images[chunk], image_ids[chunk],
+                                           names[chunk], self.config["lare"]["prompt"])
+            batches = egre_data.scoring_batches(self, images[chunk], image_ids[chunk], maps,
+                                               tries=tries, seed=seed)
+            probabilities = [self(batch).float().softmax(dim=1)[:, 1] for batch in batches]
+            scores.append(torch.stack(probabilities).mean(dim=0).cpu())
+        self.train(was_training)
+        return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def default_config(profile, **overrides: Any) -> dict[str, Any]:
+    """The :class:`EgreDetector` config of a profile (backbone, LDM, LaRE settings, crop).
+
+    Crops: ``full`` 224 (released), ``mini`` 48 (EfficientNet-Lite0's stride-16 map is 3×3; the
+    16×16 LaRE map crop under it is 12×12), ``smoke`` 24 (2×2 tokens on 32 px images). A
+    ``mini:`` LDM of the smoke profile names the smoke world's own (retrained) folder.
+    """
+    lare = profile.lare
+    crop = {"full": 224, "smoke": 24}.get(profile.name, 48)
+    ldm = profile.models.ldm
+    if ldm.startswith("mini:") and profile.world.recipe != "mini":
+        from lare2lib.world.build import weights_root
+
+        ldm = str(weights_root(profile.world.recipe) / ldm.removeprefix("mini:"))  # smoke's own LDM
+    config = dict(backbone=profile.models.egre_backbone, ldm=ldm, crop_size=crop,
+                  lare={"timestep": lare.timestep, "ensemble": lare.ensemble,
+                        "image_size": lare.image_size, "prompt": lare.prompt},
+                  freeze_backbone=profile.name != "full")
+    unknown = set(overrides) - set(EgreDetector.__init__.__kwdefaults__)
+    if unknown:
+        raise ValueError(f"unknown EGRE config key(s) {sorted(unknown)}")
+    return {**config, **overrides}
+
+
+# -- `lare2 train egre` ------------------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``lare2 train egre`` (implemented in :mod:`lare2lib.studies.nb02_egre`)."""
+    from lare2lib.studies.nb02_egre import add_train_arguments as add
+
+    return add(parser)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """``lare2 train egre``: train one variant on the profile's data, save the best checkpoint."""
+    from lare2lib.studies.nb02_egre import train_command as run
+
+    return run(args)

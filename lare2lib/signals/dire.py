@@ -1,0 +1,131 @@
+"""DIRE-style baseline on the LaRE reference model: invert with DDIM, reconstruct, compare.
+
+DIRE (METHODS.md §5) runs a pixel-space ADM: 20 DDIM inversion steps take the image to noise,
+20 DDIM sampling steps bring it back, and the feature is ``|x - x̂|``: 40 network passes per
+image against LaRE's single (batched) pass. To compare their *cost* and their signal on the
+same model, this module runs the same recipe in the latent space of the LaRE LDM::
+
+    z0  = encode(x) * scaling_factor        (same posterior sample as LaRE for the same seed)
+    z_T = DDIM-inverse(z0)                  ``steps`` UNet passes, t: 0 → T
+    ẑ0  = DDIM(z_T)                         ``steps`` UNet passes, t: T → 0 (eta = 0)
+    space="pixel":  |x - decode(ẑ0)| in [0, 1] pixel units, (3, S, S)
+    space="latent": |z0 - ẑ0| in scaled latent units, (C, S/f, S/f)
+
+Both schedulers are built from the LDM's own scheduler config (``DDIMScheduler.from_config``,
+``DDIMInverseScheduler.from_config``), conditioned on the same prompt embeddings as LaRE, with
+``clip_sample`` switched off: clipping ``x0`` to [-1, 1] is right for ADM's pixels but would
+truncate latents. In pixel mode ``x̂`` also carries the autoencoder's own reconstruction error
+(the decoder never reproduces ``x`` exactly): that is part of what a DIRE on an LDM measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from lare2lib.core.profiles import LareConfig
+from lare2lib.core.rng import POSTERIOR_STREAM, randn_per_image
+from lare2lib.signals.lare import (
+    PromptEmbedder,
+    _check_batch,
+    _check_precision,
+    _model_device_dtype,
+    latent_shape,
+    scaled_latents,
+)
+
+__all__ = ["DIRE_SPACES", "DireExtractor"]
+
+DIRE_SPACES = ("pixel", "latent")
+
+
+class DireExtractor:
+    """DDIM inversion + reconstruction error maps, batched and seeded per image.
+
+    Args:
+        components: The same duck-typed LDM as :class:`lare2lib.signals.lare.LareExtractor`.
+        config: Only ``image_size`` is used (timestep and ensemble are LaRE's).
+        seed: Root seed of the posterior sample (the only randomness: DDIM with eta = 0 is
+            deterministic).
+        steps: DDIM steps each way (DIRE: 20), so ``network_passes = 2 * steps``.
+        space: ``"pixel"`` (decode, as DIRE) or ``"latent"`` (skip the decoder).
+    """
+
+    method = "dire"
+
+    def __init__(self, components, config: LareConfig = LareConfig(), *, seed: int = 0,
+                 steps: int = 20, space: str = "pixel"):
+        from diffusers import DDIMInverseScheduler, DDIMScheduler
+
+        if space not in DIRE_SPACES:
+            raise ValueError(f"unknown DIRE space {space!r}; valid: {list(DIRE_SPACES)}")
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        self.components = components
+        self.image_size = config.image_size
+        self.seed = seed
+        self.steps = steps
+        self.space = space
+        self.device, self.dtype = _model_device_dtype(components.unet)
+        _check_precision(self.device, self.dtype)
+        scheduler_config = dict(components.scheduler.config)
+        scheduler_config["clip_sample"] = False
+        self.sampler = DDIMScheduler.from_config(scheduler_config)
+        self.inverter = DDIMInverseScheduler.from_config(scheduler_config)
+        self.embed = PromptEmbedder(components.encode_prompts)
+        self.unet_calls = 0
+
+    @property
+    def network_passes(self) -> int:
+        """UNet passes per image: ``steps`` to invert plus ``steps`` to reconstruct."""
+        return 2 * self.steps
+
+    def feature_shape(self) -> tuple[int, ...]:
+        if self.space == "pixel":
+            return (3, self.image_size, self.image_size)
+        return latent_shape(self.components.vae, self.image_size)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "seed": self.seed, "steps": self.steps,
+                "space": self.space, "dtype": str(self.dtype).removeprefix("torch."),
+                "image_size": self.image_size}
+
+    def _denoise(self, scheduler, latents: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        scheduler.set_timesteps(self.steps, device=self.device)
+        for t in scheduler.timesteps:
+            eps = self.components.unet(latents.to(self.dtype), t,
+                                       encoder_hidden_states=embeddings).sample
+            self.unet_calls += 1
+            latents = scheduler.step(eps.float(), t, latents).prev_sample
+        return latents
+
+    def reconstruct(self, z0: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """``z0`` → DDIM-inverted noise → DDIM reconstruction ``ẑ0`` (float32)."""
+        noise = self._denoise(self.inverter, z0, embeddings)
+        return self._denoise(self.sampler, noise, embeddings)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents → pixels in [-1, 1] (VQ latents are quantised by the decoder)."""
+        vae = self.components.vae
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        unscaled = latents / self.components.scaling_factor + shift
+        return vae.decode(unscaled.to(self.dtype)).sample.float().clamp(-1, 1)
+
+    @torch.inference_mode()
+    def __call__(self, pixels: torch.Tensor, image_ids: Sequence[str],
+                 prompts: Sequence[str]) -> torch.Tensor:
+        """``(B, 3, S, S)`` pixels in [-1, 1] → ``(B, *feature_shape)`` float32 |error|."""
+        _check_batch(pixels, image_ids, prompts, self.image_size)
+        vae = self.components.vae
+        # the same posterior sample as LaRE's for this seed (unused by VQ autoencoders)
+        noise = randn_per_image(latent_shape(vae, self.image_size), self.seed, image_ids,
+                                POSTERIOR_STREAM, device=self.device)
+        pixels = pixels.to(self.device, torch.float32)
+        z0 = scaled_latents(vae, pixels.to(self.dtype), self.components.scaling_factor, noise)
+        embeddings = self.embed(prompts, self.device, self.dtype)
+        z_hat = self.reconstruct(z0, embeddings)
+        if self.space == "latent":
+            return (z0 - z_hat).abs()
+        return (pixels - self.decode(z_hat)).abs() / 2  # [-1, 1] → [0, 1] units

@@ -1,0 +1,186 @@
+"""What notebook 00 shows about the mini world: tables, quality numbers and figures.
+
+Every function takes a :class:`lare2lib.world.build.World` (or its manifest) and returns plain
+data or a matplotlib figure, so the notebook cells stay import → call → show.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lare2lib.data.imagesets import ImageSet
+from lare2lib.world.build import World
+from lare2lib.world.quality import kid, pretrained_features, psnr_db
+from lare2lib.world.recipes import single_step_loss
+
+__all__ = [
+    "photo_table",
+    "crop_counts",
+    "image_grid",
+    "training_curves",
+    "premise_curve",
+    "premise_table",
+    "premise_verdict",
+    "autoencoder_psnr",
+    "kid_table",
+    "premise_gap",
+]
+
+
+def photo_table(world: World) -> pd.DataFrame:
+    """One row per photo: source package, category, split, size, licence."""
+    frame = pd.DataFrame(world.photos["photos"])
+    return frame[["id", "package", "category", "split", "width", "height", "licence"]]
+
+
+def crop_counts(world: World) -> dict[str, int]:
+    return {split: len(images) for split, images in world.real.items()}
+
+
+def image_grid(sets: dict[str, ImageSet], per_row: int = 8, rows: int = 2, seed: int = 0):
+    """A figure with ``rows × per_row`` random images from each named set, one panel per set."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.2 * rows / per_row * 2 + 0.6),
+                             squeeze=False)
+    generator = torch.Generator().manual_seed(seed)
+    for ax, (title, images) in zip(axes[0], sets.items()):
+        count = min(per_row * rows, len(images))
+        pick = torch.randperm(len(images), generator=generator)[:count]
+        tiles = images.pixels[pick]
+        if count < per_row * rows:  # pad with white so the grid stays rectangular
+            pad = torch.full((per_row * rows - count, *tiles.shape[1:]), 255, dtype=torch.uint8)
+            tiles = torch.cat([tiles, pad])
+        _, c, h, w = tiles.shape
+        grid = tiles.view(rows, per_row, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, per_row * w, c)
+        ax.imshow(grid.numpy())
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _training_frames(manifest: dict) -> dict[str, pd.DataFrame]:
+    return {name: pd.DataFrame(result["log"]) for name, result in manifest["training"].items()}
+
+
+def training_curves(manifest: dict):
+    """Autoencoders: held-out PSNR vs step. UNets: train and held-out denoising loss vs step."""
+    import matplotlib.pyplot as plt
+
+    frames = _training_frames(manifest)
+    fig, (ax_ae, ax_unet) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name in ("kl_ae", "vq_ae"):
+        if name in frames and len(frames[name]):
+            ax_ae.plot(frames[name]["step"], frames[name]["val_psnr_db"], marker="o", ms=3, label=name)
+    ax_ae.set(xlabel="training step", ylabel="held-out PSNR (dB)", title="Autoencoders")
+    ax_ae.legend()
+    for name in ("kl_ldm", "vq_ldm"):
+        if name in frames and len(frames[name]):
+            line, = ax_unet.plot(frames[name]["step"], frames[name]["val_loss"], marker="o", ms=3,
+                                 label=f"{name} held-out")
+            ax_unet.plot(frames[name]["step"], frames[name]["train_loss"], ls=":", color=line.get_color(),
+                         label=f"{name} train (one batch)")
+    ax_unet.set(xlabel="training step", ylabel="denoising MSE", title="Latent UNets (EMA weights)")
+    ax_unet.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def premise_table(manifest: dict) -> pd.DataFrame:
+    """Per LDM and checkpoint: mean t=200 loss of its samples vs held-out reals, gap, AUC."""
+    rows = []
+    for name, frame in _training_frames(manifest).items():
+        if "premise" not in frame:
+            continue
+        for _, entry in frame.dropna(subset=["premise"]).iterrows():
+            rows.append({"ldm": name, "step": int(entry["step"]), **entry["premise"]})
+    return pd.DataFrame(rows)
+
+
+def premise_verdict(table: pd.DataFrame) -> str:
+    """One line per LDM: does the premise hold at the last checkpoint, and how did it move?"""
+    lines = []
+    for name, group in table.sort_values("step").groupby("ldm"):
+        first, last = group.iloc[0], group.iloc[-1]
+        holds = "holds" if last["gap"] > 0 else "does not hold yet"
+        lines.append(f"{name}: premise {holds} at step {int(last['step'])} (gap {last['gap']:+.4f}, "
+                     f"AUC {last['auc']:.2f}); at step {int(first['step'])}: gap {first['gap']:+.4f}, "
+                     f"AUC {first['auc']:.2f}")
+    return "\n".join(lines)
+
+
+def premise_curve(manifest: dict):
+    """The issue's question: from which training step do samples sit below real images' loss?"""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    table = premise_table(manifest)
+    fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, group in table.groupby("ldm"):
+        line, = ax_loss.plot(group["step"], group["real_loss"], marker="o", ms=3, label=f"{name}: held-out real")
+        ax_loss.plot(group["step"], group["generated_loss"], marker="s", ms=3, ls="--", color=line.get_color(),
+                     label=f"{name}: its samples")
+        ax_auc.plot(group["step"], group["auc"], marker="o", ms=3, label=name)
+    ax_loss.set(xlabel="UNet training step", ylabel="single-step loss at t=200", xscale="log",
+                title="LaRE's premise during training")
+    ax_loss.legend(fontsize=8)
+    ax_auc.axhline(0.5, color="grey", lw=1, ls=":")
+    ax_auc.set(xlabel="UNet training step", ylabel="AUC (lower loss ⇒ generated)", xscale="log", ylim=(0, 1),
+               title="Separation by mean loss")
+    ax_auc.legend(fontsize=8)
+    steps = sorted(table["step"].unique()) if len(table) else []
+    for ax in (ax_loss, ax_auc):  # label the checkpoints themselves, not log-scale minor ticks
+        ax.set_xticks(steps, [str(s) for s in steps])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    fig.tight_layout()
+    return fig
+
+
+def autoencoder_psnr(world: World, split: str = "test", autoencoders: tuple[str, ...] = ("kl_ae", "vq_ae")) -> dict:
+    """Mean PSNR (dB) of each autoencoder's reconstructions of held-out real crops."""
+    real = world.real[split].pixels
+    return {name: float(psnr_db(world.reconstructions(name, split).pixels, real).mean())
+            for name in autoencoders}
+
+
+def kid_table(world: World, feature_model: torch.nn.Module, mean, std, size: int = 128) -> dict:
+    """KID of each generated set and each reconstruction set against held-out (test) reals.
+
+    ``real_val_vs_train`` (held-out vs training reals, different photos) is the floor a
+    generator cannot be expected to beat in this small world.
+    """
+    def feats(images: ImageSet) -> np.ndarray:
+        return pretrained_features(images.pixels, feature_model, mean, std, size=size)
+
+    reference = feats(world.real["test"])
+    train_subset = world.real["train"].subset(torch.randperm(len(world.real["train"]),
+                                                             generator=torch.Generator().manual_seed(0))[:1024])
+    table = {"real_train_vs_test": kid(feats(train_subset), reference)}
+    for spec in world.generators:
+        table[f"gen_{spec.name}"] = kid(feats(world.generated(spec.name)), reference)
+    for name in ("kl_ae", "vq_ae"):
+        table[f"recon_{name}"] = kid(feats(world.reconstructions(name, "test")), reference)
+    return {key: {"mean": value[0], "std": value[1]} for key, value in table.items()}
+
+
+def premise_gap(world: World, timestep: int = 200) -> dict:
+    """Per generator: mean t=200 loss of held-out reals minus that of its samples (own LDM).
+
+    Positive = the premise holds (samples lie closer to the model's manifold than real photos).
+    """
+    reals = world.real["test"]
+    out = {}
+    for spec in world.generators:
+        ae, unet, prompts, scale = world.ldm(spec.ldm)
+        fakes = world.generated(spec.name)
+        real_loss = single_step_loss(ae, unet, prompts, scale, reals.pixels, reals.class_index, reals.ids,
+                                     timestep, seed=world.profile.seed)
+        fake_loss = single_step_loss(ae, unet, prompts, scale, fakes.pixels, fakes.class_index, fakes.ids,
+                                     timestep, seed=world.profile.seed)
+        out[spec.name] = {"real_loss": float(real_loss.mean()), "generated_loss": float(fake_loss.mean()),
+                          "gap": float(real_loss.mean() - fake_loss.mean())}
+    return out
+
