@@ -27,8 +27,8 @@
 #        └──► VQ autoencoder (VQModel, MoVQ-style spatial norm)       ──► latent UNet ──► "vq_ldm" samples
 # ```
 #
-# plus a third generator, `kl_ldm_fast`: the KL model with a different sampler (10 stochastic
-# DDIM steps, no guidance). All models are diffusers' own classes trained with Stable
+# plus a third generator, `kl_ldm_fast`: the KL model with a different sampler (a fifth of the
+# DDIM steps, at least 2: 5 in mini; stochastic, eta = 1; no guidance). All models are diffusers' own classes trained with Stable
 # Diffusion's objective and noise schedule, so the LaRE, DIRE and AEROBLADE code of the later
 # notebooks runs unchanged on them and on Stable Diffusion.
 #
@@ -146,10 +146,10 @@ premise
 # %% [markdown]
 # **What the committed models show.** The gap closes steadily as the UNets train: early
 # checkpoints give their own samples a far *higher* loss than real photos (AUC ≈ 0, the
-# under-fit regime the issue measured), and every later checkpoint moves the samples closer to
-# the model's manifold. At the end of the committed budget (4000 steps, about 45 minutes per
-# UNet on one core, held-out loss flat under the annealed learning rate) the in-training probe
-# (64 samples, 25 DDIM steps, validation crops) still puts the samples slightly above the real
+# under-fit regime in which LaRE's premise is inverted), and every later checkpoint moves the
+# samples closer to the model's manifold. At the end of the committed budget (4000 steps,
+# about 45 minutes per UNet on one core, held-out loss flat under the annealed learning rate)
+# the in-training probe (64 samples, 25 DDIM steps, validation crops) still puts the samples slightly above the real
 # photos. Section 8 repeats the measurement with the final sets (512 samples per generator,
 # test crops), where the verdict can differ per generator. The premise is a property of a
 # *well-fitted* model; Stable Diffusion is trained for hundreds of thousands of GPU steps, far

@@ -39,7 +39,7 @@ def test_help_lists_every_command(entry):
 def test_help_does_not_import_heavy_modules():
     code = (
         "import sys\n"
-        "from lare2lib import cli\n"
+        "from lare2lib.pipeline import cli\n"
         "try:\n"
         "    cli.main(['--help'])\n"
         "except SystemExit:\n"

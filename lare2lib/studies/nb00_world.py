@@ -113,7 +113,7 @@ def premise_verdict(table: pd.DataFrame) -> str:
 
 
 def premise_curve(manifest: dict):
-    """The issue's question: from which training step do samples sit below real images' loss?"""
+    """The premise's question: from which training step do samples sit below real images' loss?"""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 

@@ -1,6 +1,6 @@
 """What LaRE costs, measured against its alternatives on one model in one run.
 
-The issue's cost targets are *ratios* between variants that run on the same weights, the same
+LaRE's cost claims are best checked as *ratios* between variants that run on the same weights, the same
 images and the same machine, so that a change of hardware or load moves them little:
 
 ====================  ===========================================  ================================
@@ -126,7 +126,7 @@ def measure_interleaved(plan: dict[str, tuple[Callable[[], Any], int]], *, repea
 
 @dataclass
 class CostReport:
-    """All timings of one :func:`compare_costs` call and the ratios the issue asks for."""
+    """All timings of one :func:`compare_costs` call and the ratios that compare them."""
 
     timings: dict[str, Timing]
     """``lare``, ``dire``, ``driver``, ``bare``, ``per_image``: see :func:`compare_costs`."""

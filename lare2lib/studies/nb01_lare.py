@@ -316,7 +316,8 @@ def ensemble_figure(study: pd.DataFrame, example: torch.Tensor, ks: Sequence[int
 
 def cost_figure(report):
     """Images/s of each variant of a :class:`lare2lib.studies.nb01_cost.CostReport` (log axis), with
-    the three ratios the issue sets targets for."""
+    the three ratios that matter
+    (LaRE vs DIRE, batched vs per-image, extraction vs the bare network passes)."""
     import matplotlib.pyplot as plt
 
     table = report.table()
