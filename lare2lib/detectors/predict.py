@@ -66,7 +66,7 @@ def collect_images(inputs: Sequence[str], class_from: str = "none") -> tuple[lis
     ``class_name`` column always counts. Detectors with a class prompt (EGRE) use them.
     """
     from lare2lib.data.manifests import ImageRecord
-    from lare2lib.signals.extract import _read_records, class_name_function
+    from lare2lib.signals.extract import read_records, class_name_function
 
     class_of = class_name_function(class_from)
     records: list = []
@@ -74,7 +74,7 @@ def collect_images(inputs: Sequence[str], class_from: str = "none") -> tuple[lis
     for raw in inputs:
         path = Path(raw)
         if path.is_dir() or path.suffix.lower() in (".csv", ".parquet", ".jsonl"):
-            found, unreadable = _read_records(raw, class_from)
+            found, unreadable = read_records(raw, class_from)
             prefix = f"{path.name}/" if len(inputs) > 1 and path.is_dir() else ""
             records += [_prefixed(r, prefix) for r in found]
             bad.update({f"{prefix}{k}": v for k, v in unreadable.items()})

@@ -75,9 +75,9 @@ PAIRS_FILE = "pairs.json"
 
 def downsampling_factor(ae: nn.Module) -> int:
     """Pixels per latent along a side: 2^(levels-1) for diffusers autoencoders, 8 for TAEF2."""
-    from lare2lib.models.loaders import _is_taef2
+    from lare2lib.models.loaders import is_taef2
 
-    if _is_taef2(ae):
+    if is_taef2(ae):
         from lare2lib.models.taef2 import TAEF2_SCALE_FACTOR
 
         return TAEF2_SCALE_FACTOR
@@ -113,13 +113,13 @@ def size_buckets(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list
             for start in range(0, len(group), batch_size)]
 
 
-def _encode(ae: nn.Module, x: torch.Tensor, ids: Sequence[str], seed: int) -> torch.Tensor:
+def encode_for_reconstruction(ae: nn.Module, x: torch.Tensor, ids: Sequence[str], seed: int) -> torch.Tensor:
     """Unscaled latents. KL: ``mean + std · n`` with ``n`` drawn on the CPU per image id, the
     numbers :func:`lare2lib.world.recipes.seeded_latents` draws (then moved to the model's device)."""
-    from lare2lib.models.loaders import _is_taef2, _is_vq, encode_latents
+    from lare2lib.models.loaders import is_taef2, is_vq, encode_latents
     from lare2lib.world.recipes import step_generator
 
-    if _is_taef2(ae) or _is_vq(ae):
+    if is_taef2(ae) or is_vq(ae):
         return encode_latents(ae, x)
     posterior = ae.encode(x).latent_dist
     shape = tuple(posterior.mean.shape[1:])
@@ -127,12 +127,12 @@ def _encode(ae: nn.Module, x: torch.Tensor, ids: Sequence[str], seed: int) -> to
     return posterior.mean + posterior.std * noise.to(posterior.mean.device, posterior.mean.dtype)
 
 
-def _decode(ae: nn.Module, z: torch.Tensor, quantize: bool) -> torch.Tensor:
+def decode_reconstruction(ae: nn.Module, z: torch.Tensor, quantize: bool) -> torch.Tensor:
     """``quantize=True``: a VQ decoder quantises as its generator does (:func:`world.decode_latents`);
     ``False``: AEROBLADE's ``force_not_quantize`` (:func:`models.decode_latents`)."""
-    from lare2lib.models.loaders import _is_vq, decode_latents
+    from lare2lib.models.loaders import is_vq, decode_latents
 
-    if quantize and _is_vq(ae):
+    if quantize and is_vq(ae):
         return ae.decode(z).sample
     return decode_latents(ae, z)
 
@@ -172,8 +172,8 @@ def reconstruct_images(
     batches = size_buckets([tuple(image.shape[-2:]) for image in cut], batch_size)
     for batch in tqdm(batches, desc="reconstruct", disable=not progress):
         x = torch.stack([cut[i] for i in batch]).to(param.device, param.dtype) / 127.5 - 1.0
-        z = _encode(ae, x, [image_ids[i] for i in batch], seed)
-        out = _quantise(_decode(ae, z, quantize), rounding).cpu()
+        z = encode_for_reconstruction(ae, x, [image_ids[i] for i in batch], seed)
+        out = _quantise(decode_reconstruction(ae, z, quantize), rounding).cpu()
         for row, index in enumerate(batch):
             recon[index] = out[row]
     return cut, recon  # type: ignore[return-value]
@@ -216,10 +216,10 @@ def reconstruct_folder(
     (GenImage's reals are JPEG: without it a detector could learn "JPEG ⇒ real").
     """
     from lare2lib.data.images import BadImageError, load_image
-    from lare2lib.signals.extract import _read_records
+    from lare2lib.signals.extract import read_records
 
     out = Path(out)
-    records, bad = _read_records(str(source))
+    records, bad = read_records(str(source))
     multiple = downsampling_factor(ae)
     records = sorted(records, key=lambda r: ((r.height or 0) // multiple, (r.width or 0) // multiple, r.image_id))
     todo = [r for r in records if not all(p.is_file() for p in _pair_paths(out, r.image_id))]

@@ -455,15 +455,15 @@ def _distance_with_grad(distance: torch.nn.Module, x01: torch.Tensor,
 
 def aeroblade_score(detector: Aeroblade, image_ids: Sequence[str]) -> ScoreFn:
     """Differentiable −min distance: each reconstruction at the image's fixed posterior sample."""
-    from lare2lib.detectors.recon_classifier import _decode, _encode
+    from lare2lib.detectors.recon_classifier import decode_reconstruction, encode_for_reconstruction
 
     def score(x01: torch.Tensor) -> torch.Tensor:
         columns = []
         for ae in detector.autoencoders.values():
             parameter = next(ae.parameters())
             pixels = (x01 * 2 - 1).to(parameter.device, parameter.dtype)
-            latents = _encode(ae, pixels, list(image_ids), detector.seed)
-            recon = _truncate_straight_through(_decode(ae, latents, quantize=False).float())
+            latents = encode_for_reconstruction(ae, pixels, list(image_ids), detector.seed)
+            recon = _truncate_straight_through(decode_reconstruction(ae, latents, quantize=False).float())
             columns.append(_distance_with_grad(detector.distance, x01, recon.to(x01.device)))
         return -torch.stack(columns, dim=1).min(dim=1).values
 

@@ -407,13 +407,15 @@ def _autoencoder_class(
     return by_name[name]
 
 
-def _is_vq(vae: nn.Module) -> bool:
+def is_vq(vae: nn.Module) -> bool:
+    """Is ``vae`` a diffusers ``VQModel`` (quantised latents) rather than a KL autoencoder?"""
     from diffusers import VQModel
 
     return isinstance(vae, VQModel)
 
 
-def _is_taef2(vae: nn.Module) -> bool:
+def is_taef2(vae: nn.Module) -> bool:
+    """Is ``vae`` the tiny FLUX.2 autoencoder (TAEF2: deterministic encoder, no scaling factor)?"""
     from lare2lib.models.taef2 import TAEF2
 
     return isinstance(vae, TAEF2)
@@ -433,10 +435,10 @@ def encode_latents(
     The latent scaling factor is *not* applied: LaRE multiplies by ``scaling_factor`` before
     noising, AEROBLADE reconstructs without it.
     """
-    if _is_taef2(vae):
+    if is_taef2(vae):
         return vae.encode((x + 1) / 2)
     encoded = vae.encode(x)
-    if _is_vq(vae):
+    if is_vq(vae):
         return encoded.latents
     posterior = encoded.latent_dist
     return posterior.sample(generator=generator) if sample else posterior.mode()
@@ -444,9 +446,9 @@ def encode_latents(
 
 def decode_latents(vae: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """Unscaled latents → images in about [-1, 1] (not clamped); VQ skips quantisation."""
-    if _is_taef2(vae):
+    if is_taef2(vae):
         return vae.decode(z) * 2 - 1
-    if _is_vq(vae):
+    if is_vq(vae):
         return vae.decode(z, force_not_quantize=True).sample
     return vae.decode(z).sample
 

@@ -29,9 +29,9 @@ from lare2lib.core.profiles import LareConfig
 from lare2lib.core.rng import POSTERIOR_STREAM, randn_per_image
 from lare2lib.signals.lare import (
     PromptEmbedder,
-    _check_batch,
-    _check_precision,
-    _model_device_dtype,
+    check_batch,
+    check_precision,
+    model_device_dtype,
     latent_shape,
     scaled_latents,
 )
@@ -68,8 +68,8 @@ class DireExtractor:
         self.seed = seed
         self.steps = steps
         self.space = space
-        self.device, self.dtype = _model_device_dtype(components.unet)
-        _check_precision(self.device, self.dtype)
+        self.device, self.dtype = model_device_dtype(components.unet)
+        check_precision(self.device, self.dtype)
         scheduler_config = dict(components.scheduler.config)
         scheduler_config["clip_sample"] = False
         self.sampler = DDIMScheduler.from_config(scheduler_config)
@@ -117,7 +117,7 @@ class DireExtractor:
     def __call__(self, pixels: torch.Tensor, image_ids: Sequence[str],
                  prompts: Sequence[str]) -> torch.Tensor:
         """``(B, 3, S, S)`` pixels in [-1, 1] → ``(B, *feature_shape)`` float32 |error|."""
-        _check_batch(pixels, image_ids, prompts, self.image_size)
+        check_batch(pixels, image_ids, prompts, self.image_size)
         vae = self.components.vae
         # the same posterior sample as LaRE's for this seed (unused by VQ autoencoders)
         noise = randn_per_image(latent_shape(vae, self.image_size), self.seed, image_ids,

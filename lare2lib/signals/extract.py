@@ -263,7 +263,7 @@ def class_name_function(class_from: str = "none"):
     raise ValueError(f"class_from must be 'none' or 'imagenet', got {class_from!r}")
 
 
-def _read_records(images: str, class_from: str = "none",
+def read_records(images: str, class_from: str = "none",
                   root: str | None = None) -> tuple[list, dict[str, str]]:
     """Records of a folder or manifest, and ``{image_id: reason}`` of files a folder scan
     could not even open (they are reported like images that fail to decode). A manifest that
@@ -321,7 +321,7 @@ def extract_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or profile.device)
     try:
         dtype = resolve_dtype(args.dtype or profile.dtype, device)
-        records, unreadable = _read_records(args.images, args.class_from, args.root)
+        records, unreadable = read_records(args.images, args.class_from, args.root)
     except (ValueError, FileNotFoundError) as error:  # ManifestError is a ValueError
         kind = "manifest" if isinstance(error, ManifestError) else "error"
         print(f"lare2 extract: {kind}: {error}", file=sys.stderr)

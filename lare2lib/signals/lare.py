@@ -168,12 +168,14 @@ class PromptEmbedder:
         return torch.stack(rows).to(device=device, dtype=dtype)
 
 
-def _model_device_dtype(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+def model_device_dtype(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of ``module``'s first parameter (where its inputs must go)."""
     parameter = next(module.parameters())
     return parameter.device, parameter.dtype
 
 
-def _check_precision(device: torch.device, dtype: torch.dtype) -> None:
+def check_precision(device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse half precision on the CPU (fp16 convolutions there are slow or unsupported)."""
     if dtype in HALF_DTYPES and device.type == "cpu":
         raise ValueError(f"{dtype} extraction is only supported on GPU (the released fp16 path "
                          "also crashes); use float32 on CPU")
@@ -227,8 +229,8 @@ class LareExtractor:
         self.seed = seed
         self.posterior = posterior
         self.image_size = config.image_size
-        self.device, self.dtype = _model_device_dtype(components.unet)
-        _check_precision(self.device, self.dtype)
+        self.device, self.dtype = model_device_dtype(components.unet)
+        check_precision(self.device, self.dtype)
         self.embed = PromptEmbedder(components.encode_prompts)
         self.unet_calls = 0
 
@@ -279,15 +281,16 @@ class LareExtractor:
     def __call__(self, pixels: torch.Tensor, image_ids: Sequence[str],
                  prompts: Sequence[str]) -> torch.Tensor:
         """``(B, 3, S, S)`` pixels in [-1, 1] → ``(B, C, S/f, S/f)`` float32 LaRE maps."""
-        _check_batch(pixels, image_ids, prompts, self.image_size)
+        check_batch(pixels, image_ids, prompts, self.image_size)
         z0 = self.latents(pixels, image_ids)
         embeddings = self.embed(prompts, self.device, self.dtype)
         return self.error_at(z0, image_ids, embeddings, self.config.timestep,
                              self.config.ensemble)
 
 
-def _check_batch(pixels: torch.Tensor, image_ids: Sequence[str], prompts: Sequence[str],
-                 image_size: int) -> None:
+def check_batch(pixels: torch.Tensor, image_ids: Sequence[str], prompts: Sequence[str],
+                image_size: int) -> None:
+    """Raise unless ``pixels`` is ``(len(image_ids), 3, image_size, image_size)`` with one prompt per image."""
     expected = (len(image_ids), 3, image_size, image_size)
     if tuple(pixels.shape) != expected or len(prompts) != len(image_ids):
         raise ValueError(f"expected pixels of shape {expected} and {len(image_ids)} prompts, got "
@@ -306,7 +309,7 @@ def single_step_loss(components, pixels: torch.Tensor, image_ids: Sequence[str],
     curve reflects the noise level, not a new encoding; the noise draws are the same at each t.
     """
     extractor = LareExtractor(components, LareConfig(image_size=pixels.shape[-1]), seed=seed)
-    _check_batch(pixels, image_ids, prompts, extractor.image_size)
+    check_batch(pixels, image_ids, prompts, extractor.image_size)
     z0 = extractor.latents(pixels, image_ids)
     embeddings = extractor.embed(prompts, extractor.device, extractor.dtype)
     columns = [extractor.error_at(z0, image_ids, embeddings, int(t), ensemble).mean(dim=(1, 2, 3))
@@ -324,7 +327,7 @@ def reference_lare_per_image(components, image, image_id: str, prompt: str,
     ``latent_dist.sample(generator)``.
     """
     vae, unet, scheduler = components.vae, components.unet, components.scheduler
-    device, dtype = _model_device_dtype(unet)
+    device, dtype = model_device_dtype(unet)
     x = pixels_from_image(image, config.image_size)[None].to(device, dtype)
     encoded = vae.encode(x)
     if hasattr(encoded, "latent_dist"):
@@ -357,8 +360,8 @@ def precision_error(components, pixels: torch.Tensor, image_ids: Sequence[str],
     import copy
     from types import SimpleNamespace
 
-    device, _ = _model_device_dtype(components.unet)
-    _check_precision(device, dtype)
+    device, _ = model_device_dtype(components.unet)
+    check_precision(device, dtype)
     reference = LareExtractor(components, config, seed=seed)(pixels, image_ids, prompts)
     half = SimpleNamespace(
         vae=copy.deepcopy(components.vae).to(dtype), unet=copy.deepcopy(components.unet).to(dtype),

@@ -163,9 +163,9 @@ class WorldFamily:
         path = paths.data_dir() / "aefamily" / "recon" / self.world.folder.name / f"{ae}_{split}_{digest}.safetensors"
         if not path.is_file():
             if ae == "taef2":
-                from lare2lib.world.build import _taef2_reconstruct
+                from lare2lib.world.build import taef2_reconstruct
 
-                pixels = _taef2_reconstruct(real.pixels, False)
+                pixels = taef2_reconstruct(real.pixels, False)
             else:
                 from lare2lib.world.recipes import reconstruct
 
@@ -208,9 +208,9 @@ class WorldFamily:
 def _load_folder(folder: str | Path, limit: int = 0) -> Images:
     """Decoded images of a folder, sorted by id (the first ``limit``; 0 = all); bad files skipped."""
     from lare2lib.data.images import BadImageError, load_image
-    from lare2lib.signals.extract import _read_records
+    from lare2lib.signals.extract import read_records
 
-    records, _ = _read_records(str(folder))
+    records, _ = read_records(str(folder))
     records = sorted(records, key=lambda r: r.image_id)[: limit or None]
     images, ids = [], []
     for record in records:

@@ -143,12 +143,12 @@ def folder_photos(folder: str | Path, val_fraction: float = 0.1, test_fraction: 
 def level_image(photo: SourcePhoto, level: str) -> Image.Image:
     """The RGB photo at a level: downscaled (Lanczos, antialiased) to the level's short side,
     or untouched for ``"native"``; never enlarged."""
-    from lare2lib.world.photos import _downscaled
+    from lare2lib.world.photos import downscaled
 
     if level == NATIVE:
         with Image.open(photo.path) as image:
             return image.convert("RGB").copy()
-    return _downscaled(photo, int(level))
+    return downscaled(photo, int(level))
 
 
 def cut_windows(image: Image.Image, side: int, count: int, generator: torch.Generator) -> list[torch.Tensor]:

@@ -348,7 +348,7 @@ class World:
             return ImageSet.load(path)
         source = self.real[split]
         if ae_name == "taef2":
-            pixels = _taef2_reconstruct(source.pixels, self.progress)
+            pixels = taef2_reconstruct(source.pixels, self.progress)
         else:
             pixels = reconstruct(self.autoencoder(ae_name), source.pixels, self.profile.seed, source.ids,
                                  progress=self.progress)
@@ -358,7 +358,7 @@ class World:
         return images
 
 
-def _taef2_reconstruct(pixels: torch.Tensor, progress: bool) -> torch.Tensor:
+def taef2_reconstruct(pixels: torch.Tensor, progress: bool) -> torch.Tensor:
     """TAEF2 (the real FLUX.2 tiny autoencoder) reconstructions; needs ``paths.taef2_dir()``."""
     folder = paths.taef2_dir()
     if folder is None:

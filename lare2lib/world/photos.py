@@ -261,7 +261,7 @@ def _rng_for(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def _downscaled(photo: Photo, short_side: int) -> Image.Image:
+def downscaled(photo: Photo, short_side: int) -> Image.Image:
     """RGB photo with its short side reduced to ``short_side`` (never enlarged).
 
     Photos range from 259 to 6028 px wide; without this a 256 px crop of a 6000 px wallpaper
@@ -302,7 +302,7 @@ def make_crops(photos: list[Photo], *, image_size: int, short_side: int, crop_mi
     """
     per_split: dict[str, list] = {"train": [], "val": [], "test": []}
     for photo in photos:
-        image = _downscaled(photo, short_side)
+        image = downscaled(photo, short_side)
         rng = _rng_for(seed, photo.spec.photo_id)
         count = per_photo[photo.spec.split]
         for k, box in enumerate(crop_boxes(image.width, image.height, count, crop_min, crop_max, rng)):
