@@ -45,25 +45,29 @@
 # per image from (seed, image id).
 
 # %% tags=["parameters"]
+from typing import Optional
+
 PROFILE: str = "mini"  # profile: mini (default) or smoke (tiny); this notebook needs the mini world
 SMOKE: bool = False  # tiny budgets (tests, CI): a few images, one repeat
 SEED: int = 0  # root seed: posterior samples and noise draws are drawn per image from it
 OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/01_lare)
 DATA_DIR: str = ""  # caches and the built world (empty: <repo>/data or $LARE2_DATA_DIR)
 INTERACTIVE: bool = False  # show the ipywidgets explorer (image, t, K) after the static figures
-TIMESTEP: int = 200  # LaRE timestep t (released code: 200; older configs 261, 280)
-ENSEMBLE: int = 4  # noise draws K per image, averaged (released code: 4; older configs 8)
-N_IMAGES: int = 256  # images per set (held-out reals and each generator) for maps and AUC; 0 for all
-CURVE_IMAGES: int = 128  # images per set for the loss-over-t curves
-CURVE_TIMESTEPS: str = "20,50,100,150,200,300,400,500,600,700,800,900,980"  # comma-separated t grid
-ENSEMBLE_SIZES: str = "1,2,4,8,16"  # K values for the ensemble study (draws up to the largest)
-ENSEMBLE_IMAGES: int = 96  # images per set for the ensemble study
-BOOTSTRAP: int = 1000  # bootstrap resamples for the AUC intervals
-COST_IMAGES: int = 64  # images timed per cost variant (DIRE and the per-image loop: a quarter)
-COST_BATCH: int = 32  # batch size of the batched variants
-DIRE_STEPS: int = 20  # DDIM steps each way of the DIRE-style baseline (DIRE: 20 plus 20)
-COST_REPEATS: int = 3  # timed repeats per variant after one warm-up run; the fastest is kept
-NUM_WORKERS: int = 0  # DataLoader decoding processes of the extraction driver (0: main process)
+# Budget parameters: None takes the profile's value (nb01_lare.Config: the mini defaults in
+# brackets, or its smoke() budget); any value you set wins, in smoke mode too.
+TIMESTEP: Optional[int] = None  # LaRE timestep t (200 as released; older configs 261, 280)
+ENSEMBLE: Optional[int] = None  # noise draws K per image, averaged (4 as released; older configs 8)
+N_IMAGES: Optional[int] = None  # images per set for maps and AUC, 0 for all (256)
+CURVE_IMAGES: Optional[int] = None  # images per set for the loss-over-t curves (128)
+CURVE_TIMESTEPS: Optional[str] = None  # comma-separated t grid ("20,50,100,...,900,980")
+ENSEMBLE_SIZES: Optional[str] = None  # K values of the ensemble study ("1,2,4,8,16")
+ENSEMBLE_IMAGES: Optional[int] = None  # images per set for the ensemble study (96)
+BOOTSTRAP: Optional[int] = None  # bootstrap resamples of the AUC intervals (1000)
+COST_IMAGES: Optional[int] = None  # images timed per cost variant; DIRE, per-image: a quarter (64)
+COST_BATCH: Optional[int] = None  # batch size of the batched variants (32)
+DIRE_STEPS: Optional[int] = None  # DDIM steps each way of the DIRE-style baseline (20, as DIRE)
+COST_REPEATS: Optional[int] = None  # timed repeats after one warm-up; the fastest is kept (3)
+NUM_WORKERS: Optional[int] = None  # DataLoader decoding processes of the driver (0: main process)
 
 # %%
 import dataclasses
@@ -80,12 +84,13 @@ import matplotlib.pyplot as plt
 import torch
 
 from lare2lib.core import paths
-from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
 from lare2lib.data import imagesets
 from lare2lib.signals import set_maps
 from lare2lib.signals.lare import latent_shape
-from lare2lib.studies import nb01_cost, nb01_lare
+from lare2lib.studies import nb01_cost, nb01_figures, nb01_lare
+from lare2lib.studies.common import study_config
 from lare2lib.world import build
 from lare2lib.world.build import load_world
 
@@ -94,16 +99,16 @@ profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
 if profile.name == "full":
     raise ValueError("notebook 01 studies LaRE in the mini world; run it with PROFILE='mini' "
                      "(or SMOKE=True); `lare2 extract --profile full` extracts GenImage maps")
-if profile.smoke:  # seconds, not minutes: every section runs, on a handful of images
-    N_IMAGES, CURVE_IMAGES, ENSEMBLE_IMAGES, BOOTSTRAP = 8, 8, 8, 100
-    CURVE_TIMESTEPS, ENSEMBLE_SIZES = "20,200,600,980", "1,2,4"
-    COST_IMAGES, COST_BATCH, DIRE_STEPS, COST_REPEATS = 8, 8, 4, 1
+budget = study_config(
+    nb01_lare.Config, profile, timestep=TIMESTEP, ensemble=ENSEMBLE, n_images=N_IMAGES,
+    curve_images=CURVE_IMAGES, curve_timesteps=CURVE_TIMESTEPS, ensemble_sizes=ENSEMBLE_SIZES,
+    ensemble_images=ENSEMBLE_IMAGES, bootstrap=BOOTSTRAP, cost_images=COST_IMAGES,
+    cost_batch=COST_BATCH, dire_steps=DIRE_STEPS, cost_repeats=COST_REPEATS, num_workers=NUM_WORKERS)
 out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("01_lare")
-timesteps = [int(t) for t in CURVE_TIMESTEPS.split(",")]
-ensemble_sizes = [int(k) for k in ENSEMBLE_SIZES.split(",")]
+timesteps, ensemble_sizes = budget.timesteps, budget.ks
 set_theme()
 torch.manual_seed(SEED)
-print(f"profile={profile.name} seed={profile.seed} t={TIMESTEP} K={ENSEMBLE} "
+print(f"profile={profile.name} seed={profile.seed} t={budget.timestep} K={budget.ensemble} "
       f"threads={torch.get_num_threads()} out={out_dir}")
 
 # %% [markdown]
@@ -117,10 +122,10 @@ print(f"profile={profile.name} seed={profile.seed} t={TIMESTEP} K={ENSEMBLE} "
 # %%
 world = load_world(profile, progress=False)
 reference = build.world_ldm(world, "kl_ldm")
-config = dataclasses.replace(profile.lare, timestep=TIMESTEP, ensemble=ENSEMBLE, prompt="class")
+config = budget.lare_config(profile.lare)
 generators = [spec.name for spec in world.generators]
 sets = {"real": world.real["test"]} | {name: world.generated(name) for name in generators}
-analysis = {name: imagesets.subsample(images, N_IMAGES, SEED) for name, images in sets.items()}
+analysis = {name: imagesets.subsample(images, budget.n_images, SEED) for name, images in sets.items()}
 print({name: len(images) for name, images in analysis.items()}, "| reference:", reference.name,
       "| LaRE map shape:", latent_shape(reference.vae, config.image_size))
 
@@ -135,9 +140,9 @@ print({name: len(images) for name, images in analysis.items()}, "| reference:", 
 
 # %%
 maps = {name: set_maps.lare_maps(reference, images, world.class_names, config, seed=SEED,
-                                batch_size=COST_BATCH)
+                                batch_size=budget.cost_batch)
         for name, images in analysis.items()}
-fig = nb01_lare.map_gallery({name: (analysis[name], maps[name]) for name in maps}, per_set=2)
+fig = nb01_figures.map_gallery({name: (analysis[name], maps[name]) for name in maps}, per_set=2)
 save_figure(fig, out_dir, "lare_maps")
 plt.show()
 
@@ -159,8 +164,8 @@ plt.show()
 
 # %%
 mean_lare = {name: m.mean(dim=(1, 2, 3)).numpy() for name, m in maps.items()}
-auc = nb01_lare.auc_table(mean_lare, real="real", resamples=BOOTSTRAP, seed=SEED)
-fig = nb01_lare.auc_figure(mean_lare, auc)
+auc = nb01_lare.auc_table(mean_lare, real="real", resamples=budget.bootstrap, seed=SEED)
+fig = nb01_figures.auc_figure(mean_lare, auc)
 save_figure(fig, out_dir, "mean_lare_auc")
 plt.show()
 auc[["auc", "low", "high", "n_real", "n_generated"]]
@@ -177,16 +182,16 @@ auc[["auc", "low", "high", "n_real", "n_generated"]]
 # largest around t ≈ 200 (dotted line).
 
 # %%
-curve_sets = {name: imagesets.subsample(images, CURVE_IMAGES, SEED) for name, images in sets.items()}
+curve_sets = {name: imagesets.subsample(images, budget.curve_images, SEED) for name, images in sets.items()}
 common = nb01_lare.curve_summary(nb01_lare.loss_curves(
-    reference, curve_sets, world.class_names, timesteps, seed=SEED, batch_size=COST_BATCH))
+    reference, curve_sets, world.class_names, timesteps, seed=SEED, batch_size=budget.cost_batch))
 own_sets = {"real": curve_sets["real"], "vq_ldm": curve_sets["vq_ldm"]}
 own = nb01_lare.curve_summary(nb01_lare.loss_curves(
     build.world_ldm(world, "vq_ldm"), own_sets, world.class_names, timesteps, seed=SEED,
-    batch_size=COST_BATCH))
+    batch_size=budget.cost_batch))
 fig, (ax_common, ax_own) = plt.subplots(1, 2, figsize=(11, 3.9), sharey=True)
-nb01_lare.timestep_figure(common, "kl_ldm (common reference)", TIMESTEP, ax=ax_common)
-nb01_lare.timestep_figure(own, "vq_ldm (its own samples)", TIMESTEP, ax=ax_own)
+nb01_figures.timestep_figure(common, "kl_ldm (common reference)", budget.timestep, ax=ax_common)
+nb01_figures.timestep_figure(own, "vq_ldm (its own samples)", budget.timestep, ax=ax_own)
 fig.tight_layout()
 save_figure(fig, out_dir, "loss_over_timesteps")
 plt.show()
@@ -207,13 +212,13 @@ gap.round(4)
 
 # %%
 draws = max(ensemble_sizes)
-study_sets = {name: imagesets.subsample(images, ENSEMBLE_IMAGES, SEED) for name, images in sets.items()}
+study_sets = {name: imagesets.subsample(images, budget.ensemble_images, SEED) for name, images in sets.items()}
 errors = {name: nb01_lare.draw_errors(reference, images, world.class_names, draws, config,
-                                    seed=SEED, batch_size=max(1, COST_BATCH // 4))
+                                    seed=SEED, batch_size=max(1, budget.cost_batch // 4))
           for name, images in study_sets.items()}
 study = nb01_lare.ensemble_study(errors, ensemble_sizes, real="real")
-fig = nb01_lare.ensemble_figure(study, errors["real"][0], ensemble_sizes,
-                              title=f"t = {TIMESTEP}, {ENSEMBLE_IMAGES} images per set")
+fig = nb01_figures.ensemble_figure(study, errors["real"][0], ensemble_sizes,
+                              title=f"t = {budget.timestep}, {budget.ensemble_images} images per set")
 save_figure(fig, out_dir, "ensemble_size")
 plt.show()
 study.pivot(index="K", columns="set", values=["split_half_corr", "auc"]).round(3)
@@ -237,14 +242,15 @@ study.pivot(index="K", columns="set", values=["split_half_corr", "auc"]).round(3
 
 # %%
 with tempfile.TemporaryDirectory() as folder:
-    timed = imagesets.subsample(sets["real"], COST_IMAGES, SEED)
+    timed = imagesets.subsample(sets["real"], budget.cost_images, SEED)
     records = nb01_cost.write_png_records(timed.pixels, timed.ids,
                                          [world.class_names[i] for i in timed.class_index], folder)
     cost = nb01_cost.compare_costs(
-        reference, records, config, batch_size=COST_BATCH, dire_steps=DIRE_STEPS,
-        dire_images=max(COST_BATCH, COST_IMAGES // 4), per_image_images=max(4, COST_IMAGES // 4),
-        repeats=COST_REPEATS, num_workers=NUM_WORKERS, seed=SEED)
-fig = nb01_lare.cost_figure(cost)
+        reference, records, config, batch_size=budget.cost_batch, dire_steps=budget.dire_steps,
+        dire_images=max(budget.cost_batch, budget.cost_images // 4),
+        per_image_images=max(4, budget.cost_images // 4), repeats=budget.cost_repeats,
+        num_workers=budget.num_workers, seed=SEED)
+fig = nb01_figures.cost_figure(cost)
 save_figure(fig, out_dir, "cost")
 plt.show()
 print(json.dumps({k: round(v, 2) for k, v in cost.ratios().items()}, indent=1))
@@ -284,41 +290,22 @@ if INTERACTIVE:
 
     def explore(set_name: str, index: int, timestep: int, k: int) -> None:
         explorer_config = dataclasses.replace(config, timestep=timestep, ensemble=k)
-        nb01_lare.single_map_figure(reference, sets[set_name], index, world.class_names,
+        nb01_figures.single_map_figure(reference, sets[set_name], index, world.class_names,
                                   explorer_config, seed=SEED)
         plt.show()
 
     widgets.interact(explore, set_name=list(sets), index=widgets.IntSlider(0, 0, 255),
-                     timestep=widgets.IntSlider(TIMESTEP, 20, 980, 20),
-                     k=widgets.IntSlider(ENSEMBLE, 1, 16))
+                     timestep=widgets.IntSlider(budget.timestep, 20, 980, 20),
+                     k=widgets.IntSlider(budget.ensemble, 1, 16))
 
 # %% [markdown]
 # ## 7 · Headline numbers
 
 # %%
-metrics = {
-    "profile": profile.name,
-    "seed": profile.seed,
-    "timestep": TIMESTEP,
-    "ensemble": ENSEMBLE,
-    "reference_ldm": "kl_ldm",
-    "auc_convention": "score = -mean LaRE, generated = positive: AUC = P(LaRE(gen) < LaRE(real))",
-    "lare_auc": auc[["auc", "low", "high", "level", "n_real", "n_generated"]].to_dict(orient="index"),
-    "mean_lare": {name: float(values.mean()) for name, values in mean_lare.items()},
-    "timestep_curve": {
-        "kl_ldm": nb01_lare.curve_dict(common),
-        "vq_ldm_own": nb01_lare.curve_dict(own),
-    },
-    "ensemble_study": study.to_dict(orient="records"),
-    "cost": cost.to_dict(),
-    "lare_vs_dire_speedup": cost.lare_vs_dire_speedup,
-    "batched_vs_per_image_speedup": cost.batched_vs_per_image_speedup,
-    "lare_images_per_second": cost.lare_images_per_second,
-    "extraction_vs_bare_ratio": cost.extraction_vs_bare_ratio,
-    "precision_bf16": precision,
-    "seconds": time.time() - started,
-}
-write_metrics(out_dir, metrics, notebook="01_lare")
+metrics = nb01_lare.metrics_record(
+    profile, budget, auc=auc, mean_lare=mean_lare, common=common, own=own, study=study,
+    cost=cost, precision=precision, seconds=time.time() - started)
+nb01_lare.write_metrics(out_dir, metrics)
 print(json.dumps({key: metrics[key] for key in ("lare_auc", "lare_vs_dire_speedup",
                                                  "batched_vs_per_image_speedup",
                                                  "extraction_vs_bare_ratio", "seconds")},

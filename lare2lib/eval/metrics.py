@@ -34,7 +34,15 @@ __all__ = [
     "tpr_at_fpr",
     "threshold_at_fpr",
     "oracle_accuracy",
+    "auc_rows",
+    "rank_auc",
+    "tpr_rows",
+    "row_metric",
+    "resample_indices",
+    "percentile_interval",
     "bootstrap_interval",
+    "bootstrap_rows",
+    "auc_interval",
     "binary_metrics",
     "real_vs_sets",
     "mean_std",
@@ -134,6 +142,74 @@ def oracle_accuracy(scores: Any, labels: Any) -> tuple[float, float]:
     return float(correct[best] / len(scores)), float(threshold)
 
 
+def auc_rows(real: Any, fake: Any) -> np.ndarray:
+    """Row-wise ROC AUC, ``P(fake > real) + ½ P(tie)`` (Mann-Whitney U), without sklearn's checks.
+
+    ``real``: ``(R, Nr)`` and ``fake``: ``(R, Nf)`` scores (1-D inputs are one row): one AUC per
+    row, so a whole block of bootstrap resamples is ranked in one call. Equal to
+    :func:`roc_auc` up to float rounding (≤ 1e-15); used wherever AUC is computed many times.
+    """
+    from scipy.stats import rankdata
+
+    real, fake = np.atleast_2d(np.asarray(real, np.float64)), np.atleast_2d(np.asarray(fake, np.float64))
+    n_real, n_fake = real.shape[1], fake.shape[1]
+    if n_real == 0 or n_fake == 0:
+        raise ValueError("this metric needs both real (0) and fake (1) examples")
+    ranks = rankdata(np.concatenate([real, fake], axis=1), axis=1)
+    # U statistic of the fakes: their rank sum minus its minimum, Nf (Nf + 1) / 2 (exact in float64).
+    return (ranks[:, n_real:].sum(axis=1) - n_fake * (n_fake + 1) / 2) / (n_real * n_fake)
+
+
+def rank_auc(real: Any, fake: Any) -> float:
+    """ROC AUC of 1-D ``real`` vs ``fake`` scores by ranks (:func:`auc_rows` of one row)."""
+    return float(auc_rows(np.reshape(real, -1), np.reshape(fake, -1))[0])
+
+
+def tpr_rows(real: Any, fake: Any, fpr: float) -> np.ndarray:
+    """Row-wise :func:`tpr_at_fpr`: fakes strictly above each row's ``1 - fpr`` real quantile."""
+    real, fake = np.atleast_2d(np.asarray(real, np.float64)), np.atleast_2d(np.asarray(fake, np.float64))
+    threshold = np.quantile(real, 1.0 - fpr, axis=1, method="higher")
+    return (fake > threshold[:, None]).mean(axis=1)
+
+
+def row_metric(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The vectorised ``(real rows, fake rows) → values`` form of ``auc`` or a TPR@FPR key."""
+    if name == "auc":
+        return auc_rows
+    if name in FPR_POINTS:
+        return lambda real, fake: tpr_rows(real, fake, FPR_POINTS[name])
+    raise ValueError(f"no vectorised metric {name!r}; valid: auc, {', '.join(FPR_POINTS)}")
+
+
+def resample_indices(n_real: int, n_fake: int, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The one bootstrap stream of the project: ``(resamples, n_real)`` and ``(resamples, n_fake)``.
+
+    Each resample draws ``n_real`` reals and ``n_fake`` fakes with replacement (the classes are
+    resampled separately: they were drawn independently, and their counts stay fixed), from
+    ``numpy.random.default_rng(seed)``, reals then fakes, one resample after the other. Every
+    interval of the project (scalar or vectorised) uses these indices, so the same seed gives the
+    same resamples whichever function computes the metric.
+    """
+    if resamples < 1:
+        raise ValueError("resamples must be at least 1")
+    if n_real < 1 or n_fake < 1:
+        raise ValueError("this metric needs both real (0) and fake (1) examples")
+    rng = np.random.default_rng(seed)
+    real_index = np.empty((resamples, n_real), np.int64)
+    fake_index = np.empty((resamples, n_fake), np.int64)
+    for k in range(resamples):
+        real_index[k] = rng.integers(0, n_real, n_real)
+        fake_index[k] = rng.integers(0, n_fake, n_fake)
+    return real_index, fake_index
+
+
+def percentile_interval(values: Any, level: float = 0.95) -> tuple[float, float]:
+    """Central ``level`` percentile interval of bootstrap ``values`` (linear interpolation)."""
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(np.asarray(values, np.float64), [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_interval(
     metric: Callable[[np.ndarray, np.ndarray], float],
     scores: Any,
@@ -143,26 +219,55 @@ def bootstrap_interval(
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``metric(scores, labels)``.
-
-    Reals and fakes are resampled separately with replacement (their counts stay fixed), from
-    ``numpy.random.default_rng(seed)``: the same call gives the same interval.
-    """
+    """Percentile bootstrap interval of ``metric(scores, labels)`` over :func:`resample_indices`."""
     scores, labels = _arrays(scores, labels)
     _both_classes(labels)
-    if resamples < 1:
-        raise ValueError("resamples must be at least 1")
-    rng = np.random.default_rng(seed)
-    real_index, fake_index = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    real, fake = scores[labels == 0], scores[labels == 1]
+    real_index, fake_index = resample_indices(real.size, fake.size, resamples, seed)
+    resampled_labels = np.r_[np.zeros(real.size, np.int64), np.ones(fake.size, np.int64)]
+    values = [metric(np.r_[real[r], fake[f]], resampled_labels) for r, f in zip(real_index, fake_index)]
+    return percentile_interval(values, level)
+
+
+def bootstrap_rows(
+    metric: str,
+    real: Any,
+    fake: Any,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    chunk: int = 250,
+) -> tuple[float, float]:
+    """Vectorised bootstrap interval of ``metric`` (``auc``, ``tpr@0.1%``, ``tpr@5%``), averaged
+    over models: the same resamples as :func:`bootstrap_interval`.
+
+    ``real``: ``(S, Nr)`` and ``fake``: ``(S, Nf)`` scores of S models (seeds) on the same
+    images (1-D: one model). Each resample scores every model on the same drawn images and
+    averages them, so the interval is the test-set uncertainty of the mean over models.
+    ``chunk`` resamples are ranked per call (memory: chunk × N floats per model).
+    """
+    real, fake = np.atleast_2d(np.asarray(real, np.float64)), np.atleast_2d(np.asarray(fake, np.float64))
+    rows = row_metric(metric)
+    real_index, fake_index = resample_indices(real.shape[1], fake.shape[1], resamples, seed)
     values = np.empty(resamples)
-    for k in range(resamples):
-        index = np.concatenate([
-            rng.choice(real_index, real_index.size), rng.choice(fake_index, fake_index.size)
-        ])
-        values[k] = metric(scores[index], labels[index])
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(values, [tail, 1.0 - tail])
-    return float(low), float(high)
+    for start in range(0, resamples, chunk):
+        block = slice(start, start + chunk)
+        values[block] = np.mean([rows(r[real_index[block]], f[fake_index[block]])
+                                 for r, f in zip(real, fake)], axis=0)
+    return percentile_interval(values, level)
+
+
+def auc_interval(real: Any, fake: Any, *, resamples: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> dict[str, float]:
+    """Rank AUC of ``real`` vs ``fake`` scores with its :func:`bootstrap_rows` interval.
+
+    ``{"auc", "low", "high", "level", "resamples", "n_real", "n_fake"}``.
+    """
+    real, fake = np.reshape(np.asarray(real, np.float64), -1), np.reshape(np.asarray(fake, np.float64), -1)
+    low, high = bootstrap_rows("auc", real, fake, resamples=resamples, seed=seed, level=level)
+    return {"auc": rank_auc(real, fake), "low": low, "high": high, "level": level,
+            "resamples": resamples, "n_real": int(real.size), "n_fake": int(fake.size)}
 
 
 def _metric_functions() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:

@@ -13,35 +13,105 @@ images better than on real ones); 0.5 is chance; below 0.5 the premise is revers
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lare2lib.core.plotting import colour_of, show_image, show_map
 from lare2lib.core.profiles import LareConfig
 from lare2lib.data.imagesets import ImageSet
+from lare2lib.eval import metrics
 from lare2lib.signals.lare import LareExtractor, single_step_loss
-from lare2lib.signals.set_maps import batches, lare_maps, set_pixels, set_prompts
+from lare2lib.signals.set_maps import batches, set_pixels, set_prompts
 
 __all__ = [
-    "auc_figure",
-    "auc_lower_is_generated",
+    "AUC_CONVENTION",
+    "Config",
     "auc_table",
-    "bootstrap_auc",
-    "cost_figure",
     "curve_dict",
     "curve_gap",
     "curve_summary",
     "draw_errors",
-    "ensemble_figure",
     "ensemble_study",
+    "lare_auc",
+    "lare_auc_interval",
     "loss_curves",
-    "map_gallery",
-    "single_map_figure",
-    "timestep_figure",
+    "metrics_record",
+    "parse_ints",
+    "write_metrics",
 ]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Notebook 01's budget: how many images each section looks at, and how LaRE is drawn.
+
+    The defaults are the mini notebook's; :meth:`smoke` is the tests' and CI's budget. Build it
+    with :func:`lare2lib.studies.common.study_config` so that every parameter the user set wins.
+    """
+
+    timestep: int = 200
+    """LaRE timestep t (released code: 200; older configs 261, 280)."""
+    ensemble: int = 4
+    """Noise draws K per image, averaged (released code: 4; older configs 8)."""
+    n_images: int = 256
+    """Images per set (held-out reals and each generator) for maps and AUC; 0 for all."""
+    curve_images: int = 128
+    """Images per set for the loss-over-t curves."""
+    curve_timesteps: str = "20,50,100,150,200,300,400,500,600,700,800,900,980"
+    """Comma-separated t grid of the loss curves."""
+    ensemble_sizes: str = "1,2,4,8,16"
+    """Comma-separated K values of the ensemble study (draws up to the largest)."""
+    ensemble_images: int = 96
+    """Images per set for the ensemble study."""
+    bootstrap: int = 1000
+    """Bootstrap resamples of the AUC intervals."""
+    cost_images: int = 64
+    """Images timed per cost variant (DIRE and the per-image loop: a quarter of them)."""
+    cost_batch: int = 32
+    """Batch size of the batched variants (and of the map extraction)."""
+    dire_steps: int = 20
+    """DDIM steps each way of the DIRE-style baseline (DIRE: 20 plus 20)."""
+    cost_repeats: int = 3
+    """Timed repeats per cost variant after one warm-up run; the fastest is kept."""
+    num_workers: int = 0
+    """DataLoader decoding processes of the extraction driver (0: the main process)."""
+
+    @classmethod
+    def smoke(cls) -> Config:
+        """Seconds, not minutes: every section runs, on a handful of images."""
+        return cls(n_images=8, curve_images=8, ensemble_images=8, bootstrap=100,
+                   curve_timesteps="20,200,600,980", ensemble_sizes="1,2,4",
+                   cost_images=8, cost_batch=8, dire_steps=4, cost_repeats=1)
+
+    @property
+    def timesteps(self) -> list[int]:
+        """:attr:`curve_timesteps` as integers."""
+        return parse_ints(self.curve_timesteps)
+
+    @property
+    def ks(self) -> list[int]:
+        """:attr:`ensemble_sizes` as integers."""
+        return parse_ints(self.ensemble_sizes)
+
+    def lare_config(self, base: LareConfig) -> LareConfig:
+        """``base`` (the profile's LaRE settings) at this t and K, with class prompts."""
+        return replace(base, timestep=self.timestep, ensemble=self.ensemble, prompt="class")
+
+
+def parse_ints(text: str) -> list[int]:
+    """``"1, 2,4"`` → ``[1, 2, 4]``; a clear error for anything else."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"expected at least one integer, got {text!r}")
+    return values
 
 
 # -- maps and curves ----------------------------------------------------------------------
@@ -107,40 +177,32 @@ def curve_dict(summary: pd.DataFrame) -> dict[str, dict[int, float]]:
 
 
 # -- separation ---------------------------------------------------------------------------
-def auc_lower_is_generated(real: np.ndarray, generated: np.ndarray) -> float:
-    """``P(generated < real) + ½ P(tie)``: the ROC AUC of the score ``-LaRE`` with generated
-    images as positives (Mann-Whitney U over ``len(real) * len(generated)`` pairs)."""
-    from scipy.stats import rankdata
-
-    real, generated = np.asarray(real, float), np.asarray(generated, float)
-    ranks = rankdata(np.concatenate([-generated, -real]))
-    rank_sum = ranks[: len(generated)].sum()
-    pairs = len(generated) * len(real)
-    return float((rank_sum - len(generated) * (len(generated) + 1) / 2) / pairs)
+AUC_CONVENTION = "score = -mean LaRE, generated = positive: AUC = P(LaRE(gen) < LaRE(real))"
+"""How every AUC of this notebook reads (written into metrics.json)."""
 
 
-def bootstrap_auc(real: np.ndarray, generated: np.ndarray, *, resamples: int = 1000,
-                  level: float = 0.95, seed: int = 0) -> dict[str, float]:
-    """AUC with a percentile bootstrap interval, reals and generated resampled separately.
+def lare_auc(real: np.ndarray, generated: np.ndarray) -> float:
+    """``P(LaRE(generated) < LaRE(real)) + ½ P(tie)``: the ROC AUC of the score ``-LaRE`` with
+    generated images as positives (:func:`lare2lib.eval.metrics.rank_auc`)."""
+    return metrics.rank_auc(-np.asarray(real, float), -np.asarray(generated, float))
 
-    The two classes are resampled independently (stratified), as the test sets were drawn
-    independently; ``level`` is the interval's coverage (0.95: the 2.5th to 97.5th percentile).
+
+def lare_auc_interval(real: np.ndarray, generated: np.ndarray, *, resamples: int = 1000,
+                      level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """:func:`lare_auc` with its percentile bootstrap interval (:func:`lare2lib.eval.metrics.auc_interval`:
+    reals and generated images resampled separately, as the test sets were drawn independently).
+
+    ``{"auc", "low", "high", "level", "resamples", "n_real", "n_generated"}``.
     """
-    rng = np.random.default_rng(seed)
-    real, generated = np.asarray(real, float), np.asarray(generated, float)
-    values = [auc_lower_is_generated(rng.choice(real, len(real)),
-                                     rng.choice(generated, len(generated)))
-              for _ in range(resamples)]
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return {"auc": auc_lower_is_generated(real, generated), "low": float(low),
-            "high": float(high), "level": level, "resamples": resamples,
-            "n_real": len(real), "n_generated": len(generated)}
+    row = metrics.auc_interval(-np.asarray(real, float), -np.asarray(generated, float),
+                               resamples=resamples, level=level, seed=seed)
+    row["n_generated"] = row.pop("n_fake")
+    return row
 
 
 def auc_table(scores: Mapping[str, np.ndarray], real: str = "real", **bootstrap) -> pd.DataFrame:
     """One row per generator: AUC of mean LaRE against the ``real`` set, with its interval."""
-    rows = {name: bootstrap_auc(scores[real], values, **bootstrap)
+    rows = {name: lare_auc_interval(scores[real], values, **bootstrap)
             for name, values in scores.items() if name != real}
     return pd.DataFrame(rows).T
 
@@ -170,7 +232,7 @@ def ensemble_study(errors: Mapping[str, torch.Tensor], ks: Sequence[int], real: 
                 row["noise_ratio"] = float(((first - second).norm(dim=1)
                                             / (first + second).norm(dim=1)).mean())
             if name != real:
-                row["auc"] = auc_lower_is_generated(means[real], means[name])
+                row["auc"] = lare_auc(means[real], means[name])
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -181,155 +243,39 @@ def _rowwise_corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
 
 
-# -- figures ------------------------------------------------------------------------------
-def map_gallery(examples: Mapping[str, tuple[ImageSet, torch.Tensor]], per_set: int = 2,
-                quantile: float = 0.99):
-    """Rows: ``per_set`` images of each set; columns: image, each latent channel, channel mean.
+# -- metrics.json -----------------------------------------------------------------------------
+def metrics_record(profile, config: Config, *, auc: pd.DataFrame, mean_lare: Mapping[str, np.ndarray],
+                   common: pd.DataFrame, own: pd.DataFrame, study: pd.DataFrame, cost,
+                   precision: dict | None, seconds: float) -> dict[str, Any]:
+    """Notebook 01's headline numbers, in the schema of its ``metrics.json`` (read by 07).
 
-    All channel maps share one colour scale and all mean maps another (both clipped at the
-    ``quantile`` of the shown values), so brighter means larger error in every panel.
+    ``auc``: :func:`auc_table`; ``common`` / ``own``: :func:`curve_summary` of the reference
+    model's and ``vq_ldm``'s own curves; ``study``: :func:`ensemble_study`; ``cost``: a
+    :class:`lare2lib.studies.nb01_cost.CostReport`.
     """
-    import matplotlib.pyplot as plt
-
-    shown = {name: (images, maps[:per_set]) for name, (images, maps) in examples.items()}
-    channels = next(iter(shown.values()))[1].shape[1]
-    every = torch.cat([maps for _, maps in shown.values()])
-    vmax_channel = float(torch.quantile(every.flatten(), quantile))
-    vmax_mean = float(torch.quantile(every.mean(1).flatten(), quantile))
-    rows = sum(len(maps) for _, maps in shown.values())
-    fig, axes = plt.subplots(rows, channels + 2, figsize=(1.45 * (channels + 2), 1.5 * rows),
-                             squeeze=False)
-    row = 0
-    for name, (images, maps) in shown.items():
-        for index, error_map in enumerate(maps):
-            show_image(axes[row, 0], images.pixels[index], f"{name} #{index}")
-            for channel in range(channels):
-                show_map(axes[row, channel + 1], error_map[channel], vmax_channel,
-                         f"ch {channel}" if row == 0 else "")
-            handle = show_map(axes[row, -1], error_map.mean(0), vmax_mean,
-                              f"mean {float(error_map.mean()):.3g}")
-            row += 1
-    fig.colorbar(handle, ax=axes[:, -1], shrink=0.5, pad=0.08, label="channel mean")
-    return fig
+    return {
+        "profile": profile.name,
+        "seed": profile.seed,
+        "timestep": config.timestep,
+        "ensemble": config.ensemble,
+        "reference_ldm": "kl_ldm",
+        "auc_convention": AUC_CONVENTION,
+        "lare_auc": auc[["auc", "low", "high", "level", "n_real", "n_generated"]].to_dict(orient="index"),
+        "mean_lare": {name: float(values.mean()) for name, values in mean_lare.items()},
+        "timestep_curve": {"kl_ldm": curve_dict(common), "vq_ldm_own": curve_dict(own)},
+        "ensemble_study": study.to_dict(orient="records"),
+        "cost": cost.to_dict(),
+        "lare_vs_dire_speedup": cost.lare_vs_dire_speedup,
+        "batched_vs_per_image_speedup": cost.batched_vs_per_image_speedup,
+        "lare_images_per_second": cost.lare_images_per_second,
+        "extraction_vs_bare_ratio": cost.extraction_vs_bare_ratio,
+        "precision_bf16": precision,
+        "seconds": seconds,
+    }
 
 
-def single_map_figure(components, images: ImageSet, index: int, class_names: Sequence[str],
-                      config: LareConfig, *, seed: int = 0):
-    """One image and its LaRE map (each channel, then the mean) at ``config``'s t and K: the
-    interactive explorer's view. Colour scales are per panel (the explorer compares shapes)."""
-    import matplotlib.pyplot as plt
+def write_metrics(out_dir: str | Path, record: Mapping[str, Any]) -> Path:
+    """Write :func:`metrics_record`'s output as ``out_dir/metrics.json`` (stamped, atomic)."""
+    from lare2lib.core import plotting
 
-    one = images.subset([index % len(images)])
-    error_map = lare_maps(components, one, class_names, config, seed=seed)[0]
-    fig, axes = plt.subplots(1, error_map.shape[0] + 2, figsize=(1.8 * (error_map.shape[0] + 2), 2))
-    show_image(axes[0], one.pixels[0], f"{images.name} #{index % len(images)}")
-    for channel, ax in enumerate(axes[1:-1]):
-        show_map(ax, error_map[channel], float(error_map[channel].max()), f"ch {channel}")
-    show_map(axes[-1], error_map.mean(0), float(error_map.mean(0).max()),
-             f"mean {float(error_map.mean()):.3g}")
-    fig.suptitle(f"t = {config.timestep}, K = {config.ensemble}", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def timestep_figure(summary: pd.DataFrame, reference: str, marked_t: int = 200, ax=None):
-    """Mean single-step loss vs t per set, ±1 standard error, the LaRE timestep marked."""
-    import matplotlib.pyplot as plt
-
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name, group in summary.groupby("set", sort=False):
-        colour = colour_of(name)
-        ax.plot(group["t"], group["mean"], marker="o", ms=3, label=name, color=colour,
-                ls="-" if name == "real" else "--")
-        ax.fill_between(group["t"], group["mean"] - group["sem"], group["mean"] + group["sem"],
-                        color=colour, alpha=0.2)
-    ax.axvline(marked_t, color="grey", lw=1, ls=":")
-    if summary["mean"].max() > 10 * summary["mean"].min():  # the loss spans decades over t
-        ax.set_yscale("log")
-    ax.set(xlabel="timestep t", ylabel="mean single-step loss", title=f"scored by {reference}")
-    ax.legend(fontsize=8)
-    return fig or ax.figure
-
-
-def auc_figure(scores: Mapping[str, np.ndarray], table: pd.DataFrame, real: str = "real"):
-    """Left: distribution of mean LaRE per set (log axis). Right: AUC with its interval."""
-    import matplotlib.pyplot as plt
-
-    fig, (ax_dist, ax_auc) = plt.subplots(1, 2, figsize=(10, 3.6),
-                                          gridspec_kw={"width_ratios": [3, 2]})
-    logs = {name: np.log10(np.clip(np.asarray(v, float), 1e-12, None))
-            for name, v in scores.items()}
-    bins = np.histogram_bin_edges(np.concatenate(list(logs.values())), bins=40)
-    for name, values in logs.items():
-        ax_dist.hist(values, bins=bins, histtype="step", lw=1.8 if name == real else 1.2,
-                     density=True, color=colour_of(name), label=f"{name} (n={len(values)})")
-    ax_dist.set(xlabel="log10 mean LaRE (squared noise-prediction error)",
-                ylabel="density", title="Mean LaRE per image")
-    ax_dist.legend(fontsize=8)
-    names = list(table.index)
-    for row, (name, entry) in enumerate(table.iterrows()):
-        interval = [[entry["auc"] - entry["low"]], [entry["high"] - entry["auc"]]]
-        ax_auc.errorbar(entry["auc"], row, xerr=interval, fmt="o", capsize=4,
-                        color=colour_of(name))
-    ax_auc.axvline(0.5, color="grey", lw=1, ls=":")
-    ax_auc.set_yticks(range(len(names)), names)
-    ax_auc.set(xlim=(0, 1), xlabel="AUC (lower LaRE ⇒ generated)",
-               title=f"vs held-out {real}, {int(table['level'].iloc[0] * 100)} % bootstrap")
-    fig.tight_layout()
-    return fig
-
-
-def ensemble_figure(study: pd.DataFrame, example: torch.Tensor, ks: Sequence[int],
-                    title: str = ""):
-    """Top: one image's mean map for each K (draws 1..K). Bottom: reproducibility and AUC vs K.
-
-    ``example`` is ``(D, C, h, w)`` per-draw errors of one image.
-    """
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=(10, 5.8))
-    grid = fig.add_gridspec(2, max(len(ks), 2), height_ratios=[1, 1.3])
-    vmax = float(torch.quantile(example[:1].mean(1).flatten(), 0.99))
-    for column, k in enumerate(ks):
-        show_map(fig.add_subplot(grid[0, column]), example[:k].mean(dim=(0, 1)), vmax, f"K = {k}")
-    half = max(len(ks), 2) // 2
-    ax_noise = fig.add_subplot(grid[1, :half])
-    ax_auc = fig.add_subplot(grid[1, half:])
-    panels = ((ax_noise, "split_half_corr", "split-half correlation", "How reproducible is a K-draw map?"),
-              (ax_auc, "auc", "AUC of mean LaRE", "Separation vs K"))
-    for ax, column, ylabel, panel_title in panels:
-        for name, group in study.dropna(subset=[column]).groupby("set", sort=False):
-            ax.plot(group["K"], group[column], marker="o", label=name, color=colour_of(name))
-        ax.set_xscale("log", base=2)
-        ax.set(xlabel="ensemble size K", ylabel=ylabel, title=panel_title)
-        ax.set_xticks(list(ks), [str(k) for k in ks], minor=False)
-        ax.minorticks_off()
-        ax.legend(fontsize=8)
-    ax_auc.axhline(0.5, color="grey", lw=1, ls=":")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def cost_figure(report):
-    """Images/s of each variant of a :class:`lare2lib.studies.nb01_cost.CostReport` (log axis), with
-    the three ratios that matter
-    (LaRE vs DIRE, batched vs per-image, extraction vs the bare network passes)."""
-    import matplotlib.pyplot as plt
-
-    table = report.table()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.barh(table.index, table["images/s"], color="C0")
-    for y, value in enumerate(table["images/s"]):
-        ax.text(value, y, f" {value:.1f}", va="center", fontsize=8)
-    ratios = report.ratios()
-    ax.set(xscale="log", xlabel="images per second (best of repeats)",
-           title=(f"LaRE/DIRE {ratios['lare_vs_dire_speedup']:.1f}×  ·  batched/per-image "
-                  f"{ratios['batched_vs_per_image_speedup']:.1f}×  ·  extraction/bare "
-                  f"{ratios['extraction_vs_bare_ratio']:.2f}"))
-    ax.invert_yaxis()
-    fig.tight_layout()
-    return fig
+    return plotting.write_metrics(out_dir, dict(record), notebook="01_lare")

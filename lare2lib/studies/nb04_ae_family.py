@@ -341,9 +341,9 @@ def score_sets(model, real: Images, fakes: Mapping[str, Images], *, tries: int =
 
 def _fast_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """ROC AUC by ranks (Mann-Whitney), without sklearn's per-call validation: bootstrap speed."""
-    from lare2lib.studies.nb01_lare import auc_lower_is_generated
+    from lare2lib.eval.metrics import rank_auc
 
-    return auc_lower_is_generated(-scores[labels == 0], -scores[labels == 1])
+    return rank_auc(scores[labels == 0], scores[labels == 1])
 
 
 def _tpr_low(scores: np.ndarray, labels: np.ndarray) -> float:

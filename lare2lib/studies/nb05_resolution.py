@@ -369,13 +369,13 @@ def lare_resize_study(components, data: ResolutionData, class_names: Sequence[st
 
     ``"squash"``: every image resized to ``lare_config.image_size`` as the release does (bicubic,
     whole image); ``"native"``: the map computed at the image's own size (no resize), for sides up
-    to ``native_max_side`` (0: all). Returns ``{"squash": {side: bootstrap_auc dict}, "native": ...}``.
+    to ``native_max_side`` (0: all). Returns ``{"squash": {side: lare_auc_interval dict}, "native": ...}``.
     """
     from dataclasses import replace
 
     from tqdm.auto import tqdm
 
-    from lare2lib.studies.nb01_lare import bootstrap_auc
+    from lare2lib.studies.nb01_lare import lare_auc_interval
 
     out: dict[str, dict[int, dict[str, float]]] = {"squash": {}, "native": {}}
     for side in tqdm(data.config.lare_sides, desc="LaRE sides", disable=not progress):
@@ -385,7 +385,7 @@ def lare_resize_study(components, data: ResolutionData, class_names: Sequence[st
             variants.append(("native", replace(lare_config, image_size=side)))
         for name, config in variants:
             scores = [_mean_lare(components, s, class_names, config, seed, batch_size) for s in (real, recon)]
-            out[name][side] = bootstrap_auc(*scores, resamples=bootstrap, seed=seed)
+            out[name][side] = lare_auc_interval(*scores, resamples=bootstrap, seed=seed)
     return out
 
 

@@ -1,5 +1,5 @@
-"""Notebook 01's analysis (lare2lib.studies.nb01_lare) and cost measurement (lare2lib.studies.nb01_cost), on a
-tiny random LDM in the mini-world layout and a few random 32 px images."""
+"""Notebook 01's analysis (lare2lib.studies.nb01_lare), figures (nb01_figures) and cost measurement
+(nb01_cost), on a tiny random LDM in the mini-world layout and a few random 32 px images."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from lare2lib.data import imagesets
 from lare2lib.data.imagesets import ImageSet
 from lare2lib.signals import set_maps
 from lare2lib.signals.lare import LareExtractor
-from lare2lib.studies import nb01_cost, nb01_lare
+from lare2lib.studies import nb01_cost, nb01_figures, nb01_lare
+from lare2lib.studies.common import study_config
 
 matplotlib.use("Agg")  # figures are built and closed, never shown
 
@@ -50,7 +51,7 @@ def sets():
     ([1.0, 2.0], [1.0, 2.0], 0.5),             # identical scores: ties count half
 ])
 def test_auc_counts_pairs_where_generated_is_lower(real, generated, expected):
-    assert nb01_lare.auc_lower_is_generated(np.array(real), np.array(generated)) == expected
+    assert nb01_lare.lare_auc(np.array(real), np.array(generated)) == expected
 
 
 def test_auc_agrees_with_sklearn_on_negated_scores():
@@ -60,18 +61,18 @@ def test_auc_agrees_with_sklearn_on_negated_scores():
     real, generated = rng.gamma(2.0, size=40), rng.gamma(1.5, size=30)
     labels = np.r_[np.zeros(40), np.ones(30)]
     expected = roc_auc_score(labels, -np.r_[real, generated])
-    assert nb01_lare.auc_lower_is_generated(real, generated) == pytest.approx(expected)
+    assert nb01_lare.lare_auc(real, generated) == pytest.approx(expected)
 
 
 def test_bootstrap_interval_brackets_the_auc_and_shrinks_with_more_images():
     rng = np.random.default_rng(1)
-    small = nb01_lare.bootstrap_auc(rng.normal(1, 1, 20), rng.normal(0, 1, 20), resamples=300)
-    large = nb01_lare.bootstrap_auc(rng.normal(1, 1, 500), rng.normal(0, 1, 500), resamples=300)
+    small = nb01_lare.lare_auc_interval(rng.normal(1, 1, 20), rng.normal(0, 1, 20), resamples=300)
+    large = nb01_lare.lare_auc_interval(rng.normal(1, 1, 500), rng.normal(0, 1, 500), resamples=300)
     for result in (small, large):
         assert result["low"] <= result["auc"] <= result["high"]
     assert large["high"] - large["low"] < (small["high"] - small["low"]) / 2
     assert 0.70 < large["auc"] < 0.82  # P(N(0,1) < N(1,1)) = Φ(1/√2) ≈ 0.76
-    seeded = [nb01_lare.bootstrap_auc([1, 2, 3], [0, 2], resamples=50, seed=3) for _ in range(2)]
+    seeded = [nb01_lare.lare_auc_interval([1, 2, 3], [0, 2], resamples=50, seed=3) for _ in range(2)]
     assert seeded[0] == seeded[1]
 
 
@@ -156,11 +157,11 @@ def test_figures_are_built(ldm, sets):
     summary = nb01_lare.curve_summary(nb01_lare.loss_curves(ldm, sets, CLASSES, [100, 500]))
     errors = {name: nb01_lare.draw_errors(ldm, s, CLASSES, 4, CONFIG) for name, s in sets.items()}
     figures = [
-        nb01_lare.map_gallery({name: (sets[name], maps[name]) for name in sets}, per_set=2),
-        nb01_lare.auc_figure(scores, nb01_lare.auc_table(scores, resamples=20)),
-        nb01_lare.timestep_figure(summary, "tiny"),
-        nb01_lare.ensemble_figure(nb01_lare.ensemble_study(errors, [1, 2]), errors["real"][0], [1, 2]),
-        nb01_lare.single_map_figure(ldm, sets["real"], 7, CLASSES, CONFIG),
+        nb01_figures.map_gallery({name: (sets[name], maps[name]) for name in sets}, per_set=2),
+        nb01_figures.auc_figure(scores, nb01_lare.auc_table(scores, resamples=20)),
+        nb01_figures.timestep_figure(summary, "tiny"),
+        nb01_figures.ensemble_figure(nb01_lare.ensemble_study(errors, [1, 2]), errors["real"][0], [1, 2]),
+        nb01_figures.single_map_figure(ldm, sets["real"], 7, CLASSES, CONFIG),
     ]
     assert len(figures[0].axes) == 4 * 6 + 1  # 4 rows × (image, 4 channels, mean) + colourbar
     for figure in figures:
@@ -192,7 +193,7 @@ def test_compare_costs_times_every_variant_on_the_same_images(ldm, sets, tmp_pat
         report.ips("driver") / report.ips("bare"))
     assert all(value > 0 for value in ratios.values())
     assert report.to_dict()["settings"]["dire_network_passes"] == 4
-    plt_figure = nb01_lare.cost_figure(report)
+    plt_figure = nb01_figures.cost_figure(report)
     assert "LaRE/DIRE" in plt_figure.axes[0].get_title()
 
 
@@ -203,3 +204,52 @@ def test_interleaved_repeats_time_every_variant_in_each_round():
     assert order == ["a", "b", "a", "b", "a", "b"]  # warm-ups, then round-robin
     assert {name: t.images for name, t in timings.items()} == {"a": 4, "b": 2}
     assert all(len(t.seconds) == 2 for t in timings.values())
+
+
+# -- the study's config ---------------------------------------------------------------------------
+def test_lare_auc_interval_matches_an_independent_stratified_bootstrap():
+    """Same resamples as a plain loop over numpy's generator (reals, then generated, per resample)."""
+    rng = np.random.default_rng(5)
+    real, generated = rng.gamma(2.0, size=23), rng.gamma(1.6, size=17)
+    ours = nb01_lare.lare_auc_interval(real, generated, resamples=200, seed=4)
+    draw = np.random.default_rng(4)
+    values = []
+    for _ in range(200):
+        r, g = real[draw.integers(0, 23, 23)], generated[draw.integers(0, 17, 17)]
+        values.append(((g[:, None] < r[None, :]).sum() + 0.5 * (g[:, None] == r[None, :]).sum()) / (23 * 17))
+    assert (ours["low"], ours["high"]) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])), abs=1e-12)
+    assert list(ours) == ["auc", "low", "high", "level", "resamples", "n_real", "n_generated"]
+
+
+def smoke_profile():
+    from lare2lib.core.profiles import get_profile
+
+    return get_profile("mini", smoke=True)
+
+
+SMOKE_SHRUNK = {name: value for name, value in vars(nb01_lare.Config.smoke()).items()
+                if value != getattr(nb01_lare.Config(), name)}
+
+
+def test_smoke_budget_shrinks_the_mini_defaults():
+    assert set(SMOKE_SHRUNK) >= {"n_images", "bootstrap", "cost_images", "curve_timesteps"}
+    assert study_config(nb01_lare.Config, smoke_profile()) == nb01_lare.Config.smoke()
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE_SHRUNK))
+def test_an_explicit_parameter_wins_over_the_smoke_budget(name):
+    default = getattr(nb01_lare.Config(), name)
+    config = study_config(nb01_lare.Config, smoke_profile(), **{name: default})
+    assert getattr(config, name) == default != getattr(nb01_lare.Config.smoke(), name)
+    others = {k for k in SMOKE_SHRUNK if k != name}
+    assert all(getattr(config, k) == getattr(nb01_lare.Config.smoke(), k) for k in others)
+
+
+def test_config_parses_its_grids_and_refuses_garbage():
+    config = nb01_lare.Config(curve_timesteps="20, 200,980", ensemble_sizes="1,4")
+    assert config.timesteps == [20, 200, 980] and config.ks == [1, 4]
+    assert config.lare_config(CONFIG).prompt == "class"
+    with pytest.raises(ValueError, match="comma-separated integers"):
+        nb01_lare.parse_ints("20,two hundred")
+    with pytest.raises(TypeError, match="no parameter 'n_imgs'"):
+        study_config(nb01_lare.Config, smoke_profile(), n_imgs=3)
