@@ -63,7 +63,7 @@ import pandas as pd
 
 from lare2lib.core import paths
 from lare2lib.core.environment import environment_report
-from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
 from lare2lib.studies import nb00_world
 from lare2lib.world.build import load_world, record_quality
@@ -243,23 +243,11 @@ if INTERACTIVE:
 # ## 10 · Headline numbers
 
 # %%
-metrics = {
-    "profile": profile.name,
-    "seed": profile.seed,
-    "real_photos": len(world.photos["photos"]),
-    "photo_sources": world.photos["sources"],
-    "real_crops": crop_counts,
-    "generators": generator_counts,
-    "train_generator": {"name": profile.world.train_generator, **{k: len(v) for k, v in train_fakes.items()}},
-    "reconstructions": recon_counts,
-    "ae_psnr_db": ae_psnr,
-    "kid": kid,
-    "premise_gap": {name: entry["gap"] for name, entry in gap.items()},
-    "premise_losses": gap,
-    "premise_during_training": premise.to_dict(orient="records"),
-    "seconds": time.time() - started,
-}
-write_metrics(out_dir, metrics, notebook="00_mini_world")
+metrics = nb00_world.metrics_record(
+    profile, world, crops=crop_counts, generators=generator_counts, train_fakes=train_fakes,
+    reconstructions=recon_counts, ae_psnr=ae_psnr, kid=kid, premise=gap,
+    premise_during_training=premise, seconds=time.time() - started)
+nb00_world.write_metrics(out_dir, metrics)
 if RETRAIN:  # the committed manifest carries the quality of the weights it describes
     record_quality(profile.world.recipe, {k: metrics[k] for k in ("ae_psnr_db", "kid", "premise_gap")})
 print(json.dumps({k: metrics[k] for k in ("real_photos", "real_crops", "generators", "ae_psnr_db", "premise_gap")},

@@ -6,6 +6,8 @@ data or a matplotlib figure, so the notebook cells stay import → call → show
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -26,6 +28,8 @@ __all__ = [
     "autoencoder_psnr",
     "kid_table",
     "premise_gap",
+    "metrics_record",
+    "write_metrics",
 ]
 
 
@@ -184,3 +188,37 @@ def premise_gap(world: World, timestep: int = 200) -> dict:
                           "gap": float(real_loss.mean() - fake_loss.mean())}
     return out
 
+
+# -- metrics.json -----------------------------------------------------------------------------
+def metrics_record(profile, world: World, *, crops: dict, generators: dict, train_fakes: dict,
+                   reconstructions: dict, ae_psnr: dict, kid: dict, premise: dict,
+                   premise_during_training: pd.DataFrame, seconds: float) -> dict[str, Any]:
+    """Notebook 00's headline numbers in the schema of its ``metrics.json``.
+
+    ``premise``: :func:`premise_gap`; ``premise_during_training``: :func:`premise_table`;
+    ``train_fakes``: split → images of the training generator.
+    """
+    return {
+        "profile": profile.name,
+        "seed": profile.seed,
+        "real_photos": len(world.photos["photos"]),
+        "photo_sources": world.photos["sources"],
+        "real_crops": crops,
+        "generators": generators,
+        "train_generator": {"name": profile.world.train_generator,
+                            **{split: len(images) for split, images in train_fakes.items()}},
+        "reconstructions": reconstructions,
+        "ae_psnr_db": ae_psnr,
+        "kid": kid,
+        "premise_gap": {name: entry["gap"] for name, entry in premise.items()},
+        "premise_losses": premise,
+        "premise_during_training": premise_during_training.to_dict(orient="records"),
+        "seconds": seconds,
+    }
+
+
+def write_metrics(out_dir, record: dict[str, Any]):
+    """Write :func:`metrics_record`'s output as ``out_dir/metrics.json`` (stamped, atomic)."""
+    from lare2lib.core import plotting
+
+    return plotting.write_metrics(out_dir, record, notebook="00_mini_world")
