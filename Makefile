@@ -20,7 +20,7 @@ RUN_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	TQDM_MININTERVAL=$${TQDM_MININTERVAL:-5}
 
 .DEFAULT_GOAL := help
-.PHONY: help install reproduce test lab sync clean-venv
+.PHONY: help install reproduce test test-fast lab sync clean-venv
 
 help:  ## list the targets
 	@echo "lare2 make targets (variables: PYTHON=$(PYTHON) VENV=$(VENV) PROFILE=$(PROFILE)):"
@@ -48,6 +48,9 @@ reproduce: $(INSTALL_STAMP)  ## run every notebook in order on PROFILE (default 
 
 test: $(INSTALL_STAMP)  ## run the whole test suite, notebook smoke runs included
 	$(RUN_ENV) $(VENV_BIN)/python -m pytest -x -q -ra $(PYTEST_ARGS)
+
+test-fast: $(INSTALL_STAMP)  ## unit tests only: no notebook runs, nothing marked slow (a few minutes)
+	$(RUN_ENV) $(VENV_BIN)/python -m pytest -x -q -ra -m "not slow and not notebooks" $(PYTEST_ARGS)
 
 lab: $(INSTALL_STAMP)  ## open JupyterLab on notebooks/
 	$(VENV_BIN)/jupyter lab notebooks/

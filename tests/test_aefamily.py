@@ -195,6 +195,7 @@ class PatternWorld:
         return SimpleNamespace(config=SimpleNamespace(block_out_channels=[8] * levels))
 
 
+@pytest.mark.slow
 def test_run_matrix_trains_a_row_per_autoencoder_and_resumes(tmp_path):
     world = PatternWorld(tmp_path / "world")
     config = A.FamilyConfig(**{**LEARNER.__dict__, "train_images": 32, "val_images": 8})

@@ -142,6 +142,7 @@ def _extract_args(images: Path, model: Path, store: Path) -> list[str]:
             "--ensemble", "2"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # two interpreters importing torch + diffusers on a shared machine
 def test_two_processes_match_one(tmp_path, capsys):
     from safetensors.torch import load_file

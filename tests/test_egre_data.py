@@ -144,6 +144,7 @@ def test_world_data_builds_every_split_with_both_maps_and_cached_features(world_
     torch.testing.assert_close(again.train.features, data.train.features)
 
 
+@pytest.mark.slow
 def test_ablation_runs_every_row_and_summarises_over_seeds(world_and_data):
     _, _, data = world_and_data
     rows = ("backbone", "egre", "lare_cnn", "egre_misaligned", "egre_dire")

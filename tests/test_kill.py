@@ -63,6 +63,7 @@ KILLED_EXTRACTION = textwrap.dedent("""
 @pytest.mark.timeout(900)  # ~25 s of CPU, but a subprocess importing diffusers on a busy machine
 @pytest.mark.parametrize("shard_size, flush_every", [(2, 3600.0), (4096, 0.0)],
                          ids=["full-small-shards", "timed-flush-large-shards"])
+@pytest.mark.slow
 def test_sigkill_mid_extraction_then_rerun_matches_an_uninterrupted_run(
         tmp_path, tiny_kl_ldm, shard_size, flush_every):
     from test_lare import CONFIG as LARE_CONFIG
@@ -172,6 +173,7 @@ def uninterrupted(tmp_path_factory):
     return {k: v.clone() for k, v in model.state_dict().items()}, result
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("where, kill_at", [("step", 5), ("publish", 2)])
 def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, uninterrupted,

@@ -67,6 +67,7 @@ def test_map_is_float32_with_latent_shape(tiny_ldm):
     assert torch.isfinite(maps).all() and (maps >= 0).all()
 
 
+@pytest.mark.slow
 def test_batch_size_one_and_eight_give_the_same_maps(tiny_kl_ldm):
     pixels = batch(random_images(8))
     extractor = LareExtractor(tiny_kl_ldm, CONFIG, seed=1)

@@ -66,6 +66,7 @@ def test_level_image_downscales_never_upscales(photos):
     assert huge.size == (photo.width, photo.height)
 
 
+@pytest.mark.slow
 def test_level_sets_are_split_by_photo_and_cached(data, photos, tiny_kl):
     by_split = {}
     for split in ("train", "val", "test"):
@@ -109,6 +110,7 @@ def test_large_images_come_from_the_largest_test_photos(data):
     assert {i.split("@")[0] for i in real.ids} <= {p.photo_id for p in largest}
 
 
+@pytest.mark.slow
 def test_resolution_matrix_covers_levels_large_and_generators(data, tmp_path):
     generators = {"toy": (data.real("48", "test"), data.recon("48", "test"))}
     printed = []

@@ -169,6 +169,7 @@ def test_summary_table():
 # -- with a kernel (a few seconds each) ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_runs_skips_and_reruns(folders, make_notebook):
     make_notebook(folders["notebooks"], "01_tiny")
     metrics_root = folders["figures"]
@@ -231,6 +232,7 @@ def test_library_hash_covers_sources_and_weights_manifest(tmp_path, monkeypatch)
     assert len(set(hashes[:3])) == 3 and hashes[3] == hashes[2]
 
 
+@pytest.mark.slow
 def test_upstream_metrics_change_reruns_downstream(folders, make_notebook):
     make_notebook(folders["notebooks"], "00_up")
     make_notebook(folders["notebooks"], "01_down")

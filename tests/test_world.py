@@ -164,6 +164,7 @@ def test_killed_autoencoder_training_resumes_to_the_same_weights(tmp_path, monke
     assert [e["step"] for e in log] == [3, 6]
 
 
+@pytest.mark.slow
 def test_unet_training_is_deterministic_and_measures_the_premise(tmp_path):
     train, val = _tiny_sets()
     ae, _ = recipes.train_autoencoder(SMOKE.kl_ae, train, val, tmp_path / "ae", seed=0, progress=False)
@@ -214,6 +215,7 @@ def test_sampling_depends_only_on_seed_and_index():
 # -- the committed layout -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_smoke_world_builds_exports_and_verifies(smoke_profile):
     built = build.load_world(smoke_profile, progress=False)
     manifest = built.manifest
