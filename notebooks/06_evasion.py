@@ -85,7 +85,14 @@ from lare2lib.core import paths
 from lare2lib.core.plotting import save_figure, set_theme, write_metrics
 from lare2lib.core.profiles import get_profile
 from lare2lib.data import imagesets
-from lare2lib.studies import nb06_evasion as study
+from lare2lib.studies import (
+    nb06_detectors,
+    nb06_evasion,
+    nb06_experiments,
+    nb06_figures,
+    nb06_findings,
+    nb06_suite,
+)
 from lare2lib.world.build import load_world
 
 started = time.time()
@@ -101,7 +108,7 @@ if profile.smoke:  # seconds: every section runs, on a handful of images
     N_REAL, N_FAKE, PGD_IMAGES, PGD_STEPS, PGD_BUDGETS = 0, 4, 4, 2, "0,4"
     POSTPROCESS = "jpeg:70;blur:1"
     budget = {"train_per_class": 0, "val_per_class": 0, "epochs": 1, "max_steps": 2}
-grid = study.parse_grid(POSTPROCESS)
+grid = nb06_evasion.parse_grid(POSTPROCESS)
 budgets = [float(b) for b in PGD_BUDGETS.split(",")]
 out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("06_evasion")
 set_theme()
@@ -116,19 +123,19 @@ print(f"profile={profile.name} seed={profile.seed} threads={torch.get_num_thread
 # Where each detector came from is printed: a checkpoint of notebook 02/03, or trained here.
 
 # %%
-with study.timed(sections, "detectors"):
+with nb06_evasion.timed(sections, "detectors"):
     world = load_world(profile, progress=False)
-    detectors, origin = study.load_detectors(world, seed=SEED, egre_checkpoint=EGRE_CHECKPOINT,
-                                             classifier_checkpoint=CLASSIFIER_CHECKPOINT, budget=budget,
-                                             figures_root=out_dir.parent)
-suite = study.Suite(detectors, world.class_names, seed=SEED)
+    detectors, origin = nb06_detectors.load_detectors(
+        world, seed=SEED, egre_checkpoint=EGRE_CHECKPOINT, classifier_checkpoint=CLASSIFIER_CHECKPOINT,
+        budget=budget, figures_root=out_dir.parent)
+suite = nb06_suite.Suite(detectors, world.class_names, seed=SEED)
 reals = imagesets.subsample(world.real["test"], N_REAL, SEED)
 fakes = {spec.name: imagesets.subsample(world.generated(spec.name), N_FAKE, SEED + 1)
          for spec in world.generators}
-generated = study.pooled(fakes)
+generated = nb06_suite.pooled(fakes)
 display(pd.DataFrame({"source": origin}))
 print({"real": len(reals), **{name: len(images) for name, images in fakes.items()}},
-      "| EGRE reads mean-LaRE's maps:", suite._shared_maps())
+      "| EGRE reads mean-LaRE's maps:", suite.shared_maps())
 
 # %% [markdown]
 # ### Clean detection
@@ -137,11 +144,11 @@ print({"real": len(reals), **{name: len(images) for name, images in fakes.items(
 # This is the starting point every attack is measured from.
 
 # %%
-with study.timed(sections, "clean"):
+with nb06_evasion.timed(sections, "clean"):
     real_scores = suite.score(reals)
-    thresholds = study.thresholds_at(real_scores, study.FPR)
+    thresholds = nb06_suite.thresholds_at(real_scores, nb06_suite.FPR)
     fake_scores = {name: suite.score(images) for name, images in fakes.items()}
-clean_per_generator, clean = study.clean_detection(real_scores, fake_scores, thresholds)
+clean_per_generator, clean = nb06_suite.clean_detection(real_scores, fake_scores, thresholds)
 pd.DataFrame({(g, m): {d: row[d][m] for d in detectors} for g, row in
               {**clean_per_generator, "pooled": clean}.items() for m in ("tpr", "auc")}).round(3)
 
@@ -154,9 +161,10 @@ pd.DataFrame({(g, m): {d: row[d][m] for d in detectors} for g, row in
 # clean value is drawn at the identity level (JPEG: at quality 100).
 
 # %%
-with study.timed(sections, "postprocess"):
-    postprocess = study.postprocess_sweep(suite, reals, generated, grid, thresholds, seed=SEED)
-fig = study.postprocess_figure(postprocess, clean)
+with nb06_evasion.timed(sections, "postprocess"):
+    postprocess = nb06_experiments.postprocess_sweep(suite, reals, generated, grid, thresholds,
+                                                     seed=SEED)
+fig = nb06_figures.postprocess_figure(postprocess, clean)
 save_figure(fig, out_dir, "postprocess")
 plt.show()
 pd.DataFrame({(kind, level): {d: row[d]["tpr"] for d in detectors}
@@ -169,10 +177,10 @@ pd.DataFrame({(kind, level): {d: row[d]["tpr"] for d in detectors}
 # each attack against the generated image it started from: what it costs in image quality.
 
 # %%
-with study.timed(sections, "artifact_removal"):
-    removal, removal_psnr = study.artifact_removal(suite, world, real_scores, fakes, thresholds,
-                                                   seed=SEED)
-fig = study.removal_figure(removal, removal_psnr)
+with nb06_evasion.timed(sections, "artifact_removal"):
+    removal, removal_psnr = nb06_experiments.artifact_removal(suite, world, real_scores, fakes,
+                                                              thresholds, seed=SEED)
+fig = nb06_figures.removal_figure(removal, removal_psnr)
 save_figure(fig, out_dir, "artifact_removal")
 plt.show()
 pd.DataFrame({(attack, m): {d: removal[attack][d][m] for d in detectors}
@@ -190,15 +198,15 @@ pd.DataFrame({(attack, m): {d: removal[attack][d][m] for d in detectors}
 
 # %%
 pgd_set = imagesets.subsample(world.generated(world.profile.world.train_generator), PGD_IMAGES, SEED + 2)
-with study.timed(sections, "pgd"):
-    pgd, examples = study.pgd_sweep(suite, pgd_set, real_scores, thresholds, budgets,
-                                    steps=PGD_STEPS, seed=SEED, batch_size=PGD_BATCH)
-fig = study.pgd_figure(pgd)
+with nb06_evasion.timed(sections, "pgd"):
+    pgd, examples = nb06_experiments.pgd_sweep(suite, pgd_set, real_scores, thresholds, budgets,
+                                               steps=PGD_STEPS, seed=SEED, batch_size=PGD_BATCH)
+fig = nb06_figures.pgd_figure(pgd)
 save_figure(fig, out_dir, "pgd")
 plt.show()
 largest = f"{max(budgets):g}"
-fig = study.pgd_examples_figure(pgd_set, {d: by_eps[largest] for d, by_eps in examples.items()},
-                                max(budgets))
+fig = nb06_figures.pgd_examples_figure(pgd_set, {d: by_eps[largest] for d, by_eps in examples.items()},
+                                       max(budgets))
 save_figure(fig, out_dir, "pgd_examples")
 plt.show()
 pd.DataFrame({(eps, m): {d: pgd[d][eps][m] for d in detectors}
@@ -214,8 +222,8 @@ pd.DataFrame({(eps, m): {d: pgd[d][eps][m] for d in detectors}
 # whether the attack needs the crop it was made on.
 
 # %%
-ten_tries = study.crop_transfer(detectors["classifier"], reals, pgd_set, examples["classifier"],
-                                tries=10, seed=SEED)
+ten_tries = nb06_experiments.crop_transfer(detectors["classifier"], reals, pgd_set,
+                                           examples["classifier"], tries=10, seed=SEED)
 pd.DataFrame({"1 try (attacked view)": {eps: row["tpr"] for eps, row in pgd["classifier"].items()},
               "10 tries": {eps: row["tpr"] for eps, row in ten_tries.items()}}).round(3)
 
@@ -225,8 +233,9 @@ if INTERACTIVE:
 
     def explore(detector: str, index: int) -> None:
         subset = pgd_set.subset([index])
-        study.pgd_examples_figure(subset, {detector: examples[detector][largest][index:index + 1]},
-                                  max(budgets), count=1)
+        nb06_figures.pgd_examples_figure(subset,
+                                         {detector: examples[detector][largest][index:index + 1]},
+                                         max(budgets), count=1)
         plt.show()
 
     widgets.interact(explore, detector=list(examples),
@@ -236,12 +245,12 @@ if INTERACTIVE:
 # ## Which detector degrades most gracefully?
 
 # %%
-graceful = study.most_graceful(pgd, metric="tpr")
-graceful_auc = study.most_graceful(pgd, metric="auc")
+graceful = nb06_findings.most_graceful(pgd, metric="tpr")
+graceful_auc = nb06_findings.most_graceful(pgd, metric="auc")
 post_mean = {d: float(pd.Series([row[d]["tpr"] for levels in postprocess.values()
                                   for row in levels.values()]).mean()) for d in detectors}
-display(Markdown(study.findings_text(clean, postprocess, removal, pgd, graceful, graceful_auc, post_mean,
-                                     removal_psnr)))
+display(Markdown(nb06_findings.findings_text(clean, postprocess, removal, pgd, graceful, graceful_auc,
+                                             post_mean, removal_psnr)))
 
 # %% [markdown]
 # **Reading the numbers.** A detector can have a good AUC and still a detection rate near 5 %:
@@ -284,7 +293,7 @@ display(Markdown(study.findings_text(clean, postprocess, removal, pgd, graceful,
 metrics = {
     "profile": profile.name,
     "seed": profile.seed,
-    "fpr": study.FPR,
+    "fpr": nb06_suite.FPR,
     "threshold_rule": "1-FPR quantile of each detector's clean held-out real scores",
     "detectors": origin,
     "n_real": len(reals),
