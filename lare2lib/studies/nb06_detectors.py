@@ -8,6 +8,7 @@ mean-LaRE.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -17,8 +18,10 @@ from typing import Any
 import torch
 
 from lare2lib.eval import attacks
+from lare2lib.studies.nb06_evasion import Config
 
 __all__ = ["find_checkpoint", "load_detectors"]
+
 
 def _checkpoint_in_metrics(figures_root: Path | None, seed: int) -> Path | None:
     """Notebook 02's ESR + ECR checkpoint of ``seed`` as its metrics.json records it."""
@@ -61,33 +64,39 @@ def _study_key(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _train_egre(world, reference, seed: int, budget: Mapping[str, int], progress: bool):
-    """A small ESR + ECR detector (frozen backbone) trained here by notebook 02's own calls."""
+def _train_egre(world, reference, seed: int, config: Config, progress: bool):
+    """A small ESR + ECR detector (frozen backbone) trained here by notebook 02's own calls.
+
+    The one place notebook 06 speaks notebook 02's study config: ``config``'s per-class budget
+    and its ``train`` epochs and step cap, 8 test images per set, the profile's seed.
+    """
     from lare2lib.core import paths
     from lare2lib.detectors import egre
     from lare2lib.studies import nb02_egre
 
-    config = egre.default_config(world.profile, variant="egre")
-    study = nb02_egre.StudyConfig(train_per_class=budget["train_per_class"],
-                                  val_per_class=budget["val_per_class"], test_per_set=8,
-                                  epochs=budget["epochs"], max_steps=budget.get("max_steps", 0),
+    detector_config = egre.default_config(world.profile, variant="egre")
+    study = nb02_egre.StudyConfig(train_per_class=config.train_per_class,
+                                  val_per_class=config.val_per_class, test_per_set=8,
+                                  epochs=config.train.epochs, max_steps=config.train.max_steps,
                                   seed=world.profile.seed)
-    data = nb02_egre.world_data(world, config, study, reference=reference, progress=progress)
-    out = paths.data_dir() / "evasion" / world.folder.name / f"egre-seed{seed}-{_study_key([config, study])}"
-    model, _ = nb02_egre.train_variant(config, data, study, seed, out)
+    data = nb02_egre.world_data(world, detector_config, study, reference=reference, progress=progress)
+    key = _study_key([detector_config, study])
+    out = paths.data_dir() / "evasion" / world.folder.name / f"egre-seed{seed}-{key}"
+    model, _ = nb02_egre.train_variant(detector_config, data, study, seed, out)
     return model
 
 
-def _train_classifier(world, seed: int, budget: Mapping[str, int], progress: bool):
-    """A reconstruction classifier (real vs kl_ae reconstructions) trained here as notebook 03 does."""
+def _train_classifier(world, seed: int, config: Config, progress: bool):
+    """A reconstruction classifier (real vs kl_ae reconstructions) trained here as notebook 03 does,
+    under ``config.train`` with its seed set to ``seed``."""
     from lare2lib.core import paths
     from lare2lib.data.imagesets import subsample
     from lare2lib.detectors.recon_classifier import ReconClassifier, ReconPairs, default_crop
-    from lare2lib.detectors.train import TrainConfig, fit
+    from lare2lib.detectors.train import fit
 
     profile = world.profile
     ae = profile.models.recon_autoencoder.removeprefix("mini:")
-    n_train, n_val = budget["train_per_class"], budget["val_per_class"]
+    n_train, n_val = config.train_per_class, config.val_per_class
     # the same draw on both sets of a split keeps each real with its own reconstruction
     pairs = {split: ReconPairs.from_sets(subsample(world.real[split], n, seed),
                                          subsample(world.reconstructions(ae, split), n, seed))
@@ -96,32 +105,32 @@ def _train_classifier(world, seed: int, budget: Mapping[str, int], progress: boo
         torch.manual_seed(seed)
         model = ReconClassifier(profile.models.recon_classifiers[0], pretrained=True,
                                 crop_size=default_crop(profile))
-    config = TrainConfig(epochs=budget["epochs"], seed=seed, max_steps=budget.get("max_steps", 0),
-                         early_stopping=3)
-    key = _study_key([model.config, ae, n_train, n_val, config])
+    train = dataclasses.replace(config.train, seed=seed)
+    key = _study_key([model.config, ae, n_train, n_val, train])
     out = paths.data_dir() / "evasion" / world.folder.name / f"classifier-seed{seed}-{key}"
-    fit(model, pairs["train"], pairs["val"], config, out, progress=progress,
+    fit(model, pairs["train"], pairs["val"], train, out, progress=progress,
         data_fingerprint=f"{world.folder.name}:{ae}:{n_train}:{n_val}")
     return model.eval()
 
 
-def load_detectors(world, *, seed: int = 0, egre_checkpoint: str = "", classifier_checkpoint: str = "",
-                   budget: Mapping[str, int] | None = None, figures_root: str | Path | None = None,
+def load_detectors(world, config: Config | None = None, *, seed: int = 0, egre_checkpoint: str = "",
+                   classifier_checkpoint: str = "", figures_root: str | Path | None = None,
                    progress: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
     """``(name → detector, name → where it came from)`` for ``egre``, ``classifier``,
     ``aeroblade`` and ``mean_lare``.
 
     A checkpoint path given here wins; else :func:`find_checkpoint` (``figures_root``: the folder
     of this run's notebook outputs, where 02's metrics.json is); else a small detector is
-    trained here under ``budget`` (``train_per_class``, ``val_per_class``, ``epochs``,
-    ``max_steps``). EGRE computes its maps with the world's ``kl_ldm``.
+    trained here under ``config`` (default :class:`~lare2lib.studies.nb06_evasion.Config`:
+    ``train_per_class``, ``val_per_class`` and the ``train`` protocol). EGRE computes its maps
+    with the world's ``kl_ldm``.
     """
     from lare2lib.core.profiles import LareConfig
     from lare2lib.detectors.aeroblade import BackboneDistance
     from lare2lib.detectors.registry import load_detector
     from lare2lib.world.build import world_ldm
 
-    budget = dict(budget or {"train_per_class": 512, "val_per_class": 128, "epochs": 8})
+    config = config or Config()
     reference = world_ldm(world, "kl_ldm")
     detectors: dict[str, Any] = {}
     origin: dict[str, str] = {}
@@ -130,11 +139,11 @@ def load_detectors(world, *, seed: int = 0, egre_checkpoint: str = "", classifie
         if path is not None:
             detectors[kind], origin[kind] = load_detector(path), f"checkpoint {path}"
         elif kind == "egre":
-            detectors[kind], origin[kind] = _train_egre(world, reference, seed, budget, progress), \
-                f"trained here ({budget})"
+            detectors[kind], origin[kind] = _train_egre(world, reference, seed, config, progress), \
+                f"trained here ({config.training_budget()})"
         else:
-            detectors[kind], origin[kind] = _train_classifier(world, seed, budget, progress), \
-                f"trained here ({budget})"
+            detectors[kind], origin[kind] = _train_classifier(world, seed, config, progress), \
+                f"trained here ({config.training_budget()})"
     detectors["egre"].use_reference(reference)
     autoencoders = {ref.removeprefix("mini:"): world.autoencoder(ref.removeprefix("mini:"))
                     for ref in world.profile.models.aeroblade_autoencoders}
@@ -142,9 +151,9 @@ def load_detectors(world, *, seed: int = 0, egre_checkpoint: str = "", classifie
     detectors["aeroblade"] = attacks.Aeroblade(autoencoders, distance, seed=world.profile.seed)
     origin["aeroblade"] = f"training-free: −min {distance.name} distance over {sorted(autoencoders)}"
     lare = detectors["egre"].config["lare"]
-    config = LareConfig(timestep=lare["timestep"], ensemble=lare["ensemble"],
-                        image_size=lare["image_size"], prompt=lare["prompt"])
-    detectors["mean_lare"] = attacks.MeanLare(reference, config, seed=seed)
-    origin["mean_lare"] = (f"training-free: −mean LaRE ({reference.name}, t={config.timestep}, "
-                           f"K={config.ensemble})")
+    lare_config = LareConfig(timestep=lare["timestep"], ensemble=lare["ensemble"],
+                             image_size=lare["image_size"], prompt=lare["prompt"])
+    detectors["mean_lare"] = attacks.MeanLare(reference, lare_config, seed=seed)
+    origin["mean_lare"] = (f"training-free: −mean LaRE ({reference.name}, t={lare_config.timestep}, "
+                           f"K={lare_config.ensemble})")
     return detectors, origin

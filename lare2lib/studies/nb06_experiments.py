@@ -20,6 +20,7 @@ from lare2lib.studies.nb06_suite import FPR, Suite, detection, detection_table, 
 
 __all__ = ["postprocess_sweep", "artifact_removal", "pgd_sweep", "crop_transfer"]
 
+
 def postprocess_sweep(suite: Suite, reals: ImageSet, fakes: ImageSet, grid: Mapping[str, Sequence[float]],
                       thresholds: Mapping[str, float], *, seed: int = 0,
                       progress: bool = False) -> dict[str, dict[str, dict[str, dict[str, float]]]]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from lare2lib.studies.nb06_suite import DETECTOR_LABELS, FPR
 
-__all__ = ["most_graceful", "findings_text"]
+__all__ = ["most_graceful", "findings_text", "postprocess_mean_tpr"]
+
 
 def most_graceful(pgd: Mapping[str, Mapping[str, Mapping[str, float]]], *, metric: str = "tpr",
                   margin: float = 0.1) -> dict[str, Any]:
@@ -92,3 +93,12 @@ def findings_text(clean: Mapping[str, Any], postprocess: Mapping[str, Any], remo
         lines.append(f"Under post-processing the highest mean detection rate is {_label(best)}'s "
                      f"({post_mean[best]:.2f}).")
     return "\n".join(lines)
+
+
+def postprocess_mean_tpr(postprocess: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]],
+                         detectors: Iterable[str]) -> dict[str, float]:
+    """Detector → its mean detection rate over every level of every post-processing sweep."""
+    import pandas as pd
+
+    return {d: float(pd.Series([row[d]["tpr"] for levels in postprocess.values()
+                                for row in levels.values()]).mean()) for d in detectors}

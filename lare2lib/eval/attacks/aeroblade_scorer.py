@@ -11,6 +11,7 @@ from lare2lib.eval.attacks.pixels import ScoreFn
 
 __all__ = ["Aeroblade", "aeroblade_score"]
 
+
 class Aeroblade:
     """AEROBLADE as one scorer: −min over ``autoencoders`` of ``distance(x, AE(x))``.
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 __all__ = ["median_filter", "blur_unsharp", "DENOISERS", "denoise", "reencode_through",
            "cross_family_autoencoder"]
 
+
 def median_filter(image: torch.Tensor, size: int = 3) -> torch.Tensor:
     """Per-channel median over ``size × size`` windows (reflected borders), uint8 in and out."""
     if size < 1 or size % 2 == 0:

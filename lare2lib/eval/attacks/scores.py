@@ -43,6 +43,7 @@ __all__ = [
     "differentiable_score",
 ]
 
+
 def classifier_crop_offsets(detector, image_hw: tuple[int, int], image_ids: Sequence[str],
                             seed: int = 0) -> list[tuple[int, int]]:
     """``(top, left)`` of the crop ``ReconClassifier.score_images(tries=1)`` takes per image.
