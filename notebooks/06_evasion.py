@@ -48,6 +48,8 @@
 # crop and the classifier on its 1-try crop: exactly the views PGD differentiates through.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 PROFILE: str = "mini"  # profile: mini (default) or smoke (tiny); this notebook needs the mini world
 SMOKE: bool = False  # tiny budgets (tests, CI): a handful of images, one level per perturbation
 SEED: int = 0  # root seed: subsets, PGD starts, LaRE draws, crops, fallback training
@@ -57,15 +59,16 @@ INTERACTIVE: bool = False  # show an ipywidgets explorer of the PGD examples aft
 THREADS: int = 0  # torch CPU threads (0: torch's default; 1 is faster on an oversubscribed machine)
 EGRE_CHECKPOINT: str = ""  # EGRE detector file (empty: notebook 02's ESR+ECR run of SEED, else train here)
 CLASSIFIER_CHECKPOINT: str = ""  # reconstruction classifier file (empty: notebook 03's run of SEED, else train here)
-N_REAL: int = 160  # held-out test reals: the 5 % FPR threshold and every AUC (0: all)
-N_FAKE: int = 40  # generated test images per generator for §1 and §2 (0: all)
-POSTPROCESS: str = "jpeg:90,70,50;resize:0.5;blur:1,2;noise:0.03"  # kind:levels;... (perturb.KINDS)
-PGD_IMAGES: int = 32  # kl_ldm test images attacked by PGD, per detector and budget
-PGD_BUDGETS: str = "0,1,2,4,8"  # L∞ budgets ε in 8-bit steps (x/255); 0 is the clean subset
-PGD_STEPS: int = 5  # signed-gradient steps after the random start (step size 2.5·ε/steps)
-PGD_BATCH: int = 16  # images per PGD batch (memory: the UNet keeps activations for backward)
-TRAIN_PER_CLASS: int = 512  # fallback training only: images per class (0: all)
-TRAIN_EPOCHS: int = 8  # fallback training only: maximum epochs (early stopping on validation)
+# None: the profile's budget (nb06_evasion.Config, smoke: Config.smoke()); a value given here always wins
+N_REAL: Optional[int] = None  # held-out test reals: the 5 % FPR threshold, every AUC (0: all; mini 160)
+N_FAKE: Optional[int] = None  # generated test images per generator for §1 and §2 (0: all; mini 40, smoke 4)
+POSTPROCESS: Optional[str] = None  # kind:levels;... of perturb.KINDS (mini: 3 JPEG, 1 resize, 2 blur, 1 noise level)
+PGD_IMAGES: Optional[int] = None  # kl_ldm test images PGD attacks, per detector and budget (mini 32, smoke 4)
+PGD_BUDGETS: Optional[str] = None  # L∞ budgets ε in 8-bit steps (x/255), 0 the clean subset (mini 0,1,2,4,8)
+PGD_STEPS: Optional[int] = None  # signed-gradient steps after the random start, step 2.5·ε/steps (mini 5)
+PGD_BATCH: Optional[int] = None  # images per PGD batch (memory: the UNet keeps activations for backward; 16)
+TRAIN_PER_CLASS: Optional[int] = None  # fallback training only: images per class (0: all; mini 512, smoke all)
+TRAIN_EPOCHS: Optional[int] = None  # fallback training only: maximum epochs, early stopping (mini 8, smoke 1)
 
 # %%
 import json
@@ -82,10 +85,18 @@ import torch
 from IPython.display import Markdown, display
 
 from lare2lib.core import paths
-from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
 from lare2lib.data import imagesets
-from lare2lib.studies import nb06_evasion as study
+from lare2lib.studies import (
+    nb06_detectors,
+    nb06_evasion,
+    nb06_experiments,
+    nb06_figures,
+    nb06_findings,
+    nb06_suite,
+)
+from lare2lib.studies.common import study_config
 from lare2lib.world.build import load_world
 
 started = time.time()
@@ -96,13 +107,12 @@ profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
 if profile.name == "full":
     raise ValueError("notebook 06 attacks the mini world's detectors; run it with PROFILE='mini' "
                      "(or SMOKE=True)")
-budget = {"train_per_class": TRAIN_PER_CLASS, "val_per_class": 128, "epochs": TRAIN_EPOCHS}
-if profile.smoke:  # seconds: every section runs, on a handful of images
-    N_REAL, N_FAKE, PGD_IMAGES, PGD_STEPS, PGD_BUDGETS = 0, 4, 4, 2, "0,4"
-    POSTPROCESS = "jpeg:70;blur:1"
-    budget = {"train_per_class": 0, "val_per_class": 0, "epochs": 1, "max_steps": 2}
-grid = study.parse_grid(POSTPROCESS)
-budgets = [float(b) for b in PGD_BUDGETS.split(",")]
+# smoke: seconds, every section runs on a handful of images (nb06_evasion.Config.smoke)
+config = study_config(nb06_evasion.Config, profile, n_real=N_REAL, n_fake=N_FAKE, postprocess=POSTPROCESS,
+                      pgd_images=PGD_IMAGES, pgd_budgets=PGD_BUDGETS, pgd_steps=PGD_STEPS,
+                      pgd_batch=PGD_BATCH, train_per_class=TRAIN_PER_CLASS, epochs=TRAIN_EPOCHS)
+grid = config.grid()
+budgets = config.budgets()
 out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("06_evasion")
 set_theme()
 torch.manual_seed(SEED)
@@ -116,19 +126,19 @@ print(f"profile={profile.name} seed={profile.seed} threads={torch.get_num_thread
 # Where each detector came from is printed: a checkpoint of notebook 02/03, or trained here.
 
 # %%
-with study.timed(sections, "detectors"):
+with nb06_evasion.timed(sections, "detectors"):
     world = load_world(profile, progress=False)
-    detectors, origin = study.load_detectors(world, seed=SEED, egre_checkpoint=EGRE_CHECKPOINT,
-                                             classifier_checkpoint=CLASSIFIER_CHECKPOINT, budget=budget,
-                                             figures_root=out_dir.parent)
-suite = study.Suite(detectors, world.class_names, seed=SEED)
-reals = imagesets.subsample(world.real["test"], N_REAL, SEED)
-fakes = {spec.name: imagesets.subsample(world.generated(spec.name), N_FAKE, SEED + 1)
+    detectors, origin = nb06_detectors.load_detectors(
+        world, seed=SEED, egre_checkpoint=EGRE_CHECKPOINT, classifier_checkpoint=CLASSIFIER_CHECKPOINT,
+        config=config, figures_root=out_dir.parent)
+suite = nb06_suite.Suite(detectors, world.class_names, seed=SEED)
+reals = imagesets.subsample(world.real["test"], config.n_real, SEED)
+fakes = {spec.name: imagesets.subsample(world.generated(spec.name), config.n_fake, SEED + 1)
          for spec in world.generators}
-generated = study.pooled(fakes)
+generated = nb06_suite.pooled(fakes)
 display(pd.DataFrame({"source": origin}))
 print({"real": len(reals), **{name: len(images) for name, images in fakes.items()}},
-      "| EGRE reads mean-LaRE's maps:", suite._shared_maps())
+      "| EGRE reads mean-LaRE's maps:", suite.shared_maps())
 
 # %% [markdown]
 # ### Clean detection
@@ -137,11 +147,11 @@ print({"real": len(reals), **{name: len(images) for name, images in fakes.items(
 # This is the starting point every attack is measured from.
 
 # %%
-with study.timed(sections, "clean"):
+with nb06_evasion.timed(sections, "clean"):
     real_scores = suite.score(reals)
-    thresholds = study.thresholds_at(real_scores, study.FPR)
+    thresholds = nb06_suite.thresholds_at(real_scores, nb06_suite.FPR)
     fake_scores = {name: suite.score(images) for name, images in fakes.items()}
-clean_per_generator, clean = study.clean_detection(real_scores, fake_scores, thresholds)
+clean_per_generator, clean = nb06_suite.clean_detection(real_scores, fake_scores, thresholds)
 pd.DataFrame({(g, m): {d: row[d][m] for d in detectors} for g, row in
               {**clean_per_generator, "pooled": clean}.items() for m in ("tpr", "auc")}).round(3)
 
@@ -154,9 +164,10 @@ pd.DataFrame({(g, m): {d: row[d][m] for d in detectors} for g, row in
 # clean value is drawn at the identity level (JPEG: at quality 100).
 
 # %%
-with study.timed(sections, "postprocess"):
-    postprocess = study.postprocess_sweep(suite, reals, generated, grid, thresholds, seed=SEED)
-fig = study.postprocess_figure(postprocess, clean)
+with nb06_evasion.timed(sections, "postprocess"):
+    postprocess = nb06_experiments.postprocess_sweep(suite, reals, generated, grid, thresholds,
+                                                     seed=SEED)
+fig = nb06_figures.postprocess_figure(postprocess, clean)
 save_figure(fig, out_dir, "postprocess")
 plt.show()
 pd.DataFrame({(kind, level): {d: row[d]["tpr"] for d in detectors}
@@ -169,10 +180,10 @@ pd.DataFrame({(kind, level): {d: row[d]["tpr"] for d in detectors}
 # each attack against the generated image it started from: what it costs in image quality.
 
 # %%
-with study.timed(sections, "artifact_removal"):
-    removal, removal_psnr = study.artifact_removal(suite, world, real_scores, fakes, thresholds,
-                                                   seed=SEED)
-fig = study.removal_figure(removal, removal_psnr)
+with nb06_evasion.timed(sections, "artifact_removal"):
+    removal, removal_psnr = nb06_experiments.artifact_removal(suite, world, real_scores, fakes,
+                                                              thresholds, seed=SEED)
+fig = nb06_figures.removal_figure(removal, removal_psnr)
 save_figure(fig, out_dir, "artifact_removal")
 plt.show()
 pd.DataFrame({(attack, m): {d: removal[attack][d][m] for d in detectors}
@@ -189,16 +200,17 @@ pd.DataFrame({(attack, m): {d: removal[attack][d][m] for d in detectors}
 # PSNR of the perturbation. ε = 0 is the clean subset.
 
 # %%
-pgd_set = imagesets.subsample(world.generated(world.profile.world.train_generator), PGD_IMAGES, SEED + 2)
-with study.timed(sections, "pgd"):
-    pgd, examples = study.pgd_sweep(suite, pgd_set, real_scores, thresholds, budgets,
-                                    steps=PGD_STEPS, seed=SEED, batch_size=PGD_BATCH)
-fig = study.pgd_figure(pgd)
+pgd_set = imagesets.subsample(world.generated(world.profile.world.train_generator), config.pgd_images,
+                              SEED + 2)
+with nb06_evasion.timed(sections, "pgd"):
+    pgd, examples = nb06_experiments.pgd_sweep(suite, pgd_set, real_scores, thresholds, budgets,
+                                               steps=config.pgd_steps, seed=SEED, batch_size=config.pgd_batch)
+fig = nb06_figures.pgd_figure(pgd)
 save_figure(fig, out_dir, "pgd")
 plt.show()
 largest = f"{max(budgets):g}"
-fig = study.pgd_examples_figure(pgd_set, {d: by_eps[largest] for d, by_eps in examples.items()},
-                                max(budgets))
+fig = nb06_figures.pgd_examples_figure(pgd_set, {d: by_eps[largest] for d, by_eps in examples.items()},
+                                       max(budgets))
 save_figure(fig, out_dir, "pgd_examples")
 plt.show()
 pd.DataFrame({(eps, m): {d: pgd[d][eps][m] for d in detectors}
@@ -214,8 +226,8 @@ pd.DataFrame({(eps, m): {d: pgd[d][eps][m] for d in detectors}
 # whether the attack needs the crop it was made on.
 
 # %%
-ten_tries = study.crop_transfer(detectors["classifier"], reals, pgd_set, examples["classifier"],
-                                tries=10, seed=SEED)
+ten_tries = nb06_experiments.crop_transfer(detectors["classifier"], reals, pgd_set,
+                                           examples["classifier"], tries=10, seed=SEED)
 pd.DataFrame({"1 try (attacked view)": {eps: row["tpr"] for eps, row in pgd["classifier"].items()},
               "10 tries": {eps: row["tpr"] for eps, row in ten_tries.items()}}).round(3)
 
@@ -225,8 +237,9 @@ if INTERACTIVE:
 
     def explore(detector: str, index: int) -> None:
         subset = pgd_set.subset([index])
-        study.pgd_examples_figure(subset, {detector: examples[detector][largest][index:index + 1]},
-                                  max(budgets), count=1)
+        nb06_figures.pgd_examples_figure(subset,
+                                         {detector: examples[detector][largest][index:index + 1]},
+                                         max(budgets), count=1)
         plt.show()
 
     widgets.interact(explore, detector=list(examples),
@@ -236,12 +249,11 @@ if INTERACTIVE:
 # ## Which detector degrades most gracefully?
 
 # %%
-graceful = study.most_graceful(pgd, metric="tpr")
-graceful_auc = study.most_graceful(pgd, metric="auc")
-post_mean = {d: float(pd.Series([row[d]["tpr"] for levels in postprocess.values()
-                                  for row in levels.values()]).mean()) for d in detectors}
-display(Markdown(study.findings_text(clean, postprocess, removal, pgd, graceful, graceful_auc, post_mean,
-                                     removal_psnr)))
+graceful = nb06_findings.most_graceful(pgd, metric="tpr")
+graceful_auc = nb06_findings.most_graceful(pgd, metric="auc")
+post_mean = nb06_findings.postprocess_mean_tpr(postprocess, detectors)
+display(Markdown(nb06_findings.findings_text(clean, postprocess, removal, pgd, graceful, graceful_auc,
+                                             post_mean, removal_psnr)))
 
 # %% [markdown]
 # **Reading the numbers.** A detector can have a good AUC and still a detection rate near 5 %:
@@ -281,35 +293,10 @@ display(Markdown(study.findings_text(clean, postprocess, removal, pgd, graceful,
 # ## Headline numbers
 
 # %%
-metrics = {
-    "profile": profile.name,
-    "seed": profile.seed,
-    "fpr": study.FPR,
-    "threshold_rule": "1-FPR quantile of each detector's clean held-out real scores",
-    "detectors": origin,
-    "n_real": len(reals),
-    "n_fake_per_generator": {name: len(images) for name, images in fakes.items()},
-    "clean": clean,
-    "clean_per_generator": clean_per_generator,
-    "postprocess": postprocess,
-    "postprocess_mean_tpr": post_mean,
-    "artifact_removal": removal,
-    "artifact_removal_psnr": removal_psnr,
-    "pgd": pgd,
-    "pgd_setup": {"images": len(pgd_set), "generator": world.profile.world.train_generator,
-                  "steps": PGD_STEPS, "step_size": "2.5*eps/steps", "random_start": True,
-                  "objective": "log-odds (trained) / -mean LaRE / -min distance",
-                  "quantised": "8-bit, within the budget"},
-    "pgd_classifier_10_tries": ten_tries,
-    "most_graceful": graceful,
-    "most_graceful_auc": graceful_auc,
-    "scoring_seconds": suite.seconds,
-    "section_seconds": sections,
-    "cpu_seconds": time.process_time(),
-    "threads": torch.get_num_threads(),
-    "load_average": os.getloadavg()[0],
-    "seconds": time.time() - started,
-}
-write_metrics(out_dir, metrics, notebook="06_evasion")
+metrics = nb06_evasion.write_metrics(
+    out_dir, profile=profile, config=config, origin=origin, reals=reals, fakes=fakes, pgd_set=pgd_set,
+    clean=clean, clean_per_generator=clean_per_generator, postprocess=postprocess, post_mean=post_mean,
+    removal=removal, removal_psnr=removal_psnr, pgd=pgd, ten_tries=ten_tries, graceful=graceful,
+    graceful_auc=graceful_auc, scoring_seconds=suite.seconds, section_seconds=sections, started=started)
 print(json.dumps({"most_graceful": graceful["detector"], "rule": graceful["rule"],
                   "seconds": round(metrics["seconds"], 1)}, indent=1))
