@@ -31,11 +31,11 @@ PENDING: dict[str, set] = {
     "long": {
         "lare2lib.data.images", "lare2lib.data.store", "lare2lib.detectors.egre",
         "lare2lib.detectors.egre_data", "lare2lib.detectors.recon_classifier",
-        "lare2lib.detectors.train", "lare2lib.eval.attacks", "lare2lib.models.backbones",
+        "lare2lib.detectors.train", "lare2lib.models.backbones",
         "lare2lib.models.loaders", "lare2lib.models.tiny", "lare2lib.pipeline.report",
         "lare2lib.pipeline.runner", "lare2lib.studies.nb02_egre", "lare2lib.studies.nb03_recon",
         "lare2lib.studies.nb04_ae_family", "lare2lib.studies.nb05_resolution",
-        "lare2lib.studies.nb06_evasion", "lare2lib.studies.nb07_figures", "lare2lib.world.build",
+        "lare2lib.studies.nb07_figures", "lare2lib.world.build",
         "lare2lib.world.recipes",
     },
     "cycles": {
