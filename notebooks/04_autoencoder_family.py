@@ -87,13 +87,13 @@ from lare2lib.core.plotting import save_figure, set_theme, write_metrics
 from lare2lib.core.profiles import get_profile
 from lare2lib.detectors.recon_classifier import default_crop
 from lare2lib.detectors.train import TrainConfig
-from lare2lib.studies import nb04_ae_family
+from lare2lib.studies import nb04_ae_family, nb04_figures, nb04_matrix, nb04_sources, nb04_spectra
 
 started = time.time()
 if THREADS:
     torch.set_num_threads(THREADS)
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
-family = nb04_ae_family.FamilyConfig(backbone=BACKBONE or profile.models.recon_classifiers[0],
+family = nb04_matrix.FamilyConfig(backbone=BACKBONE or profile.models.recon_classifiers[0],
                                crop_size=CROP or default_crop(profile), train_images=TRAIN_IMAGES,
                                val_images=VAL_IMAGES, tries=TRIES, bootstrap=BOOTSTRAP)
 train_config = TrainConfig(epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, early_stopping=EARLY_STOPPING,
@@ -125,7 +125,7 @@ if profile.name == "full":
     if TAEF2 != "no" and paths.taef2_dir() is not None and not AUTOENCODERS:
         refs["taef2"] = str(paths.taef2_dir())
     fakes = dict(item.split("=", 1) for item in FAKE_DIRS.split(",") if item)
-    source = nb04_ae_family.FolderFamily(refs, REAL_TRAIN_DIR, REAL_TEST_DIR, fakes,
+    source = nb04_sources.FolderFamily(refs, REAL_TRAIN_DIR, REAL_TEST_DIR, fakes,
                                    paths.data_dir() / "aefamily" / "pairs", family, seed=SEED,
                                    test_images=TEST_IMAGES, device=profile.device)
     family_of, world = {}, None
@@ -134,7 +134,7 @@ else:
 
     world = load_world(profile, progress=False)
     include = {"auto": None, "yes": True, "no": False}[TAEF2]
-    source = nb04_ae_family.WorldFamily(world, nb04_ae_family.world_autoencoders(include), family, seed=SEED)
+    source = nb04_sources.WorldFamily(world, nb04_sources.world_autoencoders(include), family, seed=SEED)
     family_of = {g.name: LDM_AE[g.ldm] for g in world.generators}
 real_test, test_fakes = source.test_sets()
 print("training autoencoders:", source.autoencoders)
@@ -147,8 +147,8 @@ print("test sets:", {"real": len(real_test[0])} | {name: len(images) for name, (
 # difference amplified 8×. This difference is the whole training signal of a row.
 
 # %%
-spectra = nb04_ae_family.spectra(source)
-fig = nb04_ae_family.artifact_gallery(spectra["real"], spectra["recon"], count=2, gain=8.0, seed=SEED)
+spectra = nb04_spectra.spectra(source)
+fig = nb04_figures.artifact_gallery(spectra["real"], spectra["recon"], count=2, gain=8.0, seed=SEED)
 save_figure(fig, out_dir, "reconstructions")
 plt.show()
 
@@ -163,7 +163,7 @@ plt.show()
 # their neighbours), the share of residual energy above 1/4 cycle/px, and the residual RMS.
 
 # %%
-fig = nb04_ae_family.spectra_figure(spectra["residual"], spectra["highpass"])
+fig = nb04_figures.spectra_figure(spectra["residual"], spectra["highpass"])
 save_figure(fig, out_dir, "residual_spectra")
 plt.show()
 summary = spectra["summary"]
@@ -181,10 +181,10 @@ print(json.dumps(summary, indent=1, default=float))
 settings = nb04_ae_family.describe(source, train_config)
 run_key = hashlib.sha256(json.dumps([settings, profile.config_hash()], sort_keys=True, default=str)
                          .encode()).hexdigest()[:12]
-result = nb04_ae_family.run_matrix(source, paths.data_dir() / "aefamily" / f"{profile.name}-{run_key}", train_config,
+result = nb04_matrix.run_matrix(source, paths.data_dir() / "aefamily" / f"{profile.name}-{run_key}", train_config,
                              progress=False, on_row=lambda ae, row: print(nb04_ae_family.format_row(ae, row)))
 matrix = result["matrix"]
-fig = nb04_ae_family.matrix_figure(matrix)
+fig = nb04_figures.matrix_figure(matrix)
 save_figure(fig, out_dir, "matrix")
 plt.show()
 
@@ -194,10 +194,10 @@ plt.show()
 # column; overlapping intervals mean the rows are not distinguishable at this operating point.
 
 # %%
-fig = nb04_ae_family.tpr_interval_figure(matrix)
+fig = nb04_figures.tpr_interval_figure(matrix)
 save_figure(fig, out_dir, "tpr_intervals")
 plt.show()
-nb04_ae_family.matrix_frame(matrix, "auc").round(3)
+nb04_matrix.matrix_frame(matrix, "auc").round(3)
 
 # %% [markdown]
 # ## 4 · The answer in this run
@@ -232,7 +232,7 @@ if INTERACTIVE:
 
     def browse(index: int, gain: float) -> None:
         pick = slice(index, index + 1)
-        nb04_ae_family.artifact_gallery(spectra["real"][pick], {ae: r[pick] for ae, r in spectra["recon"].items()},
+        nb04_figures.artifact_gallery(spectra["real"][pick], {ae: r[pick] for ae, r in spectra["recon"].items()},
                                   count=1, gain=gain)
         plt.show()
 
@@ -246,10 +246,10 @@ if INTERACTIVE:
 metrics = {
     "profile": profile.name,
     "seed": SEED,
-    "matrix": nb04_ae_family.matrix_cells(matrix),
+    "matrix": nb04_matrix.matrix_cells(matrix),
     "matrix_full": matrix,
     "spectra_summary": summary,
-    "residual_spectra": nb04_ae_family.residual_profiles(spectra["residual"]),
+    "residual_spectra": nb04_spectra.residual_profiles(spectra["residual"]),
     "training_autoencoders": source.autoencoders,
     "generator_autoencoder": family_of,
     "n_train": result["n_train"],

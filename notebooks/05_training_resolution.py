@@ -88,7 +88,7 @@ from lare2lib.core.plotting import save_figure, set_theme, write_metrics
 from lare2lib.core.profiles import get_profile
 from lare2lib.detectors.recon_classifier import default_crop
 from lare2lib.detectors.train import TrainConfig
-from lare2lib.studies import nb04_ae_family, nb05_resolution
+from lare2lib.studies import nb04_matrix, nb05_figures, nb05_lare_resize, nb05_levels, nb05_resolution
 from lare2lib.world import build
 
 started = time.time()
@@ -97,18 +97,18 @@ if THREADS:
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
 full = profile.name == "full"
 window = WINDOW or (256 if full else profile.world.image_size)
-config = nb05_resolution.ResolutionConfig(
+config = nb05_levels.ResolutionConfig(
     window=window, levels=tuple(level.strip() for level in LEVELS.split(",") if level.strip()), train_windows=TRAIN_WINDOWS, val_windows=VAL_WINDOWS,
     test_windows=TEST_WINDOWS, large_window=LARGE_WINDOW or 4 * window, large_photos=LARGE_PHOTOS,
     large_windows=LARGE_WINDOWS, lare_sides=tuple(int(s) for s in LARE_SIDES.split(",")),
     lare_windows=LARE_WINDOWS)
-family = nb04_ae_family.FamilyConfig(backbone=BACKBONE or profile.models.recon_classifiers[0],
+family = nb04_matrix.FamilyConfig(backbone=BACKBONE or profile.models.recon_classifiers[0],
                                crop_size=CROP or default_crop(profile), tries=TRIES, bootstrap=BOOTSTRAP)
 train_config = TrainConfig(epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, early_stopping=EARLY_STOPPING,
                            seed=SEED)
 lare_native_max = LARE_NATIVE_MAX
 if profile.smoke:  # seconds, not minutes: two levels, a few windows, two steps per row
-    config = dataclasses.replace(config, levels=("64", nb05_resolution.NATIVE), train_windows=32, val_windows=8,
+    config = dataclasses.replace(config, levels=("64", nb05_levels.NATIVE), train_windows=32, val_windows=8,
                                  test_windows=16, large_window=96, large_photos=2, large_windows=8,
                                  lare_sides=(16, 32, 64), lare_windows=8)
     family = dataclasses.replace(family, bootstrap=100)
@@ -134,7 +134,7 @@ from lare2lib.models.loaders import load_autoencoder, load_ldm, resolve_device
 if full:
     if not PHOTO_DIR:
         raise ValueError("the full profile needs PHOTO_DIR: a folder of large real photos")
-    photos = nb05_resolution.folder_photos(PHOTO_DIR)
+    photos = nb05_levels.folder_photos(PHOTO_DIR)
     autoencoder = load_autoencoder(profile.models.recon_autoencoder, device=resolve_device(profile.device))
     reference = load_ldm(profile.models.ldm, device=resolve_device(profile.device))
     class_names, lare_config, ae_key, world = ("photo",), dataclasses.replace(profile.lare, prompt="photo"), \
@@ -143,11 +143,11 @@ else:
     from lare2lib.world.build import load_world
 
     world = load_world(profile, progress=False)
-    photos = nb05_resolution.world_photos(profile.world.max_photos)
+    photos = nb05_levels.world_photos(profile.world.max_photos)
     autoencoder = world.autoencoder("kl_ae")
     reference = build.world_ldm(world, "kl_ldm")
     class_names, lare_config, ae_key = world.class_names, profile.lare, f"{world.folder.name}:kl_ae"
-data = nb05_resolution.ResolutionData(photos, autoencoder, paths.data_dir() / "resolution", config, seed=SEED,
+data = nb05_levels.ResolutionData(photos, autoencoder, paths.data_dir() / "resolution", config, seed=SEED,
                                  ae_key=ae_key)
 level_info = data.level_info()
 sizes = {level: {split: len(data.real(level, split)) for split in ("train", "val", "test")}
@@ -164,7 +164,7 @@ print(f"large native test images: {len(large_real)} of {config.large_window} px 
 # The top rows hold most of a scene in 64 px; the native row a small patch of it.
 
 # %%
-fig = nb05_resolution.level_gallery(data, "test", count=3, seed=SEED)
+fig = nb05_figures.level_gallery(data, "test", count=3, seed=SEED)
 save_figure(fig, out_dir, "levels")
 plt.show()
 
@@ -182,7 +182,7 @@ generators = {} if world is None else {g.name: (world.real["test"], world.genera
 result = nb05_resolution.run_resolution_matrix(
     data, data.folder / "runs", family, train_config, generators=generators, progress=False,
     on_row=lambda level, row: print(level, {test: round(cell["auc"], 3) for test, cell in row.items()}))
-fig = nb05_resolution.matrix_figure(result["matrix"])
+fig = nb05_figures.matrix_figure(result["matrix"])
 save_figure(fig, out_dir, "resolution_matrix")
 plt.show()
 
@@ -212,10 +212,10 @@ generator_table.round(3)
 # layers take any token count), up to `LARE_NATIVE_MAX`.
 
 # %%
-study = nb05_resolution.lare_resize_study(reference, data, class_names, lare_config, native=True,
+study = nb05_lare_resize.lare_resize_study(reference, data, class_names, lare_config, native=True,
                                      native_max_side=lare_native_max, seed=SEED, batch_size=16,
                                      bootstrap=BOOTSTRAP)
-fig = nb05_resolution.lare_resize_figure(study, lare_config.image_size)
+fig = nb05_figures.lare_resize_figure(study, lare_config.image_size)
 save_figure(fig, out_dir, "lare_resize")
 plt.show()
 pd.DataFrame({name: {side: row["auc"] for side, row in rows.items()} for name, rows in study.items()}).round(3)
