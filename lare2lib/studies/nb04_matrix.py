@@ -53,6 +53,16 @@ class FamilyConfig:
     score_batch: int = 128
     """Crops per forward pass when scoring."""
 
+    @classmethod
+    def for_profile(cls, profile, backbone: str = "", crop_size: int = 0, **fields: Any) -> FamilyConfig:
+        """The config with the profile's defaults where ``backbone`` is empty or ``crop_size`` 0:
+        its first reconstruction classifier, and :func:`~lare2lib.detectors.recon_classifier.default_crop`
+        (48 px in mini, 24 in smoke, 256 in full)."""
+        from lare2lib.detectors.recon_classifier import default_crop
+
+        return cls(backbone=backbone or profile.models.recon_classifiers[0],
+                   crop_size=crop_size or default_crop(profile), **fields)
+
 
 Images = tuple[list[torch.Tensor], list[str]]
 """Decoded uint8 ``(3, H, W)`` images and their ids (what ``score_images`` takes)."""

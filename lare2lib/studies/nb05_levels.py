@@ -33,7 +33,7 @@ from PIL import Image
 from lare2lib.data.imagesets import ImageSet
 
 __all__ = ["NATIVE", "WINDOW_STREAM", "ResolutionConfig", "SourcePhoto", "world_photos", "folder_photos",
-           "level_image", "cut_windows", "ResolutionData"]
+           "level_image", "cut_windows", "ResolutionData", "window_counts"]
 
 NATIVE = "native"
 """The level whose windows are the photo's own pixels (no resampling)."""
@@ -254,3 +254,9 @@ class ResolutionData:
             info[level] = {"mean_downscale": float(np.mean(factors)),
                            "photos_unscaled": int(sum(f == 1.0 for f in factors))}
         return info
+
+
+def window_counts(data: ResolutionData) -> dict[str, dict[str, int]]:
+    """Windows per level and split (``{level: {"train", "val", "test": count}}``), as cut."""
+    return {level: {split: len(data.real(level, split)) for split in ("train", "val", "test")}
+            for level in data.config.levels}

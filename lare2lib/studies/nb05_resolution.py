@@ -17,25 +17,103 @@ The study is split by responsibility:
   (:func:`lare_resize_study`: AUC of ``-mean LaRE`` per input side, squashed and native);
 * :mod:`~lare2lib.studies.nb05_figures`: the notebook's figures.
 
-This module holds the **training-resolution × test-resolution matrix** of
-:class:`lare2lib.detectors.recon_classifier.ReconClassifier` detectors, one per training level
-(:func:`run_resolution_matrix`, with notebook 04's scoring), its ``metrics.json`` schema
-(:func:`resolution_cells`) and the answer in words (:func:`findings`).
+This module holds the notebook's budget (:class:`Config`, with :meth:`Config.smoke`; the notebook
+builds it with :func:`lare2lib.studies.common.study_config`), the **training-resolution ×
+test-resolution matrix** of :class:`lare2lib.detectors.recon_classifier.ReconClassifier` detectors,
+one per training level (:func:`run_resolution_matrix`, with notebook 04's scoring), its
+``metrics.json`` schema (:func:`resolution_cells`), the answer in words (:func:`findings`) and the
+notebook's ``metrics.json`` (:func:`write_metrics`).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lare2lib.core.profiles import Profile
 from lare2lib.data.imagesets import ImageSet
-from lare2lib.studies.nb05_levels import NATIVE, ResolutionData
+from lare2lib.detectors.train import TrainConfig
+from lare2lib.studies.nb04_matrix import FamilyConfig
+from lare2lib.studies.nb05_levels import NATIVE, ResolutionConfig, ResolutionData
 
-__all__ = ["run_resolution_matrix", "resolution_cells", "findings"]
+__all__ = ["Config", "run_resolution_matrix", "resolution_cells", "findings", "write_metrics"]
+
+NOTEBOOK = "05_training_resolution"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Budget of notebook 05 (defaults: the mini notebook's; :meth:`smoke`: the tests' and CI's).
+
+    The sets are :meth:`resolution` (a :class:`ResolutionConfig`), the detector of every row
+    :meth:`family` (a :class:`FamilyConfig`), its training protocol :attr:`train` (its seed is the
+    notebook's ``SEED``).
+    """
+
+    levels: str = "96,192,native"
+    """Training and test levels, comma-separated: the short side (px) photos are downscaled to,
+    or ``native``."""
+    window: int = 0
+    """Side of every level image (0: the world's image size; full: 256)."""
+    train_windows: int = 512
+    """Training windows per level (spread over the training photos)."""
+    val_windows: int = 96
+    """Validation windows per level."""
+    test_windows: int = 256
+    """Test windows per level."""
+    large_window: int = 0
+    """Side of the "larger than seen" native test images (0: 4 × ``window``)."""
+    large_photos: int = 4
+    """How many of the largest test photos give the large test images."""
+    large_windows: int = 64
+    """Large test images in all."""
+    lare_sides: str = "32,64,128,256"
+    """Input sides of the LaRE resize study, comma-separated (native windows of the test photos)."""
+    lare_windows: int = 128
+    """Images per side in the LaRE study (the sides ``window`` and ``large_window`` reuse the test sets)."""
+    lare_native_max: int = 256
+    """Largest side whose LaRE map is also computed at the native size (0: every side)."""
+    backbone: str = ""
+    """timm classifier or local weights file (empty: the profile's first reconstruction classifier)."""
+    crop_size: int = 0
+    """Classifier crop side (0: the profile's, 48 px in mini, 24 in smoke, 256 in full)."""
+    tries: int = 1
+    """Random crops averaged per test image (the large images: 1 and 10 always)."""
+    bootstrap: int = 1000
+    """Bootstrap resamples of the matrix's intervals."""
+    lare_bootstrap: int = 1000
+    """Bootstrap resamples of the LaRE study's intervals (the notebook's ``BOOTSTRAP`` too; the
+    smoke budget has always left it at 1000)."""
+    train: TrainConfig = TrainConfig(epochs=3, early_stopping=2)
+    """Every training level's protocol (released optimiser: Adam 1e-4, batch 48)."""
+
+    @classmethod
+    def smoke(cls) -> Config:
+        """Seconds, not minutes: two levels, a few windows, two training steps per row."""
+        return cls(levels=f"64,{NATIVE}", train_windows=32, val_windows=8, test_windows=16, large_window=96,
+                   large_photos=2, large_windows=8, lare_sides="16,32,64", lare_windows=8, lare_native_max=0,
+                   bootstrap=100, train=TrainConfig(epochs=1, early_stopping=2, batch_size=16, max_steps=2))
+
+    def resolution(self, profile: Profile) -> ResolutionConfig:
+        """The sets cut from the photos, with the profile's window side where ``window`` is 0."""
+        window = self.window or (256 if profile.name == "full" else profile.world.image_size)
+        return ResolutionConfig(
+            window=window, levels=tuple(level.strip() for level in self.levels.split(",") if level.strip()),
+            train_windows=self.train_windows, val_windows=self.val_windows, test_windows=self.test_windows,
+            large_window=self.large_window or 4 * window, large_photos=self.large_photos,
+            large_windows=self.large_windows, lare_sides=tuple(int(s) for s in self.lare_sides.split(",")),
+            lare_windows=self.lare_windows)
+
+    def family(self, profile: Profile) -> FamilyConfig:
+        """The detector of every row, with the profile's backbone and crop where left at their defaults."""
+        return FamilyConfig.for_profile(profile, self.backbone, self.crop_size, tries=self.tries,
+                                        bootstrap=self.bootstrap)
 
 
 def run_resolution_matrix(data: ResolutionData, root: str | Path, family_config, train_config, *,
@@ -134,3 +212,41 @@ def findings(result: Mapping[str, Any], study: Mapping[str, Mapping[int, Mapping
                 f"{side} px {v['auc']:.3f}" for side, v in sorted(native.items()))
         lines.append(text + ".")
     return "\n".join(lines)
+
+
+def write_metrics(out_dir: str | Path, *, profile: Profile, seed: int, data: ResolutionData, family: FamilyConfig,
+                  train_config: TrainConfig, result: Mapping[str, Any],
+                  study: Mapping[str, Mapping[int, Mapping[str, float]]], lare_image_size: int,
+                  level_info: Mapping[str, Any], sizes: Mapping[str, Any], started: float) -> dict[str, Any]:
+    """Write the notebook's ``metrics.json`` and return its metrics.
+
+    ``result``: :func:`run_resolution_matrix`'s; ``study``:
+    :func:`~lare2lib.studies.nb05_lare_resize.lare_resize_study`'s; ``level_info``:
+    :meth:`ResolutionData.level_info`; ``sizes``: :func:`~lare2lib.studies.nb05_levels.window_counts`;
+    ``started``: ``time.time()`` at the start.
+    """
+    from lare2lib.core import plotting
+
+    metrics = {
+        "profile": profile.name,
+        "seed": seed,
+        "matrix": resolution_cells(result["matrix"]),
+        "matrix_full": result["matrix"],
+        "large": result["large"],
+        "generators": result["generators"],
+        "lare_resize": {str(side): row["auc"] for side, row in study["squash"].items()},
+        "lare_resize_native": {str(side): row["auc"] for side, row in study["native"].items()},
+        "lare_resize_intervals": study,
+        "lare_image_size": lare_image_size,
+        "levels": level_info,
+        "windows": sizes,
+        "large_photos": [p.photo_id for p in data.largest_test_photos()],
+        "history": result["history"],
+        "row_seconds": result["seconds"],
+        "settings": {"resolution": asdict(data.config), "family": asdict(family), "train": asdict(train_config)},
+        "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg()[0],
+        "seconds": time.time() - started,
+    }
+    plotting.write_metrics(out_dir, metrics, notebook=NOTEBOOK)
+    return metrics
