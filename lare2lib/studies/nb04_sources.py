@@ -177,6 +177,7 @@ class FolderFamily:
         return self._manifests[key]
 
     def train_val(self, ae: str) -> tuple[Dataset, Dataset, str]:
+        """(train pairs, validation pairs, data fingerprint) of the row trained on ``ae``."""
         from lare2lib.detectors.recon_classifier import is_val
 
         ids = self._reconstructed(ae, "train")["pairs"]
@@ -200,6 +201,7 @@ class FolderFamily:
                 ReconPairs.from_folder(folder, val_ids, **window), fingerprint)
 
     def test_sets(self) -> tuple[Images, dict[str, Images]]:
+        """(held-out reals, {test set: images}): ``recon_<ae>`` for every autoencoder, then the fake folders."""
         real = _load_folder(self.real_test, self.test_images)
         fakes: dict[str, Images] = {}
         for ae in self.autoencoders:
@@ -210,16 +212,19 @@ class FolderFamily:
         return real, fakes
 
     def pairs(self, ae: str, size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """Held-out (reals, their ``ae`` reconstructions), centre ``size``² crops, uint8 ``(N, 3, size, size)``."""
         self._reconstructed(ae, "test")
         real, _ = _load_folder(self.cache / ae / "test" / "real", self.test_images)
         recon, _ = _load_folder(self.cache / ae / "test" / "recon", self.test_images)
         return center_stack(real, size), center_stack(recon, size)
 
     def generated(self, size: int = 256) -> dict[str, torch.Tensor]:
+        """Centre ``size``² crops of every fake folder, uint8 ``(N, 3, size, size)``, for the high-pass spectra."""
         return {name: center_stack(_load_folder(folder, self.test_images)[0], size)
                 for name, folder in self.fakes.items()}
 
     def factor(self, ae: str) -> int:
+        """Pixels per latent along a side (the period of the decoder's upsampling grid)."""
         self._reconstructed(ae, "test")
         return self._factors[ae]
 

@@ -177,6 +177,7 @@ class ResolutionData:
         self._cache: dict[str, ImageSet] = {}
 
     def split_photos(self, split: str) -> list[SourcePhoto]:
+        """The photos of ``split`` (raises when there are none)."""
         chosen = [p for p in self.photos if p.split == split]
         if not chosen:
             raise ValueError(f"no photo in split '{split}'")
@@ -214,6 +215,7 @@ class ResolutionData:
                                                        self.config.window, total, self.seed))
 
     def recon(self, level: str, split: str) -> ImageSet:
+        """The reconstructions of :meth:`real` ``(level, split)``, in the same order."""
         return self._recon_of(self._level_name(level, split), self.real(level, split))
 
     def largest_test_photos(self) -> list[SourcePhoto]:
