@@ -41,6 +41,8 @@
 # with that of the reals.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 PROFILE: str = "mini"  # profile: mini (default), smoke (tiny), or full (folders + real autoencoders, GPU)
 SMOKE: bool = False  # tiny budgets (tests, CI): one short epoch per row, the whole tiny world
 SEED: int = 0  # root seed: training order and crops, the shared training subset, inference crops
@@ -48,14 +50,14 @@ OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/04_autoen
 DATA_DIR: str = ""  # caches, the built world and the training runs (empty: <repo>/data or $LARE2_DATA_DIR)
 INTERACTIVE: bool = False  # show the ipywidgets browser of reconstructions after the static figures
 TAEF2: str = "auto"  # third training autoencoder: auto (when its weights are found), yes (required), no
-TRAIN_IMAGES: int = 1536  # real training crops per row, the same seeded subset for every row (0: all)
-VAL_IMAGES: int = 0  # real validation crops per row (0: all)
-EPOCHS: int = 3  # maximum epochs per row (early stopping on the validation AUC may end one sooner)
-EARLY_STOPPING: int = 2  # epochs without validation improvement before a row stops
-BATCH_SIZE: int = 48  # images per step (released: 48)
-LR: float = 1e-4  # Adam learning rate (released: 1e-4)
-TRIES: int = 1  # random crops averaged per test image (the paper's "1 try"; 0: centre crop)
-BOOTSTRAP: int = 1000  # bootstrap resamples of the AUC and TPR intervals
+TRAIN_IMAGES: Optional[int] = None  # real training crops per row, the same seeded subset for every row (0: all; mini 1536, smoke all)
+VAL_IMAGES: Optional[int] = None  # real validation crops per row (0: all; mini and smoke all)
+EPOCHS: Optional[int] = None  # maximum epochs per row, early stopping on the validation AUC may end one sooner (mini 3, smoke 1)
+EARLY_STOPPING: Optional[int] = None  # epochs without validation improvement before a row stops (2)
+BATCH_SIZE: Optional[int] = None  # images per step (released and mini: 48, smoke 16)
+LR: Optional[float] = None  # Adam learning rate (released: 1e-4)
+TRIES: Optional[int] = None  # random crops averaged per test image (the paper's "1 try"; 0: centre crop; 1)
+BOOTSTRAP: Optional[int] = None  # bootstrap resamples of the AUC and TPR intervals (mini 1000, smoke 100)
 BACKBONE: str = ""  # timm classifier or local weights file (empty: the profile's first recon classifier)
 CROP: int = 0  # crop side (0: 48 in mini, 24 in smoke, 256 in full)
 THREADS: int = 0  # torch CPU threads (0: torch's default)
@@ -72,8 +74,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spin-waiting threads o
 if DATA_DIR:
     os.environ["LARE2_DATA_DIR"] = DATA_DIR
 
-import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -83,24 +83,21 @@ import torch
 from IPython.display import Markdown, display
 
 from lare2lib.core import paths
-from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
-from lare2lib.detectors.recon_classifier import default_crop
-from lare2lib.detectors.train import TrainConfig
-from lare2lib.studies import nb04_ae_family
+from lare2lib.studies import nb04_ae_family, nb04_figures, nb04_matrix, nb04_sources, nb04_spectra
+from lare2lib.studies.common import study_config
 
 started = time.time()
 if THREADS:
     torch.set_num_threads(THREADS)
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
-family = nb04_ae_family.FamilyConfig(backbone=BACKBONE or profile.models.recon_classifiers[0],
-                               crop_size=CROP or default_crop(profile), train_images=TRAIN_IMAGES,
-                               val_images=VAL_IMAGES, tries=TRIES, bootstrap=BOOTSTRAP)
-train_config = TrainConfig(epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, early_stopping=EARLY_STOPPING,
-                           seed=SEED)
-if profile.smoke:  # seconds, not minutes: every row and column, two steps of training each
-    family = dataclasses.replace(family, train_images=0, bootstrap=100)
-    train_config = dataclasses.replace(train_config, epochs=1, batch_size=16, max_steps=2)
+# The profile's budget (smoke: every row and column, two steps of training each), then every
+# parameter set above: an explicit value wins over the smoke budget.
+config = study_config(nb04_ae_family.Config, profile, backbone=BACKBONE, crop_size=CROP,
+                      train_images=TRAIN_IMAGES, val_images=VAL_IMAGES, tries=TRIES, bootstrap=BOOTSTRAP,
+                      epochs=EPOCHS, early_stopping=EARLY_STOPPING, batch_size=BATCH_SIZE, lr=LR, seed=SEED)
+family, train_config = config.family(profile), config.train
 out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("04_autoencoder_family")
 set_theme()
 print(f"profile={profile.name} seed={SEED} threads={torch.get_num_threads()} "
@@ -125,16 +122,16 @@ if profile.name == "full":
     if TAEF2 != "no" and paths.taef2_dir() is not None and not AUTOENCODERS:
         refs["taef2"] = str(paths.taef2_dir())
     fakes = dict(item.split("=", 1) for item in FAKE_DIRS.split(",") if item)
-    source = nb04_ae_family.FolderFamily(refs, REAL_TRAIN_DIR, REAL_TEST_DIR, fakes,
-                                   paths.data_dir() / "aefamily" / "pairs", family, seed=SEED,
-                                   test_images=TEST_IMAGES, device=profile.device)
+    source = nb04_sources.FolderFamily(refs, REAL_TRAIN_DIR, REAL_TEST_DIR, fakes,
+                                       paths.data_dir() / "aefamily" / "pairs", family, seed=SEED,
+                                       test_images=TEST_IMAGES, device=profile.device)
     family_of, world = {}, None
 else:
     from lare2lib.world.build import LDM_AE, load_world
 
     world = load_world(profile, progress=False)
     include = {"auto": None, "yes": True, "no": False}[TAEF2]
-    source = nb04_ae_family.WorldFamily(world, nb04_ae_family.world_autoencoders(include), family, seed=SEED)
+    source = nb04_sources.WorldFamily(world, nb04_sources.world_autoencoders(include), family, seed=SEED)
     family_of = {g.name: LDM_AE[g.ldm] for g in world.generators}
 real_test, test_fakes = source.test_sets()
 print("training autoencoders:", source.autoencoders)
@@ -147,8 +144,8 @@ print("test sets:", {"real": len(real_test[0])} | {name: len(images) for name, (
 # difference amplified 8×. This difference is the whole training signal of a row.
 
 # %%
-spectra = nb04_ae_family.spectra(source)
-fig = nb04_ae_family.artifact_gallery(spectra["real"], spectra["recon"], count=2, gain=8.0, seed=SEED)
+spectra = nb04_spectra.spectra(source)
+fig = nb04_figures.artifact_gallery(spectra["real"], spectra["recon"], count=2, gain=8.0, seed=SEED)
 save_figure(fig, out_dir, "reconstructions")
 plt.show()
 
@@ -163,7 +160,7 @@ plt.show()
 # their neighbours), the share of residual energy above 1/4 cycle/px, and the residual RMS.
 
 # %%
-fig = nb04_ae_family.spectra_figure(spectra["residual"], spectra["highpass"])
+fig = nb04_figures.spectra_figure(spectra["residual"], spectra["highpass"])
 save_figure(fig, out_dir, "residual_spectra")
 plt.show()
 summary = spectra["summary"]
@@ -178,13 +175,10 @@ print(json.dumps(summary, indent=1, default=float))
 # are the question that matters.
 
 # %%
-settings = nb04_ae_family.describe(source, train_config)
-run_key = hashlib.sha256(json.dumps([settings, profile.config_hash()], sort_keys=True, default=str)
-                         .encode()).hexdigest()[:12]
-result = nb04_ae_family.run_matrix(source, paths.data_dir() / "aefamily" / f"{profile.name}-{run_key}", train_config,
-                             progress=False, on_row=lambda ae, row: print(nb04_ae_family.format_row(ae, row)))
+result = nb04_matrix.run_matrix(source, nb04_ae_family.run_root(source, train_config, profile), train_config,
+                                progress=False, on_row=lambda ae, row: print(nb04_ae_family.format_row(ae, row)))
 matrix = result["matrix"]
-fig = nb04_ae_family.matrix_figure(matrix)
+fig = nb04_figures.matrix_figure(matrix)
 save_figure(fig, out_dir, "matrix")
 plt.show()
 
@@ -194,10 +188,10 @@ plt.show()
 # column; overlapping intervals mean the rows are not distinguishable at this operating point.
 
 # %%
-fig = nb04_ae_family.tpr_interval_figure(matrix)
+fig = nb04_figures.tpr_interval_figure(matrix)
 save_figure(fig, out_dir, "tpr_intervals")
 plt.show()
-nb04_ae_family.matrix_frame(matrix, "auc").round(3)
+nb04_matrix.matrix_frame(matrix, "auc").round(3)
 
 # %% [markdown]
 # ## 4 · The answer in this run
@@ -232,8 +226,8 @@ if INTERACTIVE:
 
     def browse(index: int, gain: float) -> None:
         pick = slice(index, index + 1)
-        nb04_ae_family.artifact_gallery(spectra["real"][pick], {ae: r[pick] for ae, r in spectra["recon"].items()},
-                                  count=1, gain=gain)
+        nb04_figures.artifact_gallery(spectra["real"][pick], {ae: r[pick] for ae, r in spectra["recon"].items()},
+                                      count=1, gain=gain)
         plt.show()
 
     widgets.interact(browse, index=widgets.IntSlider(0, 0, len(spectra["real"]) - 1),
@@ -243,25 +237,7 @@ if INTERACTIVE:
 # ## 6 · Headline numbers
 
 # %%
-metrics = {
-    "profile": profile.name,
-    "seed": SEED,
-    "matrix": nb04_ae_family.matrix_cells(matrix),
-    "matrix_full": matrix,
-    "spectra_summary": summary,
-    "residual_spectra": nb04_ae_family.residual_profiles(spectra["residual"]),
-    "training_autoencoders": source.autoencoders,
-    "generator_autoencoder": family_of,
-    "n_train": result["n_train"],
-    "n_val": result["n_val"],
-    "n_test_real": len(real_test[0]),
-    "best_epoch": result["best_epoch"],
-    "history": result["history"],
-    "row_seconds": result["seconds"],
-    "settings": settings,
-    "threads": torch.get_num_threads(),
-    "load_average": os.getloadavg()[0],
-    "seconds": time.time() - started,
-}
-write_metrics(out_dir, metrics, notebook="04_autoencoder_family")
+metrics = nb04_ae_family.write_metrics(out_dir, profile=profile, seed=SEED, source=source,
+                                      train_config=train_config, result=result, spectra=spectra,
+                                      family_of=family_of, n_test_real=len(real_test[0]), started=started)
 print(json.dumps({"matrix": metrics["matrix"], "seconds": metrics["seconds"]}, indent=1, default=float))

@@ -39,31 +39,33 @@
 # the released squash to 64 px and, as the fix, with the map computed at the native size.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 PROFILE: str = "mini"  # profile: mini (default), smoke (tiny), or full (a folder of large photos, GPU)
 SMOKE: bool = False  # tiny budgets (tests, CI): two levels, a few windows, two training steps per row
 SEED: int = 0  # root seed: window positions, posterior samples, training order, inference crops
 OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/05_training_resolution)
 DATA_DIR: str = ""  # caches, the world and the level sets (empty: <repo>/data or $LARE2_DATA_DIR)
 INTERACTIVE: bool = False  # show the ipywidgets browser of level windows after the static figures
-LEVELS: str = "96,192,native"  # training and test levels: short side (px) photos are downscaled to, or native
-WINDOW: int = 0  # side of every level image (0: the world's 64 px; full: 256)
-TRAIN_WINDOWS: int = 512  # training windows per level (spread over the training photos)
-VAL_WINDOWS: int = 96  # validation windows per level
-TEST_WINDOWS: int = 256  # test windows per level
-LARGE_WINDOW: int = 0  # side of the "larger than seen" native test images (0: 4 × WINDOW)
-LARGE_PHOTOS: int = 4  # how many of the largest test photos give them
-LARGE_WINDOWS: int = 64  # large test images in all
-EPOCHS: int = 3  # maximum epochs per training level
-EARLY_STOPPING: int = 2  # epochs without validation improvement before a row stops
-BATCH_SIZE: int = 48  # images per step (released: 48)
-LR: float = 1e-4  # Adam learning rate (released: 1e-4)
-TRIES: int = 1  # random crops averaged per test image (large images: 1 and 10 always)
-BOOTSTRAP: int = 1000  # bootstrap resamples of the intervals
+LEVELS: Optional[str] = None  # training and test levels: short side (px) photos are downscaled to, or native (mini 96,192,native; smoke 64,native)
+WINDOW: Optional[int] = None  # side of every level image (0: the world's 64 px; full: 256)
+TRAIN_WINDOWS: Optional[int] = None  # training windows per level, spread over the training photos (mini 512, smoke 32)
+VAL_WINDOWS: Optional[int] = None  # validation windows per level (mini 96, smoke 8)
+TEST_WINDOWS: Optional[int] = None  # test windows per level (mini 256, smoke 16)
+LARGE_WINDOW: Optional[int] = None  # side of the "larger than seen" native test images (0: 4 × WINDOW; smoke 96)
+LARGE_PHOTOS: Optional[int] = None  # how many of the largest test photos give them (mini 4, smoke 2)
+LARGE_WINDOWS: Optional[int] = None  # large test images in all (mini 64, smoke 8)
+EPOCHS: Optional[int] = None  # maximum epochs per training level (mini 3, smoke 1)
+EARLY_STOPPING: Optional[int] = None  # epochs without validation improvement before a row stops (2)
+BATCH_SIZE: Optional[int] = None  # images per step (released and mini: 48, smoke 16)
+LR: Optional[float] = None  # Adam learning rate (released: 1e-4)
+TRIES: Optional[int] = None  # random crops averaged per test image (large images: 1 and 10 always; 1)
+BOOTSTRAP: Optional[int] = None  # bootstrap resamples of the intervals (mini 1000; smoke 100 in the matrix, 1000 in the LaRE study)
 BACKBONE: str = ""  # timm classifier or local weights file (empty: the profile's first recon classifier)
 CROP: int = 0  # classifier crop (0: 48 in mini, 24 in smoke, 256 in full)
-LARE_SIDES: str = "32,64,128,256"  # input sides of the LaRE resize study (native windows of test photos)
-LARE_WINDOWS: int = 128  # images per side in the LaRE study (sides WINDOW and LARGE_WINDOW reuse the test sets)
-LARE_NATIVE_MAX: int = 256  # largest side whose LaRE map is also computed at native size (0: every side)
+LARE_SIDES: Optional[str] = None  # input sides of the LaRE resize study, native windows of test photos (mini 32,64,128,256; smoke 16,32,64)
+LARE_WINDOWS: Optional[int] = None  # images per side in the LaRE study, sides WINDOW and LARGE_WINDOW reuse the test sets (mini 128, smoke 8)
+LARE_NATIVE_MAX: Optional[int] = None  # largest side whose LaRE map is also computed at native size (0: every side; mini 256, smoke 0)
 THREADS: int = 0  # torch CPU threads (0: torch's default)
 PHOTO_DIR: str = ""  # full profile: folder of large real photos (split by a hash of the file name)
 
@@ -84,11 +86,10 @@ import torch
 from IPython.display import Markdown, display
 
 from lare2lib.core import paths
-from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
-from lare2lib.detectors.recon_classifier import default_crop
-from lare2lib.detectors.train import TrainConfig
-from lare2lib.studies import nb04_ae_family, nb05_resolution
+from lare2lib.studies import nb05_figures, nb05_lare_resize, nb05_levels, nb05_resolution
+from lare2lib.studies.common import study_config
 from lare2lib.world import build
 
 started = time.time()
@@ -96,24 +97,15 @@ if THREADS:
     torch.set_num_threads(THREADS)
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
 full = profile.name == "full"
-window = WINDOW or (256 if full else profile.world.image_size)
-config = nb05_resolution.ResolutionConfig(
-    window=window, levels=tuple(level.strip() for level in LEVELS.split(",") if level.strip()), train_windows=TRAIN_WINDOWS, val_windows=VAL_WINDOWS,
-    test_windows=TEST_WINDOWS, large_window=LARGE_WINDOW or 4 * window, large_photos=LARGE_PHOTOS,
-    large_windows=LARGE_WINDOWS, lare_sides=tuple(int(s) for s in LARE_SIDES.split(",")),
-    lare_windows=LARE_WINDOWS)
-family = nb04_ae_family.FamilyConfig(backbone=BACKBONE or profile.models.recon_classifiers[0],
-                               crop_size=CROP or default_crop(profile), tries=TRIES, bootstrap=BOOTSTRAP)
-train_config = TrainConfig(epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR, early_stopping=EARLY_STOPPING,
-                           seed=SEED)
-lare_native_max = LARE_NATIVE_MAX
-if profile.smoke:  # seconds, not minutes: two levels, a few windows, two steps per row
-    config = dataclasses.replace(config, levels=("64", nb05_resolution.NATIVE), train_windows=32, val_windows=8,
-                                 test_windows=16, large_window=96, large_photos=2, large_windows=8,
-                                 lare_sides=(16, 32, 64), lare_windows=8)
-    family = dataclasses.replace(family, bootstrap=100)
-    train_config = dataclasses.replace(train_config, epochs=1, batch_size=16, max_steps=2)
-    lare_native_max = 0
+# The profile's budget (smoke: two levels, a few windows, two steps per row), then every
+# parameter set above: an explicit value wins over the smoke budget.
+budget = study_config(nb05_resolution.Config, profile, levels=LEVELS, window=WINDOW, train_windows=TRAIN_WINDOWS,
+                      val_windows=VAL_WINDOWS, test_windows=TEST_WINDOWS, large_window=LARGE_WINDOW,
+                      large_photos=LARGE_PHOTOS, large_windows=LARGE_WINDOWS, lare_sides=LARE_SIDES,
+                      lare_windows=LARE_WINDOWS, lare_native_max=LARE_NATIVE_MAX, backbone=BACKBONE,
+                      crop_size=CROP, tries=TRIES, bootstrap=BOOTSTRAP, lare_bootstrap=BOOTSTRAP, epochs=EPOCHS,
+                      early_stopping=EARLY_STOPPING, batch_size=BATCH_SIZE, lr=LR, seed=SEED)
+config, family, train_config = budget.resolution(profile), budget.family(profile), budget.train
 out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("05_training_resolution")
 set_theme()
 print(f"profile={profile.name} seed={SEED} threads={torch.get_num_threads()} "
@@ -134,7 +126,7 @@ from lare2lib.models.loaders import load_autoencoder, load_ldm, resolve_device
 if full:
     if not PHOTO_DIR:
         raise ValueError("the full profile needs PHOTO_DIR: a folder of large real photos")
-    photos = nb05_resolution.folder_photos(PHOTO_DIR)
+    photos = nb05_levels.folder_photos(PHOTO_DIR)
     autoencoder = load_autoencoder(profile.models.recon_autoencoder, device=resolve_device(profile.device))
     reference = load_ldm(profile.models.ldm, device=resolve_device(profile.device))
     class_names, lare_config, ae_key, world = ("photo",), dataclasses.replace(profile.lare, prompt="photo"), \
@@ -143,15 +135,14 @@ else:
     from lare2lib.world.build import load_world
 
     world = load_world(profile, progress=False)
-    photos = nb05_resolution.world_photos(profile.world.max_photos)
+    photos = nb05_levels.world_photos(profile.world.max_photos)
     autoencoder = world.autoencoder("kl_ae")
     reference = build.world_ldm(world, "kl_ldm")
     class_names, lare_config, ae_key = world.class_names, profile.lare, f"{world.folder.name}:kl_ae"
-data = nb05_resolution.ResolutionData(photos, autoencoder, paths.data_dir() / "resolution", config, seed=SEED,
-                                 ae_key=ae_key)
+data = nb05_levels.ResolutionData(photos, autoencoder, paths.data_dir() / "resolution", config, seed=SEED,
+                                  ae_key=ae_key)
 level_info = data.level_info()
-sizes = {level: {split: len(data.real(level, split)) for split in ("train", "val", "test")}
-         for level in config.levels}
+sizes = nb05_levels.window_counts(data)
 large_real, large_recon = data.large()
 print("photos per split:", {s: len(data.split_photos(s)) for s in ("train", "val", "test")})
 print("windows per level:", sizes)
@@ -164,7 +155,7 @@ print(f"large native test images: {len(large_real)} of {config.large_window} px 
 # The top rows hold most of a scene in 64 px; the native row a small patch of it.
 
 # %%
-fig = nb05_resolution.level_gallery(data, "test", count=3, seed=SEED)
+fig = nb05_figures.level_gallery(data, "test", count=3, seed=SEED)
 save_figure(fig, out_dir, "levels")
 plt.show()
 
@@ -182,7 +173,7 @@ generators = {} if world is None else {g.name: (world.real["test"], world.genera
 result = nb05_resolution.run_resolution_matrix(
     data, data.folder / "runs", family, train_config, generators=generators, progress=False,
     on_row=lambda level, row: print(level, {test: round(cell["auc"], 3) for test, cell in row.items()}))
-fig = nb05_resolution.matrix_figure(result["matrix"])
+fig = nb05_figures.matrix_figure(result["matrix"])
 save_figure(fig, out_dir, "resolution_matrix")
 plt.show()
 
@@ -212,10 +203,10 @@ generator_table.round(3)
 # layers take any token count), up to `LARE_NATIVE_MAX`.
 
 # %%
-study = nb05_resolution.lare_resize_study(reference, data, class_names, lare_config, native=True,
-                                     native_max_side=lare_native_max, seed=SEED, batch_size=16,
-                                     bootstrap=BOOTSTRAP)
-fig = nb05_resolution.lare_resize_figure(study, lare_config.image_size)
+study = nb05_lare_resize.lare_resize_study(reference, data, class_names, lare_config, native=True,
+                                           native_max_side=budget.lare_native_max, seed=SEED, batch_size=16,
+                                           bootstrap=budget.lare_bootstrap)
+fig = nb05_figures.lare_resize_figure(study, lare_config.image_size)
 save_figure(fig, out_dir, "lare_resize")
 plt.show()
 pd.DataFrame({name: {side: row["auc"] for side, row in rows.items()} for name, rows in study.items()}).round(3)
@@ -268,28 +259,9 @@ if INTERACTIVE:
 # ## 5 · Headline numbers
 
 # %%
-metrics = {
-    "profile": profile.name,
-    "seed": SEED,
-    "matrix": nb05_resolution.resolution_cells(result["matrix"]),
-    "matrix_full": result["matrix"],
-    "large": result["large"],
-    "generators": result["generators"],
-    "lare_resize": {str(side): row["auc"] for side, row in study["squash"].items()},
-    "lare_resize_native": {str(side): row["auc"] for side, row in study["native"].items()},
-    "lare_resize_intervals": study,
-    "lare_image_size": lare_config.image_size,
-    "levels": level_info,
-    "windows": sizes,
-    "large_photos": [p.photo_id for p in data.largest_test_photos()],
-    "history": result["history"],
-    "row_seconds": result["seconds"],
-    "settings": {"resolution": dataclasses.asdict(config), "family": dataclasses.asdict(family),
-                 "train": dataclasses.asdict(train_config)},
-    "threads": torch.get_num_threads(),
-    "load_average": os.getloadavg()[0],
-    "seconds": time.time() - started,
-}
-write_metrics(out_dir, metrics, notebook="05_training_resolution")
+metrics = nb05_resolution.write_metrics(out_dir, profile=profile, seed=SEED, data=data, family=family,
+                                       train_config=train_config, result=result, study=study,
+                                       lare_image_size=lare_config.image_size, level_info=level_info,
+                                       sizes=sizes, started=started)
 print(json.dumps({"matrix": metrics["matrix"], "lare_resize": metrics["lare_resize"],
                   "seconds": metrics["seconds"]}, indent=1, default=float))

@@ -8,284 +8,112 @@ photo downscaled to a 96 px short side packs a whole scene into the patch, sharp
 smooth region carrying the camera's and the JPEG codec's own pixel-level traces. Reconstruction
 removes less from smooth content, so the real/reconstruction gap shrinks as resolution grows.
 
-This module builds, from the package photos (:func:`lare2lib.world.photos.find_photos`, split by photo
-as in the world) or from any folder of large images (``full``):
+The study is split by responsibility:
 
-* **level sets**: for each *level* (``"96"``: the photo downscaled, antialiased, to a 96 px short
-  side; ``"native"``: its own pixels, no resampling) square windows of one side
-  (:attr:`ResolutionConfig.window`) at seeded random positions, per split, and their
-  reconstructions through one autoencoder at that native size (:func:`lare2lib.world.recipes.reconstruct`:
-  the posterior sample is drawn per image id);
-* a **"larger than seen"** test: native windows of :attr:`ResolutionConfig.large_window` (4× the
-  training side) from the largest test photos, scored with 1 and 10 random crops;
-* the **training-resolution × test-resolution matrix** of :class:`lare2lib.detectors.recon_classifier.ReconClassifier`
-  detectors, one per training level (:func:`run_resolution_matrix`);
-* **LaRE's squash resize**: LaRE resizes every image, whatever its size, to one side (256 in SD,
-  64 in the mini world) before encoding. :func:`lare_resize_study` measures the AUC of
-  ``-mean LaRE`` for reconstructions against reals as a function of the input side, with the
-  released squash and with the map computed at the native size (no resize).
+* :mod:`~lare2lib.studies.nb05_levels`: the **level sets** (windows cut from the photos at each
+  level, per split, with their reconstructions), the **"larger than seen"** native test images
+  and the LaRE study's sets, cached (:class:`ResolutionData`);
+* :mod:`~lare2lib.studies.nb05_lare_resize`: **LaRE's squash resize**
+  (:func:`lare_resize_study`: AUC of ``-mean LaRE`` per input side, squashed and native);
+* :mod:`~lare2lib.studies.nb05_figures`: the notebook's figures.
 
-Every set is one :class:`lare2lib.data.imagesets.ImageSet` safetensors file under a folder keyed by
-the photos, the settings, the seed and the autoencoder: computed once, then read back.
+This module holds the notebook's budget (:class:`Config`, with :meth:`Config.smoke`; the notebook
+builds it with :func:`lare2lib.studies.common.study_config`), the **training-resolution ×
+test-resolution matrix** of :class:`lare2lib.detectors.recon_classifier.ReconClassifier` detectors,
+one per training level (:func:`run_resolution_matrix`, with notebook 04's scoring), its
+``metrics.json`` schema (:func:`resolution_cells`), the answer in words (:func:`findings`) and the
+notebook's ``metrics.json`` (:func:`write_metrics`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
+from lare2lib.core.profiles import Profile
 from lare2lib.data.imagesets import ImageSet
+from lare2lib.detectors.train import TrainConfig
+from lare2lib.studies.nb04_matrix import FamilyConfig
+from lare2lib.studies.nb05_levels import NATIVE, ResolutionConfig, ResolutionData
 
-__all__ = [
-    "ResolutionConfig",
-    "SourcePhoto",
-    "world_photos",
-    "folder_photos",
-    "level_image",
-    "cut_windows",
-    "ResolutionData",
-    "run_resolution_matrix",
-    "resolution_cells",
-    "lare_resize_study",
-    "level_gallery",
-    "matrix_figure",
-    "lare_resize_figure",
-    "findings",
-    "NATIVE",
-]
+__all__ = ["Config", "run_resolution_matrix", "resolution_cells", "findings", "write_metrics"]
 
-NATIVE = "native"
-"""The level whose windows are the photo's own pixels (no resampling)."""
-WINDOW_STREAM = "resolution-windows"
-""":mod:`lare2lib.core.rng` stream of the window positions of a (photo, level, split)."""
+NOTEBOOK = "05_training_resolution"
 
 
 @dataclass(frozen=True)
-class ResolutionConfig:
-    """Which sets are cut from the photos (defaults: the mini world's 64 px images)."""
+class Config:
+    """Budget of notebook 05 (defaults: the mini notebook's; :meth:`smoke`: the tests' and CI's).
 
-    window: int = 64
-    """Side of every level image (the world's image size; the classifier crops inside it)."""
-    levels: tuple[str, ...] = ("96", "192", NATIVE)
-    """Short side (px) the photo is downscaled to before windows are cut, or ``"native"``.
-    A photo smaller than a level is used as it is (never upscaled); :meth:`ResolutionData.level_info` says how many."""
+    The sets are :meth:`resolution` (a :class:`ResolutionConfig`), the detector of every row
+    :meth:`family` (a :class:`FamilyConfig`), its training protocol :attr:`train` (its seed is the
+    notebook's ``SEED``).
+    """
+
+    levels: str = "96,192,native"
+    """Training and test levels, comma-separated: the short side (px) photos are downscaled to,
+    or ``native``."""
+    window: int = 0
+    """Side of every level image (0: the world's image size; full: 256)."""
     train_windows: int = 512
-    """Training windows per level, spread evenly over the training photos."""
+    """Training windows per level (spread over the training photos)."""
     val_windows: int = 96
     """Validation windows per level."""
     test_windows: int = 256
     """Test windows per level."""
-    large_window: int = 256
-    """Side of the "larger than seen" native test images (4× the training side)."""
+    large_window: int = 0
+    """Side of the "larger than seen" native test images (0: 4 × ``window``)."""
     large_photos: int = 4
-    """How many of the largest test photos (by pixel count) give the large test images."""
+    """How many of the largest test photos give the large test images."""
     large_windows: int = 64
-    """Large test images in all (spread over ``large_photos``)."""
-    lare_sides: tuple[int, ...] = (32, 64, 128, 256)
-    """Image sides of the LaRE resize study (native windows of the test photos)."""
+    """Large test images in all."""
+    lare_sides: str = "32,64,128,256"
+    """Input sides of the LaRE resize study, comma-separated (native windows of the test photos)."""
     lare_windows: int = 128
-    """Images per side in the LaRE study (each against its reconstruction); the sides equal to
-    ``window`` and ``large_window`` reuse the native test level and the large test images."""
+    """Images per side in the LaRE study (the sides ``window`` and ``large_window`` reuse the test sets)."""
+    lare_native_max: int = 256
+    """Largest side whose LaRE map is also computed at the native size (0: every side)."""
+    backbone: str = ""
+    """timm classifier or local weights file (empty: the profile's first reconstruction classifier)."""
+    crop_size: int = 0
+    """Classifier crop side (0: the profile's, 48 px in mini, 24 in smoke, 256 in full)."""
+    tries: int = 1
+    """Random crops averaged per test image (the large images: 1 and 10 always)."""
+    bootstrap: int = 1000
+    """Bootstrap resamples of the matrix's intervals."""
+    lare_bootstrap: int = 1000
+    """Bootstrap resamples of the LaRE study's intervals (the notebook's ``BOOTSTRAP`` too; the
+    smoke budget has always left it at 1000)."""
+    train: TrainConfig = TrainConfig(epochs=3, early_stopping=2)
+    """Every training level's protocol (released optimiser: Adam 1e-4, batch 48)."""
 
+    @classmethod
+    def smoke(cls) -> Config:
+        """Seconds, not minutes: two levels, a few windows, two training steps per row."""
+        return cls(levels=f"64,{NATIVE}", train_windows=32, val_windows=8, test_windows=16, large_window=96,
+                   large_photos=2, large_windows=8, lare_sides="16,32,64", lare_windows=8, lare_native_max=0,
+                   bootstrap=100, train=TrainConfig(epochs=1, early_stopping=2, batch_size=16, max_steps=2))
 
-@dataclass(frozen=True)
-class SourcePhoto:
-    """One source photo: where it is, which split it belongs to, its class for LaRE's prompt."""
+    def resolution(self, profile: Profile) -> ResolutionConfig:
+        """The sets cut from the photos, with the profile's window side where ``window`` is 0."""
+        window = self.window or (256 if profile.name == "full" else profile.world.image_size)
+        return ResolutionConfig(
+            window=window, levels=tuple(level.strip() for level in self.levels.split(",") if level.strip()),
+            train_windows=self.train_windows, val_windows=self.val_windows, test_windows=self.test_windows,
+            large_window=self.large_window or 4 * window, large_photos=self.large_photos,
+            large_windows=self.large_windows, lare_sides=tuple(int(s) for s in self.lare_sides.split(",")),
+            lare_windows=self.lare_windows)
 
-    photo_id: str
-    path: Path
-    split: str
-    class_index: int
-    width: int
-    height: int
-
-
-def world_photos(max_photos: int = 0) -> list[SourcePhoto]:
-    """The mini world's package photos with their fixed splits (:data:`lare2lib.world.photos.CATALOGUE`)."""
-    from lare2lib.world.photos import CLASS_NAMES, find_photos
-
-    found, _ = find_photos(max_photos)
-    return [SourcePhoto(p.spec.photo_id, p.path, p.spec.split, CLASS_NAMES.index(p.spec.category), p.width, p.height)
-            for p in found]
-
-
-def _hash_unit(text: str) -> float:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") / 2 ** 64
-
-
-def folder_photos(folder: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2) -> list[SourcePhoto]:
-    """Every readable image of a folder (recursively), split by a hash of its id (``full``).
-
-    Unreadable files are skipped with :func:`lare2lib.data.manifests.scan_folder`'s warning.
-    """
-    from lare2lib.data.manifests import scan_folder
-
-    photos = []
-    for record in scan_folder(folder):
-        u = _hash_unit(record.image_id)
-        split = "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
-        photos.append(SourcePhoto(record.image_id, Path(record.path), split, 0, record.width, record.height))
-    if not photos:
-        raise ValueError(f"no readable images in {folder}")
-    return photos
-
-
-def level_image(photo: SourcePhoto, level: str) -> Image.Image:
-    """The RGB photo at a level: downscaled (Lanczos, antialiased) to the level's short side,
-    or untouched for ``"native"``; never enlarged."""
-    from lare2lib.world.photos import downscaled
-
-    if level == NATIVE:
-        with Image.open(photo.path) as image:
-            return image.convert("RGB").copy()
-    return downscaled(photo, int(level))
-
-
-def cut_windows(image: Image.Image, side: int, count: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """``count`` uint8 ``(3, side, side)`` windows at uniform positions (none if the image is smaller)."""
-    if image.width < side or image.height < side or count <= 0:
-        return []
-    array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
-    tops = torch.randint(0, image.height - side + 1, (count,), generator=generator).tolist()
-    lefts = torch.randint(0, image.width - side + 1, (count,), generator=generator).tolist()
-    return [array[:, t:t + side, l:l + side].contiguous() for t, l in zip(tops, lefts)]
-
-
-def _windows_set(name: str, photos: Sequence[SourcePhoto], level: str, side: int, total: int,
-                 seed: int) -> ImageSet:
-    """``total`` windows spread evenly over ``photos`` (ids ``"<photo>@<level>#<k>"``)."""
-    from lare2lib.core.rng import image_generator
-
-    per_photo = math.ceil(total / max(1, len(photos)))
-    pixels, ids, classes = [], [], []
-    for photo in photos:
-        image = level_image(photo, level)
-        generator = image_generator(seed, f"{photo.photo_id}@{level}:{side}", WINDOW_STREAM)
-        for k, window in enumerate(cut_windows(image, side, per_photo, generator)):
-            pixels.append(window)
-            ids.append(f"{photo.photo_id}@{level}:{side}#{k}")
-            classes.append(photo.class_index)
-    if not pixels:
-        raise ValueError(f"set '{name}': no photo is at least {side} px on both sides at level {level}")
-    return ImageSet(name, torch.stack(pixels), torch.tensor(classes), ids,
-                    {"level": level, "side": side, "photos": [p.photo_id for p in photos]})
-
-
-class ResolutionData:
-    """Level sets, large test images and LaRE-study sets, each with its reconstructions, cached.
-
-    ``autoencoder`` is the reconstruction model (mini: the world's ``kl_ae``); ``ae_key`` names
-    it in the cache key (e.g. the world folder and the model name), so another model never reads
-    these sets.
-    """
-
-    def __init__(self, photos: Sequence[SourcePhoto], autoencoder, root: str | Path,
-                 config: ResolutionConfig = ResolutionConfig(), *, seed: int = 0, ae_key: str = "",
-                 progress: bool = False):
-        self.photos = list(photos)
-        self.autoencoder = autoencoder
-        self.config = config
-        self.seed = seed
-        self.progress = progress
-        # The folder is keyed by what every set depends on; each file name carries the rest of
-        # its own recipe, so changing one count rebuilds only the sets it defines.
-        payload = json.dumps({"photos": [(p.photo_id, p.split, p.width, p.height) for p in self.photos],
-                              "seed": seed, "ae": ae_key, "version": 1}, sort_keys=True)
-        self.folder = Path(root) / hashlib.sha256(payload.encode()).hexdigest()[:12]
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._cache: dict[str, ImageSet] = {}
-
-    def split_photos(self, split: str) -> list[SourcePhoto]:
-        chosen = [p for p in self.photos if p.split == split]
-        if not chosen:
-            raise ValueError(f"no photo in split '{split}'")
-        return chosen
-
-    def _cached(self, name: str, build: Callable[[], ImageSet]) -> ImageSet:
-        if name not in self._cache:
-            path = self.folder / f"{name}.safetensors"
-            if not path.is_file():
-                build().save(path)
-            self._cache[name] = ImageSet.load(path)
-        return self._cache[name]
-
-    def _recon_of(self, name: str, real: ImageSet) -> ImageSet:
-        from lare2lib.world.recipes import reconstruct
-
-        def build() -> ImageSet:
-            pixels = reconstruct(self.autoencoder, real.pixels, self.seed, real.ids, batch_size=16,
-                                 progress=self.progress)
-            return ImageSet(f"recon_{real.name}", pixels, real.class_index.clone(),
-                            [f"{i}@recon" for i in real.ids], dict(real.meta))
-
-        return self._cached(f"recon_{name}", build)
-
-    def _level_name(self, level: str, split: str) -> str:
-        total = {"train": self.config.train_windows, "val": self.config.val_windows,
-                 "test": self.config.test_windows}[split]
-        return f"{level}_{split}_{self.config.window}px_{total}"
-
-    def real(self, level: str, split: str) -> ImageSet:
-        """Windows of side ``window`` cut from the split's photos at ``level``."""
-        name = self._level_name(level, split)
-        total = int(name.rsplit("_", 1)[1])
-        return self._cached(name, lambda: _windows_set(name, self.split_photos(split), level,
-                                                       self.config.window, total, self.seed))
-
-    def recon(self, level: str, split: str) -> ImageSet:
-        return self._recon_of(self._level_name(level, split), self.real(level, split))
-
-    def largest_test_photos(self) -> list[SourcePhoto]:
-        """The ``large_photos`` largest test photos that hold a ``large_window`` square."""
-        side = self.config.large_window
-        fitting = [p for p in self.split_photos("test") if min(p.width, p.height) >= side]
-        return sorted(fitting, key=lambda p: (-p.width * p.height, p.photo_id))[: self.config.large_photos]
-
-    def large(self) -> tuple[ImageSet, ImageSet]:
-        """(native ``large_window`` windows of the largest test photos, their reconstructions)."""
-        name = f"large_{self.config.large_window}px_{self.config.large_photos}p_{self.config.large_windows}"
-        real = self._cached(name, lambda: _windows_set(name, self.largest_test_photos(), NATIVE,
-                                                       self.config.large_window, self.config.large_windows,
-                                                       self.seed))
-        return real, self._recon_of(name, real)
-
-    def sided(self, side: int) -> tuple[ImageSet, ImageSet]:
-        """(native windows of ``side`` from the test photos, their reconstructions): the LaRE study.
-
-        The sides of sets that exist anyway are those sets: ``window`` is the native test level,
-        ``large_window`` the large test images (no second reconstruction of the same content).
-        """
-        if side == self.config.window:
-            return self.real(NATIVE, "test"), self.recon(NATIVE, "test")
-        if side == self.config.large_window:
-            return self.large()
-        name = f"side_{side}px_{self.config.lare_windows}"
-        real = self._cached(name, lambda: _windows_set(name, self.split_photos("test"), NATIVE, side,
-                                                       self.config.lare_windows, self.seed))
-        return real, self._recon_of(name, real)
-
-    def level_info(self) -> dict[str, dict[str, Any]]:
-        """Per level: mean downscale factor (native px per level px) and photos used unscaled."""
-        info = {}
-        for level in self.config.levels:
-            factors = [1.0 if level == NATIVE else max(1.0, min(p.width, p.height) / int(level))
-                       for p in self.photos]
-            info[level] = {"mean_downscale": float(np.mean(factors)),
-                           "photos_unscaled": int(sum(f == 1.0 for f in factors))}
-        return info
-
-
-# -- the matrix -------------------------------------------------------------------------------
+    def family(self, profile: Profile) -> FamilyConfig:
+        """The detector of every row, with the profile's backbone and crop where left at their defaults."""
+        return FamilyConfig.for_profile(profile, self.backbone, self.crop_size, tries=self.tries,
+                                        bootstrap=self.bootstrap)
 
 
 def run_resolution_matrix(data: ResolutionData, root: str | Path, family_config, train_config, *,
@@ -294,7 +122,7 @@ def run_resolution_matrix(data: ResolutionData, root: str | Path, family_config,
                           on_row: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
     """One detector per training level, tested on every level, the large images and the generators.
 
-    ``family_config``: a :class:`lare2lib.studies.nb04_ae_family.FamilyConfig` (backbone, crop, tries,
+    ``family_config``: a :class:`lare2lib.studies.nb04_matrix.FamilyConfig` (backbone, crop, tries,
     bootstrap); ``generators``: name → (reals, generated) pairs scored as extra columns (the
     mini world's own 64 px test sets). Returns ``{"matrix": train level → test level → metrics,
     "large": train level → "<k>_tries" → metrics, "generators": train level → name → metrics,
@@ -302,7 +130,7 @@ def run_resolution_matrix(data: ResolutionData, root: str | Path, family_config,
     """
     from lare2lib.detectors.recon_classifier import ReconClassifier, ReconPairs
     from lare2lib.detectors.train import fit
-    from lare2lib.studies.nb04_ae_family import matrix_row, score_sets
+    from lare2lib.studies.nb04_matrix import matrix_row, score_sets
 
     cfg = family_config
     as_images = lambda s: (list(s.pixels), list(s.ids))  # noqa: E731 - uint8 (3, H, W) per image
@@ -344,102 +172,6 @@ def resolution_cells(matrix: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> d
             for train, row in matrix.items()}
 
 
-def matrix_figure(matrix: Mapping[str, Mapping[str, Mapping[str, Any]]]):
-    """Annotated AUC and TPR@0.1% heatmaps: rows = training level, columns = test level."""
-    from lare2lib.studies.nb04_ae_family import matrix_figure as heatmaps
-
-    return heatmaps(matrix, row_label="trained at", col_label="tested at")
-
-
-# -- LaRE's squash resize ---------------------------------------------------------------------
-
-
-def _mean_lare(components, images: ImageSet, class_names: Sequence[str], config, seed: int,
-               batch_size: int) -> np.ndarray:
-    from lare2lib.signals.set_maps import lare_maps
-
-    maps = lare_maps(components, images, class_names, config, seed=seed, batch_size=batch_size)
-    return maps.mean(dim=(1, 2, 3)).numpy()
-
-
-def lare_resize_study(components, data: ResolutionData, class_names: Sequence[str], lare_config, *,
-                      native: bool = True, native_max_side: int = 0, seed: int = 0, batch_size: int = 16,
-                      bootstrap: int = 1000, progress: bool = False) -> dict[str, dict[int, dict[str, float]]]:
-    """AUC of ``-mean LaRE`` (reconstructions positive) against reals, per input side.
-
-    ``"squash"``: every image resized to ``lare_config.image_size`` as the release does (bicubic,
-    whole image); ``"native"``: the map computed at the image's own size (no resize), for sides up
-    to ``native_max_side`` (0: all). Returns ``{"squash": {side: lare_auc_interval dict}, "native": ...}``.
-    """
-    from dataclasses import replace
-
-    from tqdm.auto import tqdm
-
-    from lare2lib.studies.nb01_lare import lare_auc_interval
-
-    out: dict[str, dict[int, dict[str, float]]] = {"squash": {}, "native": {}}
-    for side in tqdm(data.config.lare_sides, desc="LaRE sides", disable=not progress):
-        real, recon = data.sided(side)
-        variants = [("squash", lare_config)]
-        if native and (not native_max_side or side <= native_max_side):
-            variants.append(("native", replace(lare_config, image_size=side)))
-        for name, config in variants:
-            scores = [_mean_lare(components, s, class_names, config, seed, batch_size) for s in (real, recon)]
-            out[name][side] = lare_auc_interval(*scores, resamples=bootstrap, seed=seed)
-    return out
-
-
-def lare_resize_figure(study: Mapping[str, Mapping[int, Mapping[str, float]]], lare_size: int):
-    """AUC against the input side, with intervals: the released squash and the native-size map."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    for k, (name, label) in enumerate((("squash", f"squashed to {lare_size} px (released)"),
-                                       ("native", "native size (no resize)"))):
-        rows = study.get(name, {})
-        if not rows:
-            continue
-        sides = sorted(rows)
-        auc = np.array([rows[s]["auc"] for s in sides])
-        low = np.array([rows[s]["low"] for s in sides])
-        high = np.array([rows[s]["high"] for s in sides])
-        x = np.array(sides, dtype=float) * 2 ** (0.04 * (2 * k - 1))  # side by side, not on top
-        ax.errorbar(x, auc, yerr=[auc - low, high - auc], fmt="o-", capsize=3, label=label, color=f"C{k}")
-    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax.axvline(lare_size, color="grey", lw=0.8, ls="--")
-    ax.set_xscale("log", base=2)
-    all_sides = sorted({side for rows in study.values() for side in rows})
-    ax.set_xticks(all_sides, [str(side) for side in all_sides])
-    ax.minorticks_off()
-    ax.set_xlabel("input image side (px)")
-    ax.set_ylabel("AUC, recon vs real (−mean LaRE)")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
-
-
-def level_gallery(data: ResolutionData, split: str = "test", count: int = 3, seed: int = 0):
-    """``count`` windows per level (rows) with their reconstructions: what each level looks like."""
-    import matplotlib.pyplot as plt
-
-    levels = list(data.config.levels)
-    fig, axes = plt.subplots(len(levels), 2 * count, figsize=(1.5 * 2 * count, 1.6 * len(levels)), squeeze=False)
-    for row, level in enumerate(levels):
-        real, recon = data.real(level, split), data.recon(level, split)
-        picked = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:count].tolist()
-        for k, index in enumerate(picked):
-            for j, (image, title) in enumerate(((real.pixels[index], "real"), (recon.pixels[index], "recon"))):
-                ax = axes[row, 2 * k + j]
-                ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if row == 0:
-                    ax.set_title(title, fontsize="x-small")
-                if k == 0 and j == 0:
-                    ax.set_ylabel(f"level {level}", fontsize="small")
-    fig.tight_layout()
-    return fig
-
 
 def findings(result: Mapping[str, Any], study: Mapping[str, Mapping[int, Mapping[str, float]]] | None,
              lare_size: int, info: Mapping[str, Mapping[str, Any]] | None = None) -> str:
@@ -480,3 +212,41 @@ def findings(result: Mapping[str, Any], study: Mapping[str, Mapping[int, Mapping
                 f"{side} px {v['auc']:.3f}" for side, v in sorted(native.items()))
         lines.append(text + ".")
     return "\n".join(lines)
+
+
+def write_metrics(out_dir: str | Path, *, profile: Profile, seed: int, data: ResolutionData, family: FamilyConfig,
+                  train_config: TrainConfig, result: Mapping[str, Any],
+                  study: Mapping[str, Mapping[int, Mapping[str, float]]], lare_image_size: int,
+                  level_info: Mapping[str, Any], sizes: Mapping[str, Any], started: float) -> dict[str, Any]:
+    """Write the notebook's ``metrics.json`` and return its metrics.
+
+    ``result``: :func:`run_resolution_matrix`'s; ``study``:
+    :func:`~lare2lib.studies.nb05_lare_resize.lare_resize_study`'s; ``level_info``:
+    :meth:`ResolutionData.level_info`; ``sizes``: :func:`~lare2lib.studies.nb05_levels.window_counts`;
+    ``started``: ``time.time()`` at the start.
+    """
+    from lare2lib.core import plotting
+
+    metrics = {
+        "profile": profile.name,
+        "seed": seed,
+        "matrix": resolution_cells(result["matrix"]),
+        "matrix_full": result["matrix"],
+        "large": result["large"],
+        "generators": result["generators"],
+        "lare_resize": {str(side): row["auc"] for side, row in study["squash"].items()},
+        "lare_resize_native": {str(side): row["auc"] for side, row in study["native"].items()},
+        "lare_resize_intervals": study,
+        "lare_image_size": lare_image_size,
+        "levels": level_info,
+        "windows": sizes,
+        "large_photos": [p.photo_id for p in data.largest_test_photos()],
+        "history": result["history"],
+        "row_seconds": result["seconds"],
+        "settings": {"resolution": asdict(data.config), "family": asdict(family), "train": asdict(train_config)},
+        "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg()[0],
+        "seconds": time.time() - started,
+    }
+    plotting.write_metrics(out_dir, metrics, notebook=NOTEBOOK)
+    return metrics

@@ -24,10 +24,14 @@ from lare2lib.eval import metrics
 from lare2lib.models.loaders import load_autoencoder
 from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq, tiny_classifier_kwargs
 from lare2lib.studies import nb04_ae_family as A
+from lare2lib.studies import nb04_figures as F
+from lare2lib.studies import nb04_matrix as M
+from lare2lib.studies import nb04_sources as S
+from lare2lib.studies import nb04_spectra as SP
 
-TINY = A.FamilyConfig(backbone="convnext_large", pretrained=False, crop_size=32,
+TINY = M.FamilyConfig(backbone="convnext_large", pretrained=False, crop_size=32,
                       create_kwargs=tiny_classifier_kwargs("convnext_large"), bootstrap=50)
-LEARNER = A.FamilyConfig(backbone="resnet10t", pretrained=False, crop_size=32, bootstrap=50)
+LEARNER = M.FamilyConfig(backbone="resnet10t", pretrained=False, crop_size=32, bootstrap=50)
 """A BatchNorm ResNet learns the patterns below in a dozen steps; the tiny ConvNeXt does not."""
 
 
@@ -57,36 +61,36 @@ def test_grid_peak_finds_a_decoder_period_and_not_noise():
     with_grid = add_pattern(real, 4, 6.0)
     generator = torch.Generator().manual_seed(1)
     noisy = (real.float() + torch.randn(real.shape, generator=generator) * 4).clamp(0, 255).round().to(torch.uint8)
-    grid_spectrum = A.residual_spectra(real, with_grid)
-    noise_spectrum = A.residual_spectra(real, noisy)
+    grid_spectrum = SP.residual_spectra(real, with_grid)
+    noise_spectrum = SP.residual_spectra(real, noisy)
     assert grid_spectrum.shape == (32, 32)
-    assert A.grid_peak_db(grid_spectrum, 4) > 10.0
-    assert abs(A.grid_peak_db(noise_spectrum, 4)) < 1.5
+    assert SP.grid_peak_db(grid_spectrum, 4) > 10.0
+    assert abs(SP.grid_peak_db(noise_spectrum, 4)) < 1.5
     # the peak sits at 1/4 cycles per pixel: bin (16 + 8, 16 + 8) of the centred spectrum
     assert grid_spectrum[24, 24] > noise_spectrum[24, 24] + 2
     # a period that does not divide the side cannot be measured
-    assert math.isnan(A.grid_peak_db(grid_spectrum, 5))
+    assert math.isnan(SP.grid_peak_db(grid_spectrum, 5))
 
 
 def test_residual_spectra_refuses_unpaired_sets():
     with pytest.raises(ValueError, match="differ"):
-        A.residual_spectra(smooth_images(4, 32), smooth_images(4, 16))
+        SP.residual_spectra(smooth_images(4, 32), smooth_images(4, 16))
 
 
 def test_highpass_removes_constant_images_and_keeps_edges():
     flat = torch.full((2, 3, 16, 16), 90, dtype=torch.uint8)
-    assert A.highpass(flat).abs().max() < 1e-9
+    assert SP.highpass(flat).abs().max() < 1e-9
     edge = flat.clone()
     edge[:, :, :, 8:] = 200
-    residual = A.highpass(edge)
+    residual = SP.highpass(edge)
     assert residual.shape == (2, 16, 16)
     assert residual[:, :, 7:9].abs().min() > 5  # the step survives the high-pass
-    assert A.highpass_spectra(edge).shape == (16, 16)
+    assert SP.highpass_spectra(edge).shape == (16, 16)
 
 
 def test_radial_profile_covers_zero_to_nyquist():
-    spectrum = A.residual_spectra(smooth_images(4, 32), add_pattern(smooth_images(4, 32), 4, 5.0))
-    freq, values = A.radial_profile(spectrum)
+    spectrum = SP.residual_spectra(smooth_images(4, 32), add_pattern(smooth_images(4, 32), 4, 5.0))
+    freq, values = SP.radial_profile(spectrum)
     assert len(freq) == len(values) == 16
     assert 0 < freq[0] < freq[-1] < 0.5
     assert np.isfinite(values).all()
@@ -94,27 +98,27 @@ def test_radial_profile_covers_zero_to_nyquist():
 
 def test_spectra_summary_reports_each_autoencoder_and_generated_set():
     real = smooth_images(8, 32)
-    residual = {"a": A.residual_spectra(real, add_pattern(real, 4, 6.0)),
-                "b": A.residual_spectra(real, add_pattern(real, 8, 6.0))}
-    highpass = {"real": A.highpass_spectra(real), "gen": A.highpass_spectra(add_pattern(real, 4, 6.0))}
-    summary = A.spectra_summary(residual, {"a": 4, "b": 8}, {"a": 1.0, "b": 2.0}, highpass)
+    residual = {"a": SP.residual_spectra(real, add_pattern(real, 4, 6.0)),
+                "b": SP.residual_spectra(real, add_pattern(real, 8, 6.0))}
+    highpass = {"real": SP.highpass_spectra(real), "gen": SP.highpass_spectra(add_pattern(real, 4, 6.0))}
+    summary = SP.spectra_summary(residual, {"a": 4, "b": 8}, {"a": 1.0, "b": 2.0}, highpass)
     assert summary["autoencoders"]["a"]["period"] == 4
     assert summary["autoencoders"]["a"]["grid_peak_db"] > 10
     assert summary["autoencoders"]["b"]["residual_rms"] == 2.0
     assert 0 <= summary["autoencoders"]["a"]["high_freq_share"] <= 1
     assert set(summary["highpass"]["gen"]) == {"grid_peak_db@4", "grid_peak_db@8"}
     assert summary["highpass"]["gen"]["grid_peak_db@4"] > 3  # relative to the reals' own peak
-    assert A.residual_rms(real, real) == 0.0
+    assert SP.residual_rms(real, real) == 0.0
 
 
 def test_center_stack_crops_and_skips_small_images():
     images = [torch.zeros(3, 40, 50, dtype=torch.uint8), torch.zeros(3, 10, 10, dtype=torch.uint8),
               torch.arange(3 * 32 * 32).reshape(3, 32, 32).to(torch.uint8)]
-    stack = A.center_stack(images, 32)
+    stack = SP.center_stack(images, 32)
     assert stack.shape == (2, 3, 32, 32)
     assert torch.equal(stack[1], images[2])
     with pytest.raises(ValueError, match="at least"):
-        A.center_stack(images[1:2], 32)
+        SP.center_stack(images[1:2], 32)
 
 
 # -- metrics of a row -------------------------------------------------------------------------
@@ -124,30 +128,30 @@ def test_matrix_row_matches_metrics_and_adds_intervals():
     rng = np.random.default_rng(0)
     real = rng.normal(0, 1, 300).round(1)  # ties on purpose
     fakes = {"near": rng.normal(0.5, 1, 200).round(1), "far": rng.normal(4, 1, 200)}
-    row = A.matrix_row(real, fakes, bootstrap=200, seed=0)
+    row = M.matrix_row(real, fakes, bootstrap=200, seed=0)
     assert set(row) == {"near", "far"}  # no "mean" across unlike sets
     for name, fake in fakes.items():
         scores = np.concatenate([real, fake])
         labels = np.r_[np.zeros(len(real)), np.ones(len(fake))]
         assert row[name]["auc"] == pytest.approx(metrics.roc_auc(scores, labels))
-        assert A._fast_auc(scores, labels.astype(int)) == pytest.approx(row[name]["auc"])
+        assert M._fast_auc(scores, labels.astype(int)) == pytest.approx(row[name]["auc"])
         low, high = row[name]["tpr@0.1%_ci"]
         assert low <= row[name]["tpr@0.1%"] <= high
         assert row[name]["auc_ci"][0] <= row[name]["auc"] <= row[name]["auc_ci"][1]
     assert row["far"]["auc"] > 0.99 > row["near"]["auc"]
-    cells = A.matrix_cells({"kl_ae": row})
-    assert set(cells["kl_ae"]["far"]) == set(A.MATRIX_KEYS)
+    cells = M.matrix_cells({"kl_ae": row})
+    assert set(cells["kl_ae"]["far"]) == set(M.MATRIX_KEYS)
 
 
 def test_world_autoencoders_follow_taef2_presence(monkeypatch):
     monkeypatch.setattr(paths, "taef2_dir", lambda: None)
-    assert A.world_autoencoders() == ["kl_ae", "vq_ae"]
-    assert A.world_autoencoders(False) == ["kl_ae", "vq_ae"]
+    assert S.world_autoencoders() == ["kl_ae", "vq_ae"]
+    assert S.world_autoencoders(False) == ["kl_ae", "vq_ae"]
     with pytest.raises(FileNotFoundError, match="LARE2_TAEF2_DIR"):
-        A.world_autoencoders(True)
+        S.world_autoencoders(True)
     monkeypatch.setattr(paths, "taef2_dir", lambda: Path("/somewhere"))
-    assert A.world_autoencoders() == ["kl_ae", "vq_ae", "taef2"]
-    assert A.world_autoencoders(False) == ["kl_ae", "vq_ae"]
+    assert S.world_autoencoders() == ["kl_ae", "vq_ae", "taef2"]
+    assert S.world_autoencoders(False) == ["kl_ae", "vq_ae"]
 
 
 # -- the matrix on a duck-typed world -----------------------------------------------------------
@@ -198,11 +202,11 @@ class PatternWorld:
 @pytest.mark.slow
 def test_run_matrix_trains_a_row_per_autoencoder_and_resumes(tmp_path):
     world = PatternWorld(tmp_path / "world")
-    config = A.FamilyConfig(**{**LEARNER.__dict__, "train_images": 32, "val_images": 8})
-    source = A.WorldFamily(world, ["p4", "p8"], config, seed=0)
+    config = M.FamilyConfig(**{**LEARNER.__dict__, "train_images": 32, "val_images": 8})
+    source = S.WorldFamily(world, ["p4", "p8"], config, seed=0)
     train = TrainConfig(epochs=2, batch_size=16, lr=1e-3, early_stopping=0)
     printed = []
-    result = A.run_matrix(source, tmp_path / "runs", train, progress=False,
+    result = M.run_matrix(source, tmp_path / "runs", train, progress=False,
                           on_row=lambda ae, row: printed.append(A.format_row(ae, row)))
     matrix = result["matrix"]
     assert list(matrix) == ["p4", "p8"]
@@ -217,11 +221,11 @@ def test_run_matrix_trains_a_row_per_autoencoder_and_resumes(tmp_path):
         for cell in row.values():
             assert cell["tpr@0.1%_ci"][0] <= cell["tpr@0.1%"] <= cell["tpr@0.1%_ci"][1]
     # a finished run is reloaded, not retrained, and scores the same
-    again = A.run_matrix(source, tmp_path / "runs", train, progress=False)
+    again = M.run_matrix(source, tmp_path / "runs", train, progress=False)
     assert again["seconds"]["p4"]["resumed_from"] == len(result["history"]["p4"]) * 4
     assert again["matrix"]["p4"]["recon_p8"]["auc"] == pytest.approx(matrix["p4"]["recon_p8"]["auc"])
     # the spectra section sees each autoencoder's period
-    spectra = A.spectra(source)
+    spectra = SP.spectra(source)
     assert spectra["summary"]["autoencoders"]["p4"]["period"] == 4
     assert spectra["summary"]["autoencoders"]["p8"]["period"] == 8
     assert spectra["summary"]["autoencoders"]["p4"]["grid_peak_db"] > 3  # under the reals' noise
@@ -230,8 +234,8 @@ def test_run_matrix_trains_a_row_per_autoencoder_and_resumes(tmp_path):
 
 def test_train_subset_is_the_same_pairs_for_every_autoencoder(tmp_path):
     world = PatternWorld(tmp_path / "world")
-    config = A.FamilyConfig(**{**TINY.__dict__, "train_images": 10, "val_images": 4})
-    source = A.WorldFamily(world, ["p4", "p8"], config, seed=3)
+    config = M.FamilyConfig(**{**TINY.__dict__, "train_images": 10, "val_images": 4})
+    source = S.WorldFamily(world, ["p4", "p8"], config, seed=3)
     (p4_train, p4_val, p4_key), (p8_train, _, p8_key) = source.train_val("p4"), source.train_val("p8")
     assert len(p4_train) == 20 and len(p4_val) == 8
     assert p4_key != p8_key
@@ -250,14 +254,14 @@ def test_figures_have_one_panel_per_metric_and_set(tmp_path):
     matplotlib.use("Agg")
     cell = {"auc": 0.9, "tpr@0.1%": 0.4, "tpr@0.1%_ci": [0.2, 0.6]}
     matrix = {"a": {"x": cell, "y": cell}, "b": {"x": cell, "y": cell}}
-    assert len(A.matrix_figure(matrix).axes) == 2
-    assert len(A.tpr_interval_figure(matrix).axes) == 1
+    assert len(F.matrix_figure(matrix).axes) == 2
+    assert len(F.tpr_interval_figure(matrix).axes) == 1
     real = smooth_images(4, 32)
-    residual = {"a": A.residual_spectra(real, add_pattern(real, 4, 5.0))}
-    highpass = {"real": A.highpass_spectra(real), "g": A.highpass_spectra(add_pattern(real, 4, 5.0))}
-    fig = A.spectra_figure(residual, highpass)
+    residual = {"a": SP.residual_spectra(real, add_pattern(real, 4, 5.0))}
+    highpass = {"real": SP.highpass_spectra(real), "g": SP.highpass_spectra(add_pattern(real, 4, 5.0))}
+    fig = F.spectra_figure(residual, highpass)
     assert sum(ax.get_visible() for ax in fig.axes) >= 4  # spectrum, profile, two high-pass panels
-    gallery = A.artifact_gallery(real, {"a": add_pattern(real, 4, 5.0)}, count=2)
+    gallery = F.artifact_gallery(real, {"a": add_pattern(real, 4, 5.0)}, count=2)
     assert len(gallery.axes) == 2 * 3
 
 
@@ -277,7 +281,7 @@ def test_folder_family_reconstructs_trains_and_tests(tmp_path):
     write_images(tmp_path / "test", 6, seed=1)
     write_images(tmp_path / "fake", 5, seed=2)
     refs = {"kl": str(make_tiny_kl(tmp_path / "kl")), "vq": str(make_tiny_vq(tmp_path / "vq", spatial_norm=False))}
-    source = A.FolderFamily(refs, tmp_path / "train", tmp_path / "test", {"gen": tmp_path / "fake"},
+    source = S.FolderFamily(refs, tmp_path / "train", tmp_path / "test", {"gen": tmp_path / "fake"},
                             tmp_path / "cache", TINY, val_fraction=0.25, device="cpu", progress=False)
     train, val, _ = source.train_val("kl")
     assert len(train) + len(val) == 2 * 24 and len(val) > 0
@@ -287,7 +291,7 @@ def test_folder_family_reconstructs_trains_and_tests(tmp_path):
     assert list(fakes) == ["recon_kl", "recon_vq", "gen"]
     assert all(i.endswith("@vq") for i in fakes["recon_vq"][1])
     assert source.factor("vq") == 8
-    result = A.run_matrix(source, tmp_path / "runs", TrainConfig(epochs=1, batch_size=8, max_steps=2),
+    result = M.run_matrix(source, tmp_path / "runs", TrainConfig(epochs=1, batch_size=8, max_steps=2),
                           progress=False)
     assert set(result["matrix"]) == {"kl", "vq"}
     assert set(result["matrix"]["vq"]) == {"recon_kl", "recon_vq", "gen"}
@@ -307,8 +311,8 @@ def test_subset_reconstructions_equal_the_worlds_own(tmp_path):
     world.autoencoder = lambda ae: vae
     for path in world.folder.glob("recon_p4_train*"):
         path.unlink()  # the world has not built this set
-    config = A.FamilyConfig(**{**TINY.__dict__, "train_images": 6, "val_images": 4})
-    train, _, _ = A.WorldFamily(world, ["p4"], config, seed=2).train_val("p4")
+    config = M.FamilyConfig(**{**TINY.__dict__, "train_images": 6, "val_images": 4})
+    train, _, _ = S.WorldFamily(world, ["p4"], config, seed=2).train_val("p4")
     real = world.real["train"]
     full = reconstruct(vae, real.pixels, 5, real.ids)
     for k in range(6):
