@@ -34,7 +34,6 @@ PENDING: dict[str, set] = {
         "lare2lib.detectors.train", "lare2lib.models.backbones",
         "lare2lib.models.loaders", "lare2lib.models.tiny", "lare2lib.pipeline.report",
         "lare2lib.pipeline.runner", "lare2lib.studies.nb02_egre", "lare2lib.studies.nb03_recon",
-        "lare2lib.studies.nb04_ae_family", "lare2lib.studies.nb05_resolution",
         "lare2lib.studies.nb07_figures", "lare2lib.world.build",
         "lare2lib.world.recipes",
     },
