@@ -16,8 +16,9 @@ reflect-padded (the release's ``PadIfNeeded(reflect)``), and their window is the
 
 Caches (under ``<data>/egre/<world>/``, :class:`lare2lib.data.store.FeatureStore`): the maps, keyed
 by the extractor's config (method, model, t, K, size, prompt, seed), and for a frozen backbone
-its outputs per crop (``"<id>@<top>,<left>"``), keyed by backbone and crop size. A rerun reads
-both instead of recomputing; a killed extraction resumes.
+its outputs per crop (``"<id>@<top>,<left>"``), keyed by backbone and crop size
+(:func:`lare2lib.detectors.egre_splits.cache_backbone_features`). A rerun reads both instead of
+recomputing; a killed extraction resumes.
 """
 
 from __future__ import annotations
