@@ -48,23 +48,25 @@
 # is the released full fine-tuning) and the DIRE-style maps use few DDIM steps (`DIRE_STEPS`).
 
 # %% tags=["parameters"]
+from typing import Optional
+
 PROFILE: str = "mini"  # profile: mini (default), smoke (tiny), or full (GenImage, GPU)
 SMOKE: bool = False  # tiny budgets (tests, CI): every variant, one seed, two epochs
 SEED: int = 0  # root seed of the subsets and crop offsets (the maps follow the profile seed)
 OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/02_egre_ablations)
 DATA_DIR: str = ""  # caches and the built world (empty: <repo>/data or $LARE2_DATA_DIR)
 INTERACTIVE: bool = False  # show the ipywidgets explorer of attention maps after the figures
-SEEDS: str = "0,1,2"  # training seeds per ablation row (comma-separated; at least 3 for a spread)
+SEEDS: Optional[str] = None  # training seeds per ablation row, comma-separated (None: "0,1,2", smoke "0")
 VARIANTS: str = "backbone,esr,ecr,egre,lare_cnn,egre_dire,egre_misaligned"  # ablation rows to train
 BACKBONE_MODE: str = "frozen"  # frozen: head over cached features (mini budget); finetune: released
 CROP_SIZE: int = 0  # image crop side (0: the profile's: mini 48, smoke 24, full 224)
-TRAIN_PER_CLASS: int = 768  # training images per class (real crops, training-generator samples), 0 for all
-VAL_PER_CLASS: int = 256  # validation images per class, 0 for all
-TEST_PER_SET: int = 0  # test images per set (held-out reals, each generator), 0 for all
-TRAIN_CROPS: int = 2  # random crop positions per training image (each is one item per epoch)
-EPOCHS: int = 12  # maximum epochs per run; early stopping on the validation AUC ends most sooner
-EARLY_STOPPING: int = 3  # epochs without validation improvement before a run stops
-LR: float = 0.0  # Adam learning rate (0: 1e-3 over a frozen backbone, 1e-4 as released to fine-tune)
+TRAIN_PER_CLASS: Optional[int] = None  # training images per class (real crops, training-generator samples), 0 for all (None: 768, smoke 0)
+VAL_PER_CLASS: Optional[int] = None  # validation images per class, 0 for all (None: 256, smoke 0)
+TEST_PER_SET: Optional[int] = None  # test images per set (held-out reals, each generator), 0 for all (None: 0)
+TRAIN_CROPS: Optional[int] = None  # random crop positions per training image, each one item per epoch (None: 2)
+EPOCHS: Optional[int] = None  # maximum epochs per run; early stopping on the validation AUC ends most sooner (None: 12, smoke 2)
+EARLY_STOPPING: Optional[int] = None  # epochs without validation improvement before a run stops (None: 3)
+LR: Optional[float] = None  # Adam learning rate (None: 1e-3 over a frozen backbone, 1e-4 as released to fine-tune)
 DIRE_STEPS: int = 0  # DDIM steps each way of the DIRE-style maps (0: mini 4, full 20 as DIRE)
 GENIMAGE_ROOT: str = ""  # full profile: GenImage root (<subset>/{train,val}/{ai,nature})
 TRAIN_SUBSET: str = "sdv4"  # full profile: training subset: sdv4 (SD V1.4, the standard) or sdv5 (as released)
@@ -79,7 +81,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if DATA_DIR:
     os.environ["LARE2_DATA_DIR"] = DATA_DIR
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -90,29 +91,22 @@ import torch
 from IPython.display import Markdown, display
 
 from lare2lib.core import paths
-from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
-from lare2lib.detectors.egre import default_config
-from lare2lib.eval.metrics import mean_std
-from lare2lib.studies import nb02_egre, nb02_figures
+from lare2lib.detectors import egre_splits
+from lare2lib.detectors.egre import build_detector
+from lare2lib.studies import nb02_egre, nb02_figures, nb02_tables
+from lare2lib.studies.common import study_config
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
-seeds = [int(s) for s in SEEDS.split(",")]
 variants = [v.strip() for v in VARIANTS.split(",") if v.strip()]
-lr = LR or (nb02_egre.FROZEN_HEAD_LR if BACKBONE_MODE == "frozen" else 1e-4)
-study = nb02_egre.StudyConfig(train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS,
-                              test_per_set=TEST_PER_SET, train_crops=TRAIN_CROPS,
-                              epochs=EPOCHS, early_stopping=EARLY_STOPPING,
-                              lr=lr, seed=SEED)
-if profile.smoke:  # seconds, not minutes: every row, one seed, the whole tiny world
-    seeds = seeds[:1]
-    study = dataclasses.replace(study, **nb02_egre.SMOKE_STUDY)
-dire_steps = DIRE_STEPS or (20 if profile.name == "full" else nb02_egre.MINI_DIRE_STEPS)
-overrides = {"freeze_backbone": BACKBONE_MODE == "frozen", "dire_steps": dire_steps}
-if CROP_SIZE:
-    overrides["crop_size"] = CROP_SIZE
-config = default_config(profile, **overrides)
+study = study_config(nb02_egre.Config, profile, seed=SEED, seeds=SEEDS,
+                     train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS,
+                     test_per_set=TEST_PER_SET, train_crops=TRAIN_CROPS, epochs=EPOCHS,
+                     early_stopping=EARLY_STOPPING, lr=LR or nb02_egre.default_lr(BACKBONE_MODE))
+seeds = study.seed_list
+config = nb02_egre.detector_config(profile, BACKBONE_MODE, CROP_SIZE, DIRE_STEPS)
 out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("02_egre_ablations")
 set_theme()
 print(f"profile={profile.name} seeds={seeds} threads={torch.get_num_threads()} "
@@ -130,14 +124,15 @@ print(json.dumps(config), "\n", study)
 # %%
 features = ["lare"] + (["dire"] if "egre_dire" in variants else [])
 if profile.name == "full":
-    data = nb02_egre.genimage_data(GENIMAGE_ROOT or profile.data_root, TRAIN_SUBSET, config,
-                                   study, features=features, seed=SEED)
+    data = egre_splits.genimage_data(GENIMAGE_ROOT or profile.data_root, TRAIN_SUBSET, config,
+                                     study, features=features, seed=SEED,
+                                     num_workers=study.train.num_workers)
 else:
     from lare2lib.world.build import load_world, world_ldm
 
     world = load_world(profile, progress=False)
     reference = world_ldm(world, "kl_ldm")
-    data = nb02_egre.world_data(world, config, study, features=features, reference=reference)
+    data = egre_splits.world_data(world, config, study, features=features, reference=reference)
 sizes = {"train": len(data.train), "val": len(data.val), **{k: len(v) for k, v in data.test.items()}}
 example = data.train[0]
 print("items per split:", sizes)
@@ -164,7 +159,7 @@ print({k: tuple(v.shape) for k, v in example.items()}, "| seconds:",
 # Below: the token grid and map window this run works with.
 
 # %%
-probe = nb02_egre.build_detector({**config, "variant": "egre"}, seed=0)
+probe = build_detector({**config, "variant": "egre"}, seed=0)
 grid = probe.esr.grid
 print(f"crop {config['crop_size']} px → token grid {grid} of {probe.backbone.feature_channels} "
       f"channels; map window {tuple(example['lare'].shape)}; global vector "
@@ -194,8 +189,8 @@ print(f"crop {config['crop_size']} px → token grid {grid} of {probe.backbone.f
 
 # %%
 results = nb02_egre.run_ablation(data, config, study, seeds, variants)
-summary = nb02_egre.ablation_summary(results)
-table = nb02_egre.ablation_table(summary)
+summary = nb02_tables.ablation_summary(results)
+table = nb02_tables.ablation_table(summary)
 fig = nb02_figures.ablation_figure(summary)
 save_figure(fig, out_dir, "ablation")
 plt.show()
@@ -249,16 +244,8 @@ if "egre" in results:
 # Never a result to report as ACC. Then how the runs ended.
 
 # %%
-diagnostic = pd.DataFrame({
-    nb02_egre.ABLATION_LABELS[name]: {
-        **{f"ACC@0.5 {t}": s[t]["acc"]["mean"] for t in s if t != "mean"},
-        **{f"oracle ACC {t}": s[t]["oracle_acc"]["mean"] for t in s if t != "mean"}}
-    for name, s in summary.items()}).T.round(3)
-runs = pd.DataFrame([{"row": name, "seed": seed, "epochs": r["epochs"], "best epoch": r["best_epoch"],
-                      "val AUC": r["best_val_auc"], "seconds": r["seconds"], "read back": r["resumed"]}
-                     for name, per_seed in results.items() for seed, r in per_seed.items()])
-display(diagnostic)
-runs.round(3)
+display(nb02_tables.diagnostic_table(summary))
+nb02_tables.runs_table(results).round(3)
 
 # %% [markdown]
 # **Does a map-guided row use its image's map?** The same trained models, scored with each test
@@ -268,23 +255,8 @@ runs.round(3)
 # (`x_s`, `x_c`), not from the guidance.
 
 # %%
-guided = [name for name in ("esr", "ecr", "egre", "lare_cnn") if name in results]
-shuffle = {}
-if profile.name != "full":
-    from lare2lib.detectors.registry import load_detector
-
-    for name in guided:
-        _, _, name_tests = data.splits("lare", True, with_image=name != "lare_cnn")
-        per_seed = [nb02_egre.shuffled_map_metrics(load_detector(r["checkpoint"]), name_tests, seed=seed)
-                    for seed, r in results[name].items()]
-        shuffle[name] = {"intact": summary[name]["mean"],
-                         "shuffled": mean_std([{k: t["mean"][k] for k in ("acc", "ap", "auc")}
-                                               for t in per_seed])}
-shuffle_table = pd.DataFrame({
-    nb02_egre.ABLATION_LABELS[name]: {f"{m} {kind}": entry[kind][m]["mean"]
-                                     for kind in ("intact", "shuffled") for m in ("acc", "auc")}
-    for name, entry in shuffle.items()}).T
-display(shuffle_table.round(4))
+shuffle = nb02_tables.map_shuffle_diagnostic(data, results, summary) if profile.name != "full" else {}
+display(nb02_tables.shuffle_table(shuffle).round(4))
 display(Markdown(nb02_figures.shuffle_findings(shuffle)))
 
 # %% [markdown]
@@ -317,25 +289,10 @@ if INTERACTIVE and "egre" in results:
 # ## Headline numbers
 
 # %%
-metrics = {
-    "profile": profile.name,
-    "seeds": seeds,
-    "ablation": {name: {t: {k: s[t][k] for k in ("acc", "ap", "auc")} for t in s}
-                 for name, s in summary.items()},
-    "esr_bias_effect": bias_effect if "egre" in results else None,
-    "map_shuffle_diagnostic": shuffle,
-    "oracle_acc_diagnostic": {name: {t: s[t]["oracle_acc"] for t in s} for name, s in summary.items()},
-    "runs": {name: {str(seed): {k: r[k] for k in ("epochs", "best_epoch", "best_val_auc", "seconds",
-                                                  "checkpoint")}
-                    for seed, r in per_seed.items()} for name, per_seed in results.items()},
-    "detector_config": config,
-    "study": dataclasses.asdict(study),
-    "token_grid": list(grid),
-    "items": sizes,
-    "data_seconds": data.seconds,
-    "load_average": os.getloadavg()[0],
-    "seconds": time.time() - started,
-}
-write_metrics(out_dir, metrics, notebook="02_egre_ablations")
+metrics = nb02_egre.metrics_record(
+    profile=profile, study=study, config=config, seeds=seeds, results=results, summary=summary,
+    bias_effect=bias_effect if "egre" in results else None, shuffle=shuffle, token_grid=grid,
+    data=data, started=started)
+nb02_egre.write_metrics(out_dir, metrics)
 print(json.dumps({"mean_auc": {n: round(s["mean"]["auc"]["mean"], 3) for n, s in summary.items()},
                   "seconds": round(metrics["seconds"], 1)}, indent=1))

@@ -1,4 +1,4 @@
-"""EGRE (lare2lib.detectors.egre): ESR / ECR as METHODS.md §2 gives them, every variant, checkpoints,
+"""EGRE (lare2lib.detectors.egre, egre_heads): ESR / ECR as METHODS.md §2 gives them, every variant, checkpoints,
 scoring from raw images, and the `lare2 predict` path with bad files."""
 
 from __future__ import annotations
@@ -8,14 +8,8 @@ import csv
 import pytest
 import torch
 
-from lare2lib.detectors.egre import (
-    VARIANTS,
-    ChannelRefinement,
-    EgreDetector,
-    LareCNN,
-    SpatialRefinement,
-    default_config,
-)
+from lare2lib.detectors.egre import VARIANTS, EgreDetector, default_config
+from lare2lib.detectors.egre_heads import ChannelRefinement, LareCNN, SpatialRefinement
 from lare2lib.models.tiny import tiny_classifier_kwargs
 
 TINY = dict(backbone="convnext_large", pretrained=False,

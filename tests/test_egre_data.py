@@ -1,4 +1,4 @@
-"""EGRE data and protocol (lare2lib.detectors.egre_data, lare2lib.studies.nb02_egre): crop/map alignment, the
+"""EGRE data and protocol (lare2lib.detectors.egre_data, egre_splits, egre_training, lare2lib.studies.nb02_egre): crop/map alignment, the
 cached map and feature stores, and the ablation loop on a tiny stand-in world."""
 
 from __future__ import annotations
@@ -11,14 +11,18 @@ import torch
 
 from lare2lib.data.imagesets import ImageSet
 from lare2lib.detectors import egre_data as D
+from lare2lib.detectors import egre_splits, egre_training
+from lare2lib.detectors import egre
+from lare2lib.detectors.egre import build_detector
 from lare2lib.models.tiny import (
     TINY_CLASS_NAMES,
     TinyLDMSpec,
     tiny_classifier_kwargs,
     tiny_ldm_components,
 )
+from lare2lib.detectors.train import TrainConfig
 from lare2lib.studies import nb02_egre as S
-from lare2lib.studies import nb02_figures
+from lare2lib.studies import nb02_figures, nb02_tables
 
 # -- geometry ---------------------------------------------------------------------------------------
 
@@ -107,15 +111,15 @@ CONFIG = dict(backbone="convnext_large", pretrained=False,
               backbone_kwargs=tiny_classifier_kwargs("convnext_large"), crop_size=SIZE,
               freeze_backbone=True, ldm="tiny", heads=2, dire_steps=2,
               lare={"timestep": 200, "ensemble": 2, "image_size": SIZE, "prompt": "class"})
-STUDY = S.StudyConfig(train_per_class=6, val_per_class=0, train_crops=2, epochs=2,
-                      early_stopping=0, batch_size=4, map_batch_size=8)
+STUDY = S.Config(train_per_class=6, val_per_class=0, train_crops=2, map_batch_size=8,
+                 train=TrainConfig(epochs=2, early_stopping=0, batch_size=4, eval_batch_size=256))
 
 
 @pytest.fixture(scope="module")
 def world_and_data(tmp_path_factory):
     world = fake_world(tmp_path_factory.mktemp("world") / "tiny-world")
     reference = tiny_ldm_components("kl", spec=TINY_F4)
-    data = S.world_data(world, CONFIG, STUDY, features=("lare", "dire"), reference=reference,
+    data = egre_splits.world_data(world, CONFIG, STUDY, features=("lare", "dire"), reference=reference,
                         progress=False)
     return world, reference, data
 
@@ -135,7 +139,7 @@ def test_world_data_builds_every_split_with_both_maps_and_cached_features(world_
     unet_forward = reference.unet.forward
     reference.unet.forward = lambda *a, **k: calls.append(1) or unet_forward(*a, **k)
     try:
-        again = S.world_data(world, CONFIG, STUDY, features=("lare", "dire"), reference=reference,
+        again = egre_splits.world_data(world, CONFIG, STUDY, features=("lare", "dire"), reference=reference,
                              progress=False)
     finally:
         reference.unet.forward = unet_forward
@@ -149,7 +153,7 @@ def test_ablation_runs_every_row_and_summarises_over_seeds(world_and_data):
     _, _, data = world_and_data
     rows = ("backbone", "egre", "lare_cnn", "egre_misaligned", "egre_dire")
     results = S.run_ablation(data, CONFIG, STUDY, seeds=[0, 1], variants=rows, progress=False)
-    summary = S.ablation_summary(results)
+    summary = nb02_tables.ablation_summary(results)
     assert set(summary) == set(rows)
     for row in rows:
         assert set(summary[row]) == {"g1", "g2", "mean"}
@@ -160,7 +164,7 @@ def test_ablation_runs_every_row_and_summarises_over_seeds(world_and_data):
     # a finished run is read back, not retrained
     again = S.run_ablation(data, CONFIG, STUDY, seeds=[0], variants=["egre"], progress=False)
     assert again["egre"][0]["metrics"] == results["egre"][0]["metrics"]
-    table = S.ablation_table(summary)
+    table = nb02_tables.ablation_table(summary)
     assert table.shape == (len(rows), 3 * 3)
     import matplotlib
 
@@ -173,7 +177,7 @@ def test_ablation_runs_every_row_and_summarises_over_seeds(world_and_data):
 
 def test_attention_and_gate_pictures_come_from_the_trained_model(world_and_data):
     _, _, data = world_and_data
-    model = S.build_detector(CONFIG, 0).eval()
+    model = build_detector(CONFIG, 0).eval()
     _, _, tests = data.splits("lare")
     examples = {name: nb02_figures.attention_examples(model, tests[name], [0, 1]) for name in ("real", "g1")}
     ex = examples["real"]
@@ -184,7 +188,7 @@ def test_attention_and_gate_pictures_come_from_the_trained_model(world_and_data)
 
     matplotlib.use("Agg", force=True)
     nb02_figures.attention_figure(examples)
-    shuffled = S.shuffled_map_metrics(model, tests, seed=1)
+    shuffled = nb02_tables.shuffled_map_metrics(model, tests, seed=1)
     assert set(shuffled) == {"g1", "g2", "mean"} and 0 <= shuffled["mean"]["auc"] <= 1
     from lare2lib.eval.metrics import mean_std
 
@@ -211,16 +215,16 @@ def test_genimage_layout_trains_on_one_subset_and_tests_on_all(tmp_path):
                         folder / f"n01440764_{k}_{label}.png")
     reference = tiny_ldm_components("kl", spec=TINY_F4)
     config = {**CONFIG, "crop_size": 32}
-    data = S.genimage_data(str(tmp_path / "genimage"), "sdv4", config, STUDY, reference=reference,
+    data = egre_splits.genimage_data(str(tmp_path / "genimage"), "sdv4", config, STUDY, reference=reference,
                            val_fraction=0.3, progress=False)
     assert set(data.test) == {"imagenet_ai_0419_sdv4", "imagenet_ai_0419_sdv4:real",
                               "imagenet_glide", "imagenet_glide:real"}
     assert len(data.train.ids) + len(data.val.ids) == 8
     assert data.train[0]["lare"].shape == (4, 8, 8)
     with pytest.raises(ValueError, match="matches"):
-        S.genimage_data(str(tmp_path / "genimage"), "imagenet", config, STUDY, reference=reference)
-    model = S.build_detector(config, 0)
-    table = S.evaluate_detector(model, data.test)
+        egre_splits.genimage_data(str(tmp_path / "genimage"), "imagenet", config, STUDY, reference=reference)
+    model = build_detector(config, 0)
+    table = egre_training.evaluate_detector(model, data.test)
     assert set(table) == {"imagenet_ai_0419_sdv4", "imagenet_glide", "mean"}
 
 
@@ -232,9 +236,10 @@ def test_cli_parser_knows_the_egre_arguments():
                               "--backbone-mode", "finetune", "--train-subset", "sdv5"])
     assert (args.kind, args.variant, args.misaligned, args.backbone_mode, args.train_subset) == (
         "egre", "esr", True, "finetune", "sdv5")
-    profile, config, study = S._cli_setup(args)
+    profile, config, budget, train = egre.train_setup(args)
     assert config["variant"] == "esr" and config["aligned"] is False and config["freeze_backbone"] is False
-    assert study.train_per_class == S.StudyConfig().train_per_class
+    assert budget.train_per_class == egre_splits.SplitBudget().train_per_class == 768
+    assert train == egre_training.train_config()  # fine-tuning: the released 1e-4
 
 
 @pytest.mark.slow

@@ -5,17 +5,12 @@ Train with ``lare2 train egre ...`` (arguments: :func:`add_train_arguments`).
 The detector reads two things from a classifier backbone (:class:`lare2lib.models.backbones.FeatureBackbone`):
 a mid-level feature map ``F`` (CLIP ResNet-50: layer3, 1024×14×14 at 224 px) and a global vector
 ``x_g`` (CLIP's attention-pool output, 1024-d), and refines them with the image's LaRE map
-(METHODS.md §2, the released code):
+(METHODS.md §2, the released code; the blocks: :mod:`lare2lib.detectors.egre_heads`):
 
-* **ESR**, error-guided spatial refinement (:class:`SpatialRefinement`): CLIP's attention pool
-  written out: the flattened ``F`` tokens with their mean token prepended, a learned positional
-  embedding, 8-head attention with one query (the mean token), and a per-head *additive* bias on
-  the attention logits computed from the LaRE map pooled to the token grid by a 1×1 conv
-  (4 → 8 channels): where the map says "unusual error", the head can look there more.
-  ``x_s = LayerNorm(mean_token + dropout(out))``.
-* **ECR**, error-guided channel refinement (:class:`ChannelRefinement`): a squeeze-and-excite
-  gate from the globally pooled map, ``w = sigmoid(W2 relu(W1 GAP(LaRE)))`` (4 → 128 → C, no
-  biases), applied to the pooled features: ``x_c = GAP(F) ⊙ w``.
+* **ESR** (:class:`~lare2lib.detectors.egre_heads.SpatialRefinement`): single-query attention over
+  the ``F`` tokens, each head's logits biased by the map pooled to the token grid: ``x_s``;
+* **ECR** (:class:`~lare2lib.detectors.egre_heads.ChannelRefinement`): a channel gate from the
+  pooled map on the pooled features: ``x_c = GAP(F) ⊙ w``;
 * **head**: ``Linear([x_g ‖ x_s ‖ x_c] → 2)``, cross-entropy, P(fake) = softmax[:, 1].
 
 With C = 1024 and a 14×14 grid, ESR has 2 303 528 parameters (bias conv 40, positional
@@ -32,29 +27,32 @@ error map of the same shape, :mod:`lare2lib.signals.dire`); ``aligned`` (the map
 image crop; False reproduces the release: the whole map, whatever the crop);
 ``freeze_backbone`` (False = the release's full fine-tuning; True trains the head over fixed
 ImageNet features, which the mini notebook uses to fit its CPU budget).
+
+The training command's data, protocol and runs: :mod:`lare2lib.detectors.egre_splits`,
+:mod:`lare2lib.detectors.egre_training`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from lare2lib.detectors.egre_heads import ChannelRefinement, LareCNN, SpatialRefinement
 
 __all__ = [
     "VARIANTS",
     "FEATURES",
-    "SpatialRefinement",
-    "ChannelRefinement",
-    "LareCNN",
     "EgreDetector",
     "default_config",
+    "build_detector",
     "add_train_arguments",
+    "train_setup",
     "train_command",
 ]
 
@@ -65,126 +63,6 @@ FEATURES = ("lare", "dire")
 
 _USES_ESR = {"esr", "egre"}
 _USES_ECR = {"ecr", "egre"}
-
-
-# -- the two refinement blocks ----------------------------------------------------------------
-
-
-class SpatialRefinement(nn.Module):
-    """ESR: single-query multi-head attention over feature tokens, biased per head by the map.
-
-    Args:
-        channels: C, the width of the feature map (1024 for CLIP ResNet-50's layer3).
-        grid: (H, W) of the feature map; the positional embedding has ``1 + H·W`` rows.
-        map_channels: Channels of the error map (4: SD's latent).
-        heads: Attention heads (released: 8); one bias map per head.
-        inner: Width of q, k, v (released: 512 = C / 2); head width = inner / heads.
-        dropout: On the attention weights and on the output (released: 0.1).
-    """
-
-    def __init__(self, channels: int, grid: tuple[int, int], map_channels: int = 4,
-                 heads: int = 8, inner: int | None = None, dropout: float = 0.1):
-        super().__init__()
-        inner = inner or channels // 2
-        if inner % heads:
-            raise ValueError(f"ESR: inner width {inner} is not divisible by {heads} heads")
-        self.grid = (int(grid[0]), int(grid[1]))
-        self.heads, self.head_dim = heads, inner // heads
-        tokens = 1 + self.grid[0] * self.grid[1]
-        self.bias = nn.Conv2d(map_channels, heads, kernel_size=1)
-        self.position = nn.Parameter(torch.randn(tokens, channels) / channels ** 0.5)
-        self.q, self.k, self.v = (nn.Linear(channels, inner) for _ in range(3))
-        for projection in (self.q, self.k, self.v):
-            nn.init.xavier_uniform_(projection.weight)
-            nn.init.zeros_(projection.bias)
-        self.out = nn.Linear(inner, channels)
-        self.attention_dropout = nn.Dropout(dropout)
-        self.output_dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(channels)
-
-    def attention_bias(self, error_map: torch.Tensor) -> torch.Tensor:
-        """``(B, heads, 1 + H·W)``: the map pooled to the grid, 1×1 conv, mean column prepended."""
-        pooled = F.adaptive_avg_pool2d(error_map, self.grid)            # (B, Cm, H, W)
-        bias = self.bias(pooled).flatten(2)                             # (B, heads, H·W)
-        return torch.cat([bias.mean(dim=2, keepdim=True), bias], dim=2)
-
-    def forward(self, features: torch.Tensor,
-                error_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, C, H, W)`` features, ``(B, Cm, h, w)`` map → ``x_s (B, C)`` and the attention
-        weights ``(B, heads, 1 + H·W)`` of the single query (column 0: the mean token)."""
-        batch, channels, height, width = features.shape
-        if (height, width) != self.grid:
-            raise ValueError(f"ESR was built for a {self.grid} token grid, got {(height, width)}; "
-                             "the crop size fixes the grid")
-        tokens = features.flatten(2).transpose(1, 2)                    # (B, H·W, C)
-        mean = tokens.mean(dim=1, keepdim=True)                         # (B, 1, C)
-        x = torch.cat([mean, tokens], dim=1) + self.position            # (B, L, C), L = 1 + H·W
-        length = x.shape[1]
-        q = self.q(x[:, :1]).view(batch, 1, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k(x).view(batch, length, self.heads, self.head_dim).transpose(1, 2)
-        v = self.v(x).view(batch, length, self.heads, self.head_dim).transpose(1, 2)
-        logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)     # (B, heads, 1, L)
-        logits = logits + self.attention_bias(error_map)[:, :, None, :]
-        weights = logits.softmax(dim=-1)
-        out = (self.attention_dropout(weights) @ v).transpose(1, 2).reshape(batch, -1)
-        x_s = self.norm(mean[:, 0] + self.output_dropout(self.out(out)))
-        return x_s, weights[:, :, 0]
-
-
-class ChannelRefinement(nn.Module):
-    """ECR: a channel gate from the globally pooled error map, on the pooled features.
-
-    ``w = sigmoid(W2 · relu(W1 · GAP(map)))`` with W1: ``map_channels → hidden``, W2:
-    ``hidden → channels``, no biases (released: 4 → 128 → 1024); ``x_c = GAP(F) ⊙ w``.
-    """
-
-    def __init__(self, channels: int, map_channels: int = 4, hidden: int = 128):
-        super().__init__()
-        self.squeeze = nn.Linear(map_channels, hidden, bias=False)
-        self.excite = nn.Linear(hidden, channels, bias=False)
-
-    def gate(self, error_map: torch.Tensor) -> torch.Tensor:
-        """``(B, channels)`` gate values in (0, 1)."""
-        return torch.sigmoid(self.excite(F.relu(self.squeeze(error_map.mean(dim=(2, 3))))))
-
-    def forward(self, features: torch.Tensor,
-                error_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x_c (B, C)`` and the gate ``w (B, C)``."""
-        gate = self.gate(error_map)
-        return features.mean(dim=(2, 3)) * gate, gate
-
-
-class _BasicBlock(nn.Module):
-    """ResNet's basic block (two 3×3 convs, BN, identity or 1×1 projection shortcut)."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-class LareCNN(nn.Module):
-    """The LaRE-only baseline: a small ResNet (stem + 3 basic blocks, widths w, 2w, 4w) on the
-    map alone, global average pool, ``Linear(4w → 2)``. No image pixels are seen."""
-
-    def __init__(self, map_channels: int = 4, width: int = 32):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(map_channels, width, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU())
-        self.blocks = nn.Sequential(_BasicBlock(width, width), _BasicBlock(width, 2 * width, 2),
-                                    _BasicBlock(2 * width, 4 * width, 2))
-        self.fc = nn.Linear(4 * width, 2)
-
-    def forward(self, error_map: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.blocks(self.stem(error_map)).mean(dim=(2, 3)))
 
 
 # -- the detector ------------------------------------------------------------------------------
@@ -406,18 +284,83 @@ def default_config(profile, **overrides: Any) -> dict[str, Any]:
     return {**config, **overrides}
 
 
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def build_detector(config: Mapping[str, Any], seed: int) -> EgreDetector:
+    """An :class:`EgreDetector` whose new layers are initialised from ``seed`` alone."""
+    with _seeded(seed):
+        return EgreDetector(**config)
+
+
 # -- `lare2 train egre` ------------------------------------------------------------------------
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``lare2 train egre`` (implemented in :mod:`lare2lib.studies.nb02_egre`)."""
-    from lare2lib.studies.nb02_egre import add_train_arguments as add
+    """Arguments of ``lare2 train egre``; unset ones follow the profile and the mini protocol
+    (:mod:`lare2lib.detectors.egre_training`)."""
+    add = parser.add_argument
+    add("--profile", default="mini", help="mini (the built world), smoke, or full (GenImage)")
+    add("--variant", choices=VARIANTS, default="egre", help="ablation variant (default egre)")
+    add("--feature", choices=FEATURES, default="lare", help="error map guiding the head")
+    add("--misaligned", action="store_true",
+        help="feed the whole map whatever the crop (the released behaviour)")
+    add("--backbone", help="timm name or local classifier file (default: the profile's)")
+    add("--backbone-mode", choices=("frozen", "finetune"),
+        help="train the head over fixed features (mini default) or fine-tune all (full default, released)")
+    add("--crop-size", type=int, help="image crop side (default: full 224, mini 48, smoke 24)")
+    add("--seed", type=int, default=0, help="seed of the head's initialisation, data order and dropout")
+    add("--epochs", type=int, help="maximum epochs")
+    add("--early-stopping", type=int, help="epochs without validation improvement before stopping")
+    add("--batch-size", type=int, help="training batch (default 48)")
+    add("--lr", type=float, help="Adam learning rate (default: 1e-4, released; 1e-3 over a frozen backbone)")
+    add("--max-steps", type=int, help="cap on optimisation steps (smoke runs)")
+    add("--train-per-class", type=int, help="training images per class (mini; 0 = all)")
+    add("--val-per-class", type=int, help="validation images per class (mini; 0 = all)")
+    add("--train-crops", type=int, help="random crop positions per training image")
+    add("--dire-steps", type=int, help="DDIM steps each way of the DIRE-style map (full: 20, mini: 4)")
+    add("--select-on-test", action="store_true",
+        help="reproduce the released fault: pick the scheduler/best model on the test sets")
+    add("--data-root", help="full profile: the GenImage root (default: the profile's data_root)")
+    add("--train-subset", default="sdv4",
+        help="full profile: GenImage training subset (sdv4 = SD V1.4, the standard; sdv5 as released)")
+    add("--run-dir", help="folder of the resumable run (default: under the data folder)")
+    add("--out", required=True, help="where to write the best checkpoint (.safetensors)")
+    add("--num-workers", type=int, default=0, help="DataLoader workers")
+    add("--no-progress", action="store_true", help="no progress bars")
+    return parser
 
-    return add(parser)
+
+def train_setup(args: argparse.Namespace):
+    """``(profile, detector config, split budget, TrainConfig)`` of the parsed arguments."""
+    from lare2lib.core.profiles import get_profile
+    from lare2lib.detectors.egre_training import MINI_DIRE_STEPS, protocol_from_args
+
+    profile = get_profile(args.profile)
+    overrides = {"variant": args.variant, "feature": args.feature, "aligned": not args.misaligned}
+    if args.backbone:
+        overrides["backbone"] = args.backbone
+    if args.backbone_mode:
+        overrides["freeze_backbone"] = args.backbone_mode == "frozen"
+    if args.crop_size:
+        overrides["crop_size"] = args.crop_size
+    if args.dire_steps:
+        overrides["dire_steps"] = args.dire_steps
+    elif args.feature == "dire" and profile.name != "full":
+        overrides["dire_steps"] = MINI_DIRE_STEPS
+    config = default_config(profile, **overrides)
+    budget, train = protocol_from_args(args, profile, config["freeze_backbone"])
+    return profile, config, budget, train
 
 
 def train_command(args: argparse.Namespace) -> int:
     """``lare2 train egre``: train one variant on the profile's data, save the best checkpoint."""
-    from lare2lib.studies.nb02_egre import train_command as run
+    from lare2lib.detectors.egre_training import train_and_report
 
-    return run(args)
+    profile, config, budget, train = train_setup(args)
+    return train_and_report(args, profile, config, budget, train,
+                            build_detector(config, args.seed))

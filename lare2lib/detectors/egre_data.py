@@ -16,8 +16,9 @@ reflect-padded (the release's ``PadIfNeeded(reflect)``), and their window is the
 
 Caches (under ``<data>/egre/<world>/``, :class:`lare2lib.data.store.FeatureStore`): the maps, keyed
 by the extractor's config (method, model, t, K, size, prompt, seed), and for a frozen backbone
-its outputs per crop (``"<id>@<top>,<left>"``), keyed by backbone and crop size. A rerun reads
-both instead of recomputing; a killed extraction resumes.
+its outputs per crop (``"<id>@<top>,<left>"``), keyed by backbone and crop size
+(:func:`lare2lib.detectors.egre_splits.cache_backbone_features`). A rerun reads both instead of
+recomputing; a killed extraction resumes.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ __all__ = [
     "ensure_maps",
     "maps_of_images",
     "scoring_batches",
-    "cache_backbone_features",
 ]
 
 CROP_STREAM = "egre-crop"
@@ -357,49 +357,3 @@ def scoring_batches(model, images: Sequence[torch.Tensor], ids: Sequence[str], m
         batches.append({"image": torch.stack(crops).to(device),
                         "lare": torch.stack(windows).to(device)})
     return batches
-
-
-# -- frozen backbone features ------------------------------------------------------------------
-
-
-@torch.inference_mode()
-def cache_backbone_features(datasets: Sequence[EgreDataset], backbone, root: str | os.PathLike,
-                            key: dict[str, Any], *, batch_size: int = 128,
-                            progress: bool = True) -> None:
-    """Compute (or read) a frozen backbone's ``(F, x_g)`` for every item; attach to the datasets.
-
-    Stored flat (``C·H·W + D`` floats per crop) in a :class:`FeatureStore` under ``root``
-    keyed by ``key`` (backbone, weights, crop size: what the features depend on).
-    """
-    from tqdm.auto import tqdm
-
-    from lare2lib.data.store import FeatureStore, config_hash
-
-    store = FeatureStore(Path(root) / f"backbone-{config_hash(key)}", key)
-    backbone.eval()
-    parameter = next(backbone.parameters())
-    shape = None
-    for dataset in datasets:
-        item_ids = dataset.item_ids()
-        first = {item_id: i for i, item_id in reversed(list(enumerate(item_ids)))}
-        todo = [i for item_id, i in first.items() if item_id not in store]
-        for start in tqdm(range(0, len(todo), batch_size), desc="backbone features",
-                          disable=not progress or not todo):
-            chunk = todo[start:start + batch_size]
-            pixels = torch.stack([normalise(dataset.crop_image(i), dataset.mean, dataset.std)
-                                  for i in chunk]).to(parameter.device, parameter.dtype)
-            feature_map, global_vector = backbone(pixels)
-            shape = tuple(feature_map.shape[1:])
-            flat = torch.cat([feature_map.flatten(1), global_vector], dim=1).float().cpu()
-            store.append([item_ids[i] for i in chunk], flat)
-        store.flush()
-        if shape is None:
-            shape = _probe_shape(backbone, dataset)
-        dataset.features = store.get(item_ids)
-        dataset.feature_shape = shape
-
-
-def _probe_shape(backbone, dataset: EgreDataset) -> tuple[int, int, int]:
-    parameter = next(backbone.parameters())
-    pixels = normalise(dataset.crop_image(0), dataset.mean, dataset.std)[None]
-    return tuple(backbone(pixels.to(parameter.device, parameter.dtype))[0].shape[1:])
