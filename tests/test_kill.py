@@ -157,7 +157,7 @@ KILLED_TRAINING = textwrap.dedent("""
                 kill_on({kill_at})
             return replace(src, dst)
 
-        train.os.replace = killing_replace
+        os.replace = killing_replace
     test_kill.train_toy({out!r})
 """)
 

@@ -65,24 +65,24 @@ def _study_key(payload: Mapping[str, Any]) -> str:
 
 
 def _train_egre(world, reference, seed: int, config: Config, progress: bool):
-    """A small ESR + ECR detector (frozen backbone) trained here by notebook 02's own calls.
+    """A small ESR + ECR detector (frozen backbone) trained here with notebook 02's protocol.
 
-    The one place notebook 06 speaks notebook 02's study config: ``config``'s per-class budget
-    and its ``train`` epochs and step cap, 8 test images per set, the profile's seed.
+    ``config``'s per-class budget and its ``train`` epochs and step cap, 8 test images per set,
+    the profile's seed; the rest is the mini protocol (:func:`egre_training.train_config`).
     """
     from lare2lib.core import paths
-    from lare2lib.detectors import egre
-    from lare2lib.studies import nb02_egre
+    from lare2lib.detectors import egre, egre_splits, egre_training
 
     detector_config = egre.default_config(world.profile, variant="egre")
-    study = nb02_egre.StudyConfig(train_per_class=config.train_per_class,
-                                  val_per_class=config.val_per_class, test_per_set=8,
-                                  epochs=config.train.epochs, max_steps=config.train.max_steps,
-                                  seed=world.profile.seed)
-    data = nb02_egre.world_data(world, detector_config, study, reference=reference, progress=progress)
-    key = _study_key([detector_config, study])
+    budget = egre_splits.SplitBudget(train_per_class=config.train_per_class,
+                                     val_per_class=config.val_per_class, test_per_set=8,
+                                     seed=world.profile.seed)
+    train = egre_training.train_config(epochs=config.train.epochs, max_steps=config.train.max_steps,
+                                       seed=seed)
+    data = egre_splits.world_data(world, detector_config, budget, reference=reference, progress=progress)
+    key = _study_key([detector_config, egre_training.protocol_record(budget, train)])
     out = paths.data_dir() / "evasion" / world.folder.name / f"egre-seed{seed}-{key}"
-    model, _ = nb02_egre.train_variant(detector_config, data, study, seed, out)
+    model, _ = egre_training.train_variant(egre.build_detector(detector_config, seed), data, train, out)
     return model
 
 
