@@ -10,7 +10,7 @@ import pytest
 from lare2lib.core import paths
 from lare2lib.core.plotting import read_metrics, write_metrics
 from lare2lib.core.profiles import ProfileError
-from lare2lib.pipeline import runner
+from lare2lib.pipeline import locations, runner
 
 
 @pytest.fixture
@@ -131,13 +131,13 @@ def test_parse_assignments_rejects_malformed(bad):
 def test_output_locations(monkeypatch, tmp_path):
     monkeypatch.setenv("LARE2_FIGURES_DIR", str(tmp_path / "figures"))
     monkeypatch.setenv("LARE2_RUNS_DIR", str(tmp_path / "runs"))
-    assert runner.run_label("mini", smoke=False) == "mini"
-    assert runner.run_label("mini", smoke=True) == "mini-smoke"
-    assert runner.run_label("smoke", smoke=True) == "smoke"
-    assert runner.output_dir("01_lare", "mini") == paths.figures_dir("01_lare")
+    assert locations.run_label("mini", smoke=False) == "mini"
+    assert locations.run_label("mini", smoke=True) == "mini-smoke"
+    assert locations.run_label("smoke", smoke=True) == "smoke"
+    assert locations.output_dir("01_lare", "mini") == paths.figures_dir("01_lare")
     full = tmp_path / "runs" / "full" / "figures" / "01_lare"
-    assert runner.output_dir("01_lare", "full") == full
-    elsewhere = runner.output_dir("01_lare", "full", out_root=tmp_path / "x")
+    assert locations.output_dir("01_lare", "full") == full
+    elsewhere = locations.output_dir("01_lare", "full", out_root=tmp_path / "x")
     assert elsewhere == tmp_path / "x" / "01_lare"
 
 

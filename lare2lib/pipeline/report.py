@@ -34,14 +34,14 @@ from typing import Any
 
 from lare2lib import __version__
 from lare2lib.core import paths
-from lare2lib.core.plotting import METRICS_FILENAME, _atomic_write
+from lare2lib.core.plotting import METRICS_FILENAME, atomic_write
+from lare2lib.pipeline.locations import figures_root, run_label
 
 __all__ = [
     "REPORT_FILENAME",
     "IMAGE_STATUS_ID",
     "ReportError",
     "NotebookSection",
-    "figures_root",
     "executed_notebooks",
     "render_notebook",
     "external_resources",
@@ -88,13 +88,6 @@ class NotebookSection:
 
 
 # -- where ------------------------------------------------------------------------------------
-
-
-def figures_root(label: str, out_root: str | os.PathLike[str] | None = None) -> Path:
-    """The folder holding one output folder per notebook for run ``label`` (the runner's rule)."""
-    from lare2lib.pipeline.runner import output_dir
-
-    return output_dir("_", label, out_root).parent
 
 
 def executed_notebooks(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -359,14 +352,13 @@ def build_report(
     """Write the HTML report of run ``(profile_name, smoke)``; return its path.
 
     Reads ``<runs_root>/<label>/NN_*.ipynb`` (``runs_root`` defaults to
-    :func:`lare2lib.core.paths.runs_dir`; ``label`` is :func:`lare2lib.pipeline.runner.run_label`) and writes
+    :func:`lare2lib.core.paths.runs_dir`; ``label`` is :func:`lare2lib.pipeline.locations.run_label`) and writes
     ``<figures root of the run>/index.html`` (``figures/index.html`` for the default ``mini``
     run, ``runs/<label>/figures/index.html`` otherwise, ``<out_root>/index.html`` when the run
     used ``out_root``) unless ``out_path`` says otherwise. Failed and incomplete notebooks are
     included and flagged, so the page also shows where a run stopped.
     """
     from lare2lib.core.profiles import get_profile
-    from lare2lib.pipeline.runner import run_label
 
     get_profile(profile_name, smoke=smoke)  # validates the name, with the valid ones listed
     label = run_label(profile_name, smoke)
@@ -390,7 +382,7 @@ def build_report(
             f"{external[:3]}; embed them (a local image beside the notebook) or remove them"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(target, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    atomic_write(target, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return target
 
 

@@ -39,6 +39,7 @@ from typing import Any
 from lare2lib.core import paths
 from lare2lib.core.plotting import METRICS_FILENAME, to_jsonable
 from lare2lib.core.profiles import PROFILE_NAMES, get_profile
+from lare2lib.pipeline.locations import output_dir, run_label
 
 __all__ = [
     "RunResult",
@@ -46,8 +47,6 @@ __all__ = [
     "discover_notebooks",
     "resolve_notebooks",
     "notebook_parameters",
-    "run_label",
-    "output_dir",
     "run_notebooks",
     "format_summary",
 ]
@@ -203,28 +202,6 @@ def _check_type(notebook: str, name: str, value: Any, type_name: str) -> None:
             f"parameter '{name}' of {notebook} expects {type_name}, "
             f"got {value!r} ({type(value).__name__})"
         )
-
-
-# -- where outputs go ---------------------------------------------------------------------------
-
-
-def run_label(profile: str, smoke: bool) -> str:
-    """Name of a run's folder under ``runs/``: the profile, with ``-smoke`` for smoke runs."""
-    return f"{profile}-smoke" if smoke and profile != "smoke" else profile
-
-
-def output_dir(stem: str, label: str, out_root: str | os.PathLike[str] | None = None) -> Path:
-    """A notebook's ``OUT_DIR``.
-
-    The default ``mini`` run writes to ``figures/<stem>/`` (the committed results). Other runs
-    write to ``runs/<label>/figures/<stem>/`` so a smoke or partial run never overwrites them;
-    ``out_root`` puts them in ``<out_root>/<stem>/`` instead.
-    """
-    if out_root is not None:
-        return Path(out_root) / stem
-    if label == "mini":
-        return paths.figures_dir(stem)
-    return paths.runs_dir() / label / "figures" / stem
 
 
 # -- change detection ---------------------------------------------------------------------------
