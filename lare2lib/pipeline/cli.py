@@ -25,8 +25,8 @@ __all__ = ["COMMANDS", "CommandUnavailable", "build_parser", "main"]
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": (
-        "lare2lib.pipeline.runner:add_run_arguments",
-        "lare2lib.pipeline.runner:run_command",
+        "lare2lib.pipeline.run_command:add_run_arguments",
+        "lare2lib.pipeline.run_command:run_command",
         "run the notebooks in numeric order through papermill (skips unchanged ones)",
     ),
     "extract": (
