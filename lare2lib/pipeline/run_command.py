@@ -13,6 +13,7 @@ from lare2lib.core import paths
 from lare2lib.core.exit_codes import FAILURE, OK
 from lare2lib.core.profiles import PROFILE_NAMES
 from lare2lib.pipeline import runner
+from lare2lib.pipeline.progress import DEFAULT_HEARTBEAT
 
 __all__ = ["parse_assignments", "add_run_arguments", "run_command"]
 
@@ -63,9 +64,26 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--list", action="store_true", help="list the notebooks and their parameters, run nothing"
     )
     parser.add_argument(
+        "--heartbeat", type=_seconds, default=DEFAULT_HEARTBEAT, metavar="SECONDS",
+        help="when the output is not a terminal (CI logs): a progress line at most every "
+        "SECONDS while a notebook runs; 0 disables (default: %(default)g). On a terminal one "
+        "line shows the running cell and the elapsed time",
+    )
+    parser.add_argument(
         "--no-report", action="store_true",
         help="do not rebuild the HTML report of the executed notebooks (<figures>/index.html)",
     )
+
+
+def _seconds(text: str) -> float:
+    """A ``--heartbeat`` value: seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or a number of seconds, got {text}")
+    return value
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -88,6 +106,7 @@ def run_command(args: argparse.Namespace) -> int:
         force=args.force,
         timeout_per_cell=args.cell_timeout,
         notebooks_dir=args.notebooks_dir,
+        heartbeat=args.heartbeat,
     )
     if not results:
         folder = args.notebooks_dir or paths.notebooks_dir()
