@@ -100,7 +100,8 @@ class ProgressPrinter:
     def status_line(self) -> str:
         """``<notebook>: cell k/N · mm:ss elapsed`` (minutes keep counting past 59)."""
         minutes, seconds = divmod(int(self.clock() - self._started), 60)
-        return f"{self.notebook}: cell {self._cell}/{self._total} · {minutes:02d}:{seconds:02d} elapsed"
+        elapsed = f"{minutes:02d}:{seconds:02d}"
+        return f"{self.notebook}: cell {self._cell}/{self._total} · {elapsed} elapsed"
 
     @contextmanager
     def ticking(self) -> Iterator[ProgressPrinter]:
