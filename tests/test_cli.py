@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lare2lib.core.exit_codes import USAGE_ERROR
 from lare2lib.pipeline import cli
 
 LARE2 = Path(sys.executable).with_name("lare2")
@@ -74,7 +75,7 @@ def test_run_help_shows_options(capsys):
 )
 def test_bad_arguments_are_one_line(argv, expected, capsys):
     code, out, err = _call(argv, capsys)
-    assert code == cli.USAGE_ERROR
+    assert code == USAGE_ERROR
     assert out == "" and len(err.strip().splitlines()) == 1, err
     for fragment in expected:
         assert fragment in err
@@ -99,7 +100,7 @@ def tiny_notebooks(tmp_path, make_notebook):
 )
 def test_bad_notebook_input_is_one_line(tiny_notebooks, extra, expected, capsys):
     code, out, err = _call(["run", "--notebooks-dir", str(tiny_notebooks), *extra], capsys)
-    assert code == cli.USAGE_ERROR
+    assert code == USAGE_ERROR
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err + out
     for fragment in expected:

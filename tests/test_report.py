@@ -16,7 +16,7 @@ import pytest
 from conftest import STANDARD_PARAMETER_LINES
 
 from lare2lib.core.profiles import ProfileError
-from lare2lib.pipeline import cli, report
+from lare2lib.pipeline import cli, report, report_page, report_sections
 
 FIGURES_BODY = """\
 import matplotlib.pyplot as plt
@@ -110,7 +110,7 @@ def test_report_has_contents_sections_and_flags_the_failure(run):
 
 def test_report_is_self_contained(run):
     page = run["page"].read_text(encoding="utf-8")
-    assert report.external_resources(page) == []
+    assert report_page.external_resources(page) == []
     assert not re.search(r"<script[^>]*\bsrc=", page)
     assert not re.search(r"<link\b", page)
     assert "mathjax" not in page.lower() and "require.min.js" not in page
@@ -122,8 +122,9 @@ def test_report_is_self_contained(run):
 @pytest.mark.parametrize("flags, built", [([], True), (["--no-report"], False)])
 def test_lare2_run_rebuilds_the_report_unless_told_not_to(monkeypatch, tmp_path, flags, built):
     from lare2lib.pipeline import runner
+    from lare2lib.pipeline.execute import RunResult
 
-    done = runner.RunResult("01_x", "skipped", 0.0, tmp_path / "01_x.ipynb", tmp_path)
+    done = RunResult("01_x", "skipped", 0.0, tmp_path / "01_x.ipynb", tmp_path)
     monkeypatch.setattr(runner, "run_notebooks", lambda *args, **kwargs: [done])
     calls = []
     monkeypatch.setattr(report, "build_report",
@@ -134,8 +135,9 @@ def test_lare2_run_rebuilds_the_report_unless_told_not_to(monkeypatch, tmp_path,
 
 def test_a_report_that_cannot_be_built_fails_the_run(monkeypatch, tmp_path, capsys):
     from lare2lib.pipeline import runner
+    from lare2lib.pipeline.execute import RunResult
 
-    done = runner.RunResult("01_x", "ran", 1.0, tmp_path / "01_x.ipynb", tmp_path)
+    done = RunResult("01_x", "ran", 1.0, tmp_path / "01_x.ipynb", tmp_path)
     monkeypatch.setattr(runner, "run_notebooks", lambda *args, **kwargs: [done])
     monkeypatch.setenv("LARE2_RUNS_DIR", str(tmp_path / "empty"))
     assert cli.main(["run", "--smoke"]) == 1
@@ -153,7 +155,7 @@ def test_external_resources_finds_loads_not_links():
         '<a href="https://arxiv.org/abs/2403.17465">the paper</a>'
         '<img src="data:image/png;base64,AAAA"><img src="01_lare/fig.png">'
     )
-    assert report.external_resources(page) == [
+    assert report_page.external_resources(page) == [
         "//cdn.example.org/x.js", "http://example.org/s.css", "https://e.org/b.png",
         "https://example.org/a.png", "https://fonts.example.org/f.css",
     ]
@@ -195,7 +197,7 @@ def test_unfinished_notebook_is_flagged(tmp_path):
     notebook = nbformat.read(path, as_version=4)
     notebook.metadata.papermill.update(end_time=None, duration=None)
     nbformat.write(notebook, path)
-    assert report.render_notebook(path).status == "incomplete"
+    assert report_sections.render_notebook(path).status == "incomplete"
 
 
 # -- in a real browser ---------------------------------------------------------------------------
@@ -221,7 +223,7 @@ class _Dom(HTMLParser):
         attributes = {name: value or "" for name, value in attrs}
         if tag == "img":
             self.images.append(attributes)
-        if attributes.get("id") == report.IMAGE_STATUS_ID:
+        if attributes.get("id") == report_page.IMAGE_STATUS_ID:
             self.status = attributes
 
 

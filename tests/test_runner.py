@@ -10,7 +10,8 @@ import pytest
 from lare2lib.core import paths
 from lare2lib.core.plotting import read_metrics, write_metrics
 from lare2lib.core.profiles import ProfileError
-from lare2lib.pipeline import runner
+from lare2lib.pipeline import locations, run_command, runner, stamps
+from lare2lib.pipeline.execute import RunResult
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def folders(tmp_path, monkeypatch):
     Pinning keeps these tests about the notebooks: library files being edited while the tests
     run would otherwise (correctly) trigger reruns. Its effect is tested on its own below.
     """
-    monkeypatch.setattr(runner, "library_sha256", lambda: "library-v1")
+    monkeypatch.setattr(stamps, "library_sha256", lambda: "library-v1")
     return {name: tmp_path / name for name in ("notebooks", "figures", "runs")}
 
 
@@ -119,46 +120,46 @@ def test_missing_kernelspec_is_explained(folders, make_notebook):
 )
 def test_parse_assignments(assignment, expected):
     name = assignment.partition("=")[0]
-    assert runner.parse_assignments([assignment]) == {name: expected}
+    assert run_command.parse_assignments([assignment]) == {name: expected}
 
 
 @pytest.mark.parametrize("bad", ["NOEQUALS", "1X=2", "=3"])
 def test_parse_assignments_rejects_malformed(bad):
     with pytest.raises(runner.RunnerError, match="NAME=VALUE"):
-        runner.parse_assignments([bad])
+        run_command.parse_assignments([bad])
 
 
 def test_output_locations(monkeypatch, tmp_path):
     monkeypatch.setenv("LARE2_FIGURES_DIR", str(tmp_path / "figures"))
     monkeypatch.setenv("LARE2_RUNS_DIR", str(tmp_path / "runs"))
-    assert runner.run_label("mini", smoke=False) == "mini"
-    assert runner.run_label("mini", smoke=True) == "mini-smoke"
-    assert runner.run_label("smoke", smoke=True) == "smoke"
-    assert runner.output_dir("01_lare", "mini") == paths.figures_dir("01_lare")
+    assert locations.run_label("mini", smoke=False) == "mini"
+    assert locations.run_label("mini", smoke=True) == "mini-smoke"
+    assert locations.run_label("smoke", smoke=True) == "smoke"
+    assert locations.output_dir("01_lare", "mini") == paths.figures_dir("01_lare")
     full = tmp_path / "runs" / "full" / "figures" / "01_lare"
-    assert runner.output_dir("01_lare", "full") == full
-    elsewhere = runner.output_dir("01_lare", "full", out_root=tmp_path / "x")
+    assert locations.output_dir("01_lare", "full") == full
+    elsewhere = locations.output_dir("01_lare", "full", out_root=tmp_path / "x")
     assert elsewhere == tmp_path / "x" / "01_lare"
 
 
 def test_notebook_hash_ignores_outputs(folders, make_notebook):
     path = make_notebook(folders["notebooks"], "01_tiny")
-    before = runner._notebook_sha256(path)
+    before = stamps.notebook_sha256(path)
     notebook = nbformat.read(path, as_version=4)
     notebook.cells[2].outputs = [nbformat.v4.new_output("stream", text="hello")]
     notebook.cells[2].execution_count = 4
     nbformat.write(notebook, path)
-    assert runner._notebook_sha256(path) == before
+    assert stamps.notebook_sha256(path) == before
     notebook.cells[2].source += "\n# edited"
     nbformat.write(notebook, path)
-    assert runner._notebook_sha256(path) != before
+    assert stamps.notebook_sha256(path) != before
 
 
 def test_summary_table():
     runs, figures = paths.runs_dir(), paths.figures_dir()
     results = [
-        runner.RunResult("00_mini_world", "ran", 12.34, runs / "a.ipynb", figures),
-        runner.RunResult("01_lare", "failed", 1.0, runs / "b.ipynb", figures, "ValueError: bad"),
+        RunResult("00_mini_world", "ran", 12.34, runs / "a.ipynb", figures),
+        RunResult("01_lare", "failed", 1.0, runs / "b.ipynb", figures, "ValueError: bad"),
     ]
     lines = runner.format_summary(results).splitlines()
     assert lines[0].split() == ["notebook", "status", "seconds"]
@@ -212,7 +213,7 @@ def test_changed_source_or_deleted_outputs_rerun(folders, make_notebook):
 def test_library_change_reruns(folders, make_notebook, monkeypatch):
     make_notebook(folders["notebooks"], "01_tiny")
     assert _statuses(_run(folders)) == [("01_tiny", "ran")]
-    monkeypatch.setattr(runner, "library_sha256", lambda: "library-v2")
+    monkeypatch.setattr(stamps, "library_sha256", lambda: "library-v2")
     assert _statuses(_run(folders)) == [("01_tiny", "ran")]
 
 
@@ -222,13 +223,13 @@ def test_library_hash_covers_sources_and_weights_manifest(tmp_path, monkeypatch)
     (package / "stage.py").write_text("A = 1\n")
     monkeypatch.setattr(paths, "package_dir", lambda: package)
     monkeypatch.setattr(paths, "weights_dir", lambda: package / "weights")
-    hashes = [runner.library_sha256()]
+    hashes = [stamps.library_sha256()]
     (package / "stage.py").write_text("A = 2\n")
-    hashes.append(runner.library_sha256())
+    hashes.append(stamps.library_sha256())
     (package / "weights" / "mini" / "manifest.json").write_text("{}")
-    hashes.append(runner.library_sha256())
+    hashes.append(stamps.library_sha256())
     (package / "notes.txt").write_text("not a source file")
-    hashes.append(runner.library_sha256())
+    hashes.append(stamps.library_sha256())
     assert len(set(hashes[:3])) == 3 and hashes[3] == hashes[2]
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "write_metrics",
     "read_metrics",
     "to_jsonable",
+    "atomic_write",
     "SET_ORDER",
     "colour_of",
     "show_image",
@@ -107,7 +108,7 @@ def save_figure(
         target = out_dir / f"{name}.{fmt}"
         metadata = {**_DETERMINISTIC_METADATA.get(fmt, {}), **extra_metadata}
         with matplotlib.rc_context({"svg.hashsalt": _SVG_HASH_SALT}):
-            _atomic_write(
+            atomic_write(
                 target,
                 lambda tmp: fig.savefig(tmp, format=fmt, metadata=metadata, **savefig_kwargs),
             )
@@ -133,7 +134,7 @@ def write_metrics(
     payload = {"notebook": notebook or out_dir.name, "metrics": to_jsonable(dict(metrics))}
     text = json.dumps(payload, sort_keys=True, indent=2, allow_nan=False) + "\n"
     target = out_dir / METRICS_FILENAME
-    _atomic_write(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return target
 
 
@@ -176,8 +177,11 @@ def to_jsonable(value: Any) -> Any:
     raise TypeError(f"cannot write a {type(value).__name__} to JSON: {value!r}")
 
 
-def _atomic_write(target: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then move ``tmp_path`` over ``target`` in one step."""
+def atomic_write(target: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then move ``tmp_path`` over ``target`` in one step.
+
+    Readers never see a half-written file: they find the old one or the complete new one.
+    """
     # A fresh name in the same folder (same filesystem, so the replace is atomic); created by
     # the writer itself so the file gets the usual permissions, not mkstemp's 0600.
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")

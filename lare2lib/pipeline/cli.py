@@ -19,13 +19,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from lare2lib import __version__
+from lare2lib.core.exit_codes import FAILURE, OK, USAGE_ERROR
 
-__all__ = ["COMMANDS", "USAGE_ERROR", "CommandUnavailable", "build_parser", "main"]
+__all__ = ["COMMANDS", "CommandUnavailable", "build_parser", "main"]
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": (
-        "lare2lib.pipeline.runner:add_run_arguments",
-        "lare2lib.pipeline.runner:run_command",
+        "lare2lib.pipeline.run_command:add_run_arguments",
+        "lare2lib.pipeline.run_command:run_command",
         "run the notebooks in numeric order through papermill (skips unchanged ones)",
     ),
     "extract": (
@@ -55,9 +56,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
 }
 """Subcommands: name → (argument builder, command function, one-line help)."""
-
-USAGE_ERROR = 2
-"""Exit code of a bad command line (argparse's convention)."""
 
 _USER_ERROR_TYPES = (
     "lare2lib.core.profiles:ProfileError",
@@ -119,10 +117,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "lare2") -> int:
     try:
         parser = build_parser(prog, command)
         args = parser.parse_args(argv)
-        return int(_load(COMMANDS[args.command][1])(args) or 0)
+        return int(_load(COMMANDS[args.command][1])(args) or OK)
     except CommandUnavailable as exc:
         print(f"{prog} {command}: command unavailable: {exc}", file=sys.stderr)
-        return 1
+        return FAILURE
     except Exception as exc:
         if not isinstance(exc, _user_error_types()):
             raise

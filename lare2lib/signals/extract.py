@@ -310,7 +310,7 @@ def extract_command(args: argparse.Namespace) -> int:
     from lare2lib.data.manifests import ManifestError
     from lare2lib.data.store import FeatureStore, writer_name
     from lare2lib.models.loaders import load_ldm, resolve_device, resolve_dtype
-    from lare2lib.pipeline.cli import USAGE_ERROR
+    from lare2lib.core.exit_codes import USAGE_ERROR
 
     profile = get_profile(args.profile, seed=args.seed)
     overrides = {"timestep": args.timestep, "ensemble": args.ensemble,
