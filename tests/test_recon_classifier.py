@@ -144,7 +144,7 @@ def test_reconstruct_folder_writes_pairs_reports_bad_files_and_resumes(tiny_kl, 
         recon = Image.open(out / "recon" / f"{image_id}.png")
         assert real.size == recon.size and real.size[0] % 8 == 0 and real.size[1] % 8 == 0
     calls = []
-    monkeypatch.setattr(recon_classifier, "reconstruct_images", lambda *a, **k: calls.append(1) or ([], []))
+    monkeypatch.setattr(recon_classifier.pairs, "reconstruct_images", lambda *a, **k: calls.append(1) or ([], []))
     again = recon_classifier.reconstruct_folder(source, out, tiny_kl, progress=False)
     assert not calls and again["pairs"] == manifest["pairs"]
 
@@ -349,7 +349,7 @@ def test_train_command_on_a_folder_reconstructs_then_trains(tmp_path, monkeypatc
             "--val-fraction", "0.3",
             "--autoencoder", str(vae), "--backbone", "convnext_large", "--no-pretrained", "--crop", "32",
             "--window", "40", "--epochs", "1", "--batch-size", "8", "--no-progress"]
-    monkeypatch.setattr(recon_classifier, "ReconClassifier",
+    monkeypatch.setattr(recon_classifier.training, "ReconClassifier",
                         lambda *a, **k: ReconClassifier(*a, **{**k, "create_kwargs": TINY["create_kwargs"]}))
     assert cli.main(args) == 0
     manifest = json.loads((out / "pairs" / "train" / "pairs.json").read_text())
@@ -368,8 +368,8 @@ def test_default_crops_follow_the_paper_at_full_scale():
     assert recon_classifier.default_crop(get_profile("full"), "convnext_large.fb_in22k_ft_in1k") == 256
     eva = "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k"
     assert recon_classifier.default_crop(get_profile("full"), eva) == 252
-    assert recon_classifier._create_kwargs(eva, 252) == {"img_size": 252}
-    tiny_eva = {**tiny_classifier_kwargs("eva02_large_patch14_448"), **recon_classifier._create_kwargs(eva, 252)}
+    assert recon_classifier.backbone_create_kwargs(eva, 252) == {"img_size": 252}
+    tiny_eva = {**tiny_classifier_kwargs("eva02_large_patch14_448"), **recon_classifier.backbone_create_kwargs(eva, 252)}
     model = ReconClassifier("eva02_large_patch14_448", pretrained=False, crop_size=252, create_kwargs=tiny_eva)
     with torch.no_grad():
         assert model.eval()({"image": torch.zeros(1, 3, 260, 252, dtype=torch.uint8)}).shape == (1,)
