@@ -13,7 +13,7 @@ import torch
 
 from lare2lib.core import paths
 from lare2lib.core.profiles import PROFILE_NAMES, get_profile
-from lare2lib.models import backbones
+from lare2lib.models import backbones, lite0
 from lare2lib.models.backbones import FeatureBackbone, create_classifier, save_classifier
 from lare2lib.models.loaders import ModelNotAvailableError
 from lare2lib.models.tiny import tiny_classifier_kwargs
@@ -144,10 +144,10 @@ def lite0_in1k(tmp_path_factory):
 
 
 def test_conversion_is_cached_as_safetensors_and_reused(data_dir):
-    first = backbones.efficientnet_lite0_state_dict()
+    first = lite0.efficientnet_lite0_state_dict()
     cache = data_dir / "weights" / "efficientnet_lite0.pkg_in1k.safetensors"
     assert cache.is_file() and not list(cache.parent.glob(".*.tmp"))
-    again = backbones.efficientnet_lite0_state_dict()
+    again = lite0.efficientnet_lite0_state_dict()
     assert len(first) == 296 and first.keys() == again.keys()
     for key in first:
         torch.testing.assert_close(first[key], again[key], rtol=0, atol=0)
@@ -157,7 +157,7 @@ def test_conversion_rejects_a_shape_mismatch():
     source = {"a.weight": torch.zeros(2, 3), "a.bias": torch.zeros(2)}
     template = {"x.weight": torch.zeros(3, 2), "x.bias": torch.zeros(2)}
     with pytest.raises(ValueError, match="does not match"):
-        backbones.convert_lite0_keys(source, template)
+        lite0.convert_lite0_keys(source, template)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_lite0_weights_classify_package_photos(lite0_top5, photo):
 
 
 def test_lite0_pretrained_cfg_records_its_normalisation(lite0_in1k):
-    assert lite0_in1k.pretrained_cfg["mean"] == backbones.EFFICIENTNET_LITE0_MEAN == (0.5, 0.5, 0.5)
+    assert lite0_in1k.pretrained_cfg["mean"] == lite0.EFFICIENTNET_LITE0_MEAN == (0.5, 0.5, 0.5)
     assert lite0_in1k.pretrained_cfg["tag"] == "pkg_in1k"
 
 

@@ -19,16 +19,10 @@ import torch
 from badinput import make_bad_corpus, simulate_unreadable
 from PIL import Image, ImageFile
 
-from lare2lib.data import imagenet, images
-from lare2lib.data.images import (
-    BadImageError,
-    DecodeReport,
-    ImageRecord,
-    ManifestError,
-    RecordDataset,
-    collate_skip_bad,
-    iter_good_batches,
-)
+from lare2lib.data import imagenet, images, manifests, transforms
+from lare2lib.data.datasets import RecordDataset, collate_skip_bad, iter_good_batches
+from lare2lib.data.images import BadImageError, DecodeReport
+from lare2lib.data.manifests import ImageRecord, ManifestError
 
 
 def _corpus_keys() -> dict[str, str]:
@@ -55,7 +49,7 @@ def corpus(tmp_path_factory):
 def scanned(corpus):
     root, _ = corpus
     report = DecodeReport()
-    records = images.scan_folder(root, label=0, source="corpus", report=report)
+    records = manifests.scan_folder(root, label=0, source="corpus", report=report)
     return records, report
 
 
@@ -118,11 +112,11 @@ def test_manifest_outcome(corpus, key):
     root, expected = corpus
     outcome = expected[key]
     if outcome.reason is None:
-        records = images.read_manifest(root / key, root=root)
+        records = manifests.read_manifest(root / key, root=root)
         assert all(record.path.is_relative_to(root.resolve()) for record in records)
         return
     with pytest.raises(ManifestError, match=rf"line {outcome.line}\b.*outside the data root"):
-        images.read_manifest(root / key, root=root)
+        manifests.read_manifest(root / key, root=root)
 
 
 def test_permission_error_is_reported_as_unreadable(tmp_path, monkeypatch):
@@ -184,14 +178,14 @@ def test_duplicate_stems_get_distinct_ids(scanned):
 def test_scan_without_report_warns_about_skipped_files(corpus):
     root, _ = corpus
     with pytest.warns(UserWarning, match="unusable files skipped"):
-        images.scan_folder(root)
+        manifests.scan_folder(root)
 
 
 def test_scan_non_recursive_and_data_root(corpus):
     root, _ = corpus
-    records = images.scan_folder(root / "dup" / "a", data_root=root, label=1, source="x")
+    records = manifests.scan_folder(root / "dup" / "a", data_root=root, label=1, source="x")
     assert [(r.image_id, r.label, r.source) for r in records] == [("dup/a/image.png", 1, "x")]
-    top_level = images.scan_folder(root, recursive=False, report=DecodeReport())
+    top_level = manifests.scan_folder(root, recursive=False, report=DecodeReport())
     assert not any("/" in record.image_id for record in top_level)
 
 
@@ -218,20 +212,20 @@ def _sample_records(root: Path) -> list[ImageRecord]:
 def test_manifest_round_trip_and_hash(corpus, tmp_path, suffix):
     root, _ = corpus
     records = _sample_records(root.resolve())
-    path = images.write_manifest(records, root / f"manifests/round_trip{suffix}", root=root)
-    assert images.read_manifest(path, root=root) == records
-    assert images.manifest_hash(records) == images.manifest_hash(list(reversed(records)))
+    path = manifests.write_manifest(records, root / f"manifests/round_trip{suffix}", root=root)
+    assert manifests.read_manifest(path, root=root) == records
+    assert manifests.manifest_hash(records) == manifests.manifest_hash(list(reversed(records)))
     moved = [dataclasses.replace(record, path=tmp_path / record.image_id) for record in records]
-    assert images.manifest_hash(moved) == images.manifest_hash(records)  # location-independent
+    assert manifests.manifest_hash(moved) == manifests.manifest_hash(records)  # location-independent
     relabelled = [dataclasses.replace(records[0], label=1), *records[1:]]
-    assert images.manifest_hash(relabelled) != images.manifest_hash(records)
+    assert manifests.manifest_hash(relabelled) != manifests.manifest_hash(records)
     os.remove(path)
 
 
 def test_manifest_hash_is_pinned():
     """Feature stores key on this hash: changing its definition must be a deliberate, visible act."""
     record = ImageRecord("a/b.png", Path("/x/a/b.png"), 1, "s", "tench", 2, 3)
-    assert images.manifest_hash([record]) == "3ecd8c1f100de3062aff65d85c587ca6d60ad56a4d27ccd8a2b9441ecdd4edf5"
+    assert manifests.manifest_hash([record]) == "3ecd8c1f100de3062aff65d85c587ca6d60ad56a4d27ccd8a2b9441ecdd4edf5"
 
 
 @pytest.mark.parametrize(
@@ -246,13 +240,13 @@ def test_manifest_hash_is_pinned():
 def test_manifest_errors_name_the_line(tmp_path, body, message):
     (tmp_path / "m.csv").write_text(body)
     with pytest.raises(ManifestError, match=message):
-        images.read_manifest(tmp_path / "m.csv")
+        manifests.read_manifest(tmp_path / "m.csv")
 
 
 def test_write_manifest_refuses_records_outside_root(tmp_path):
     record = ImageRecord("x.png", tmp_path.parent / "x.png")
     with pytest.raises(ManifestError, match="outside the data root"):
-        images.write_manifest([record], tmp_path / "m.csv")
+        manifests.write_manifest([record], tmp_path / "m.csv")
 
 
 # ---------------------------------------------------------------- GenImage and ImageNet
@@ -275,27 +269,27 @@ def _fake_genimage(root: Path) -> None:
 
 def test_discover_genimage_by_folder_shape(tmp_path):
     _fake_genimage(tmp_path)
-    found = images.discover_genimage(tmp_path)
+    found = manifests.discover_genimage(tmp_path)
     assert sorted(found) == ["glide", "stable_diffusion_v_1_4/imagenet_ai_0419_sdv4"]
     assert sorted(found["glide"]) == ["val"]
     assert found["glide"]["val"]["ai"] == (tmp_path / "glide/val/ai").resolve()
-    assert list(images.discover_genimage(tmp_path / "glide")) == ["glide"]  # root is a subset
+    assert list(manifests.discover_genimage(tmp_path / "glide")) == ["glide"]  # root is a subset
 
 
 def test_genimage_records_labels_ids_and_classes(tmp_path):
     _fake_genimage(tmp_path)
     subset = "stable_diffusion_v_1_4/imagenet_ai_0419_sdv4"
-    train = images.genimage_records(tmp_path, subset, "train")
+    train = manifests.genimage_records(tmp_path, subset, "train")
     assert [(r.image_id, r.label, r.class_name, r.source) for r in train] == [
         (f"{subset}/train/ai/000_sdv4_00020.png", 1, "tench", subset),
         (f"{subset}/train/nature/n01440764_10026.JPEG", 0, "tench", subset),
     ]
-    val = images.genimage_records(tmp_path, subset, "val")
+    val = manifests.genimage_records(tmp_path, subset, "val")
     assert [r.class_name for r in val] == ["jay", None]
-    glide = images.genimage_records(tmp_path, "glide", "val", include_inferred_classes=False)
+    glide = manifests.genimage_records(tmp_path, "glide", "val", include_inferred_classes=False)
     assert [r.class_name for r in glide] == [None, "tabby"]
     with pytest.raises(ValueError, match="found"):
-        images.genimage_records(tmp_path, "glide", "train")
+        manifests.genimage_records(tmp_path, "glide", "train")
 
 
 @pytest.mark.parametrize(
@@ -338,39 +332,39 @@ def _noise(width: int, height: int, seed: int = 0) -> Image.Image:
 
 def test_to_tensor_and_model_range():
     image = Image.fromarray(np.array([[[0, 128, 255]]], np.uint8))
-    pixels = images.to_tensor(image)
+    pixels = transforms.to_tensor(image)
     assert pixels.shape == (3, 1, 1) and pixels.dtype == torch.float32
     assert torch.allclose(pixels.flatten(), torch.tensor([0.0, 128 / 255, 1.0]))
-    assert torch.allclose(images.to_model_range(pixels).flatten(), torch.tensor([-1.0, 256 / 255 - 1, 1.0]), atol=1e-6)
+    assert torch.allclose(transforms.to_model_range(pixels).flatten(), torch.tensor([-1.0, 256 / 255 - 1, 1.0]), atol=1e-6)
     with pytest.raises(ValueError, match="RGB"):
-        images.to_tensor(image.convert("L"))
+        transforms.to_tensor(image.convert("L"))
 
 
 def test_squash_resize_keeps_whole_image():
     image = Image.new("RGB", (300, 100), (10, 20, 30))
-    assert images.squash_resize(image, 256).size == (256, 256)
-    assert images.squash_resize(image, (32, 64)).size == (64, 32)  # (height, width)
-    assert np.asarray(images.squash_resize(image, 16)).reshape(-1, 3).tolist()[0] == [10, 20, 30]
+    assert transforms.squash_resize(image, 256).size == (256, 256)
+    assert transforms.squash_resize(image, (32, 64)).size == (64, 32)  # (height, width)
+    assert np.asarray(transforms.squash_resize(image, 16)).reshape(-1, 3).tolist()[0] == [10, 20, 30]
 
 
 def test_cut_to_multiple_is_centred():
     image = _noise(37, 21)
-    cut = images.cut_to_multiple(image, 8)
+    cut = transforms.cut_to_multiple(image, 8)
     assert cut.size == (32, 16)
     np.testing.assert_array_equal(np.asarray(cut), np.asarray(image)[2:18, 2:34])
     with pytest.raises(BadImageError, match="too_small"):
-        images.cut_to_multiple(_noise(5, 40), 8)
+        transforms.cut_to_multiple(_noise(5, 40), 8)
 
 
 def test_small_image_reflect_pads_centred_mirror():
     row = np.array([[[1] * 3, [2] * 3, [3] * 3]], np.uint8).repeat(3, 0)  # 3x3, columns 1,2,3
-    padded = np.asarray(images.center_crop(Image.fromarray(row), 5, pad_mode="reflect"))
+    padded = np.asarray(transforms.center_crop(Image.fromarray(row), 5, pad_mode="reflect"))
     assert padded.shape == (5, 5, 3)
     assert padded[0, :, 0].tolist() == [2, 1, 2, 3, 2]  # reflect-101, as albumentations' PadIfNeeded
 
 
 @pytest.mark.parametrize(
-    "crop", [images.center_crop, functools.partial(images.random_crop, generator=torch.Generator().manual_seed(0))]
+    "crop", [transforms.center_crop, functools.partial(transforms.random_crop, generator=torch.Generator().manual_seed(0))]
 )
 def test_small_image_policies(crop):
     small = _noise(20, 12)
@@ -388,7 +382,7 @@ def test_random_crop_is_reproducible_from_its_generator():
     image = _noise(64, 64)
 
     def crop(seed):
-        return np.asarray(images.random_crop(image, 16, torch.Generator().manual_seed(seed)))
+        return np.asarray(transforms.random_crop(image, 16, torch.Generator().manual_seed(seed)))
 
     np.testing.assert_array_equal(crop(1), crop(1))
     assert any(not np.array_equal(crop(1), crop(seed)) for seed in range(2, 6))
@@ -401,31 +395,31 @@ def test_reencode_depends_on_pixels_only(corpus, tmp_path):
     real.save(tmp_path / "fake.png")
     fake = images.load_image(tmp_path / "fake.png")
     for fmt in ("jpeg", "png"):
-        np.testing.assert_array_equal(np.asarray(images.reencode(real, fmt)), np.asarray(images.reencode(fake, fmt)))
-    np.testing.assert_array_equal(np.asarray(images.reencode(fake, "png")), np.asarray(fake))  # lossless
+        np.testing.assert_array_equal(np.asarray(transforms.reencode(real, fmt)), np.asarray(transforms.reencode(fake, fmt)))
+    np.testing.assert_array_equal(np.asarray(transforms.reencode(fake, "png")), np.asarray(fake))  # lossless
     noisy = _noise(32, 32)
-    assert not np.array_equal(np.asarray(images.reencode(noisy, "jpeg", quality=50)), np.asarray(noisy))
+    assert not np.array_equal(np.asarray(transforms.reencode(noisy, "jpeg", quality=50)), np.asarray(noisy))
     with pytest.raises(ValueError, match="'png' or 'jpeg'"):
-        images.reencode(noisy, "webp")
+        transforms.reencode(noisy, "webp")
 
 
 @pytest.mark.parametrize("quality", [30, 50, 75, 90, 96, 100])
 def test_jpeg_quality_estimate(tmp_path, quality):
     _noise(16, 16).save(tmp_path / "q.jpg", quality=quality)
-    assert images.jpeg_quality_estimate(tmp_path / "q.jpg") == quality
+    assert transforms.jpeg_quality_estimate(tmp_path / "q.jpg") == quality
     _noise(16, 16).save(tmp_path / "q.png")
-    assert images.jpeg_quality_estimate(tmp_path / "q.png") is None
+    assert transforms.jpeg_quality_estimate(tmp_path / "q.png") is None
 
 
 # ---------------------------------------------------------------- dataset
 
 
 def _resize_to_tensor(image: Image.Image) -> torch.Tensor:
-    return images.to_tensor(images.squash_resize(image, 8))
+    return transforms.to_tensor(transforms.squash_resize(image, 8))
 
 
 def _strict_crop_to_tensor(image: Image.Image) -> torch.Tensor:
-    return images.to_tensor(images.center_crop(image, 24, pad_mode="skip"))
+    return transforms.to_tensor(transforms.center_crop(image, 24, pad_mode="skip"))
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -467,15 +461,13 @@ def test_transform_refusals_are_reported_not_raised(corpus):
 
 
 @pytest.mark.parametrize("module_name", ["lare2lib.data.manifests", "lare2lib.data.transforms", "lare2lib.data.datasets"])
-def test_split_modules_stay_importable_from_images(module_name):
+def test_split_modules_are_not_re_exported_from_images(module_name):
+    """No re-export shim: each name is imported from the module that defines it."""
     import importlib
 
     module = importlib.import_module(module_name)
     for name in module.__all__:
-        assert getattr(images, name) is getattr(module, name), name
-        assert name in dir(images)
-    with pytest.raises(AttributeError, match="no attribute 'scan_everything'"):
-        images.scan_everything  # noqa: B018
+        assert not hasattr(images, name), name
 
 
 def test_decoding_and_manifests_do_not_import_torch():

@@ -9,22 +9,21 @@ generated images by construction:
 * **Reports** (:class:`DecodeReport`) list every skipped file with its reason and every file that
   needed a conversion, so a run's outputs say exactly which inputs got no feature and why.
 
-The rest of the image input lives in one module per concern (all names stay importable from
-here, so ``from lare2lib.data.images import scan_folder`` keeps working):
+The rest of the image input lives in one module per concern (import each name from its module):
 
 * :mod:`lare2lib.data.manifests`: image ids, :class:`ImageRecord`, folder scans, CSV/parquet
   manifests, GenImage discovery;
 * :mod:`lare2lib.data.transforms`: tensors, resizing, crops with a small-image policy, re-encoding,
   JPEG quality estimates;
 * :mod:`lare2lib.data.datasets`: :class:`RecordDataset` and the collate/iterate helpers that keep
-  failures inside DataLoader workers from being lost.
+  failures inside DataLoader workers from being lost;
+* :mod:`lare2lib.data.pixel_modes`: EXIF orientation and 16-bit samples, used by the decoder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import importlib
 import io
 import json
 import os
@@ -36,8 +35,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from lare2lib.data.pixel_modes import HIGH_BIT_DEPTH_MODES, exif_transpose, has_16bit_samples, high_byte
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -51,29 +51,6 @@ __all__ = [
     "DecodeFailure",
     "DecodeReport",
 ]
-
-_SPLIT_MODULES = ("lare2lib.data.manifests", "lare2lib.data.transforms", "lare2lib.data.datasets")
-"""Modules split off from this one; their public names (``__all__``) stay importable from here.
-
-They are re-exported lazily (PEP 562 ``__getattr__``) because they import this module: an eager
-import here would be circular, and would make every decode pay for torch (only the dataset and
-the tensor transforms need it).
-"""
-
-
-def __getattr__(name: str) -> Any:
-    if not name.startswith("__"):
-        for module_name in _SPLIT_MODULES:
-            module = importlib.import_module(module_name)
-            if name in module.__all__:
-                return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    modules = [importlib.import_module(module_name) for module_name in _SPLIT_MODULES]
-    return sorted({*globals(), *(name for module in modules for name in module.__all__)})
-
 
 DEFAULT_MAX_PIXELS = 8192 * 8192
 """Largest image decoded (67 M pixels, 200 MB as RGB), checked from the header before decoding.
@@ -106,9 +83,6 @@ BAD_IMAGE_REASONS = {
 }
 """Stable ``BadImageError.reason`` codes (keys) and what each means; reports count by these."""
 
-HIGH_BIT_DEPTH_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
-"""Pillow modes holding 16-bit samples (16-bit PNG greyscale opens as ``I;16``, TIFF as ``I``)."""
-
 ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 
@@ -122,7 +96,6 @@ class BadImageError(Exception):
         self.reason = reason
         self.message = message
         super().__init__(f"{self.path or '<image>'}: {reason}: {message}")
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,42 +195,6 @@ def _full_decode(image: Image.Image, path: Path) -> None:
         raise BadImageError(path, "corrupt", f"{type(error).__name__}: {error}") from None
 
 
-def _has_16bit_samples(image: Image.Image) -> bool:
-    """True when the file stores 16-bit samples that Pillow unpacks to 8 bits (``RGB;16B``)."""
-    for tile in getattr(image, "tile", None) or ():
-        args = tile[3] if len(tile) > 3 else None
-        rawmode = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
-        if isinstance(rawmode, str) and ";16" in rawmode:
-            return True
-    return False
-
-
-def _exif_transpose(image: Image.Image, notes: list[str]) -> Image.Image:
-    """Apply the EXIF orientation tag (phones store portrait photos rotated plus a tag)."""
-    try:
-        orientation = image.getexif().get(0x0112, 1)
-        if orientation in (None, 1):
-            return image
-        transposed = ImageOps.exif_transpose(image)
-    except Exception:  # malformed EXIF must not lose the image; keep stored orientation
-        notes.append("exif_ignored")
-        return image
-    notes.append("exif_transposed")
-    return transposed
-
-
-def _high_byte(image: Image.Image) -> Image.Image:
-    """16-bit greyscale → 8-bit ``L`` by keeping the high byte (``v >> 8``), never by clipping.
-
-    Pillow's own ``convert("L")`` clips (256 → 255), turning a 16-bit photo white. The high byte
-    is what Pillow does for 16-bit RGB PNGs (it has no 16-bit RGB mode) and what libpng's
-    ``strip_16`` does, so greyscale and colour 16-bit files get the same mapping; it is within one
-    level of the exact ``round(v * 255 / 65535)``.
-    """
-    values = np.asarray(image).astype(np.int64)
-    return Image.fromarray((np.clip(values, 0, 65535) >> 8).astype(np.uint8))
-
-
 def _to_rgb8(image: Image.Image, background: tuple[int, int, int], notes: list[str], path: Path) -> Image.Image:
     """Any Pillow mode → 8-bit RGB (see :data:`ALPHA_BACKGROUND` for transparency)."""
     mode = image.mode
@@ -267,7 +204,7 @@ def _to_rgb8(image: Image.Image, background: tuple[int, int, int], notes: list[s
         raise BadImageError(path, "unsupported_mode", "32-bit float pixels have no agreed 8-bit scale")
     notes.append(f"from:{mode}")
     if mode in HIGH_BIT_DEPTH_MODES:
-        image = _high_byte(image)
+        image = high_byte(image)
     has_alpha = image.mode in ALPHA_MODES or "transparency" in image.info
     try:
         if has_alpha:
@@ -298,12 +235,12 @@ def decode_image(
     with _open_checked(path, max_pixels) as image:
         n_frames = int(getattr(image, "n_frames", 1) or 1)
         source_mode, source_format = image.mode, image.format
-        wide_samples = _has_16bit_samples(image)
+        wide_samples = has_16bit_samples(image)
         _full_decode(image, path)
         notes = ["animated"] if n_frames > 1 else []
         if wide_samples and image.mode not in HIGH_BIT_DEPTH_MODES:
             notes.append("from:16bit")  # Pillow already kept the high byte (16-bit RGB/RGBA PNG)
-        image = _exif_transpose(image, notes)
+        image = exif_transpose(image, notes)
         rgb = _to_rgb8(image, background, notes, path)
     return DecodedImage(rgb, source_mode, source_format, n_frames, tuple(notes))
 
@@ -326,7 +263,6 @@ def probe_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS
         except Exception:
             orientation = 1
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ baseline in :mod:`lare2lib.signals.dire` plugs into the same driver.
 
 from __future__ import annotations
 
-import importlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -51,21 +50,6 @@ __all__ = [
     "reference_lare_per_image",
     "precision_error",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """The driver names (``extract_to_store``, ``extract_command``, ...) that moved to
-    :mod:`lare2lib.signals.extract`, re-exported lazily (PEP 562): that module imports this one, so an
-    eager import here would be circular."""
-    if not name.startswith("__"):
-        extract = importlib.import_module("lare2lib.signals.extract")
-        if name in extract.__all__:
-            return getattr(extract, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *importlib.import_module("lare2lib.signals.extract").__all__})
 
 
 PROMPT_POLICIES = ("class", "photo", "empty")
