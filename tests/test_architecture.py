@@ -29,10 +29,7 @@ ENTRY_POINTS = {"lare2lib.__main__"}
 
 PENDING: dict[str, set] = {
     "long": {
-        "lare2lib.data.images",
         "lare2lib.data.store",
-        "lare2lib.detectors.recon_classifier",
-        "lare2lib.models.backbones",
         "lare2lib.models.loaders",
         "lare2lib.models.tiny",
         "lare2lib.studies.nb03_recon",
