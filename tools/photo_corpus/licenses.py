@@ -1,4 +1,4 @@
-import json, shutil, collections
+import collections, json, os, shutil
 from pathlib import Path
 ST = Path(os.environ.get('PHOTO_STAGING', 'photo_staging')).resolve(); OUT = ST / 'photos'; SP = ST / 'venv/lib/python3.11/site-packages'; U = ST / 'unpacked'
 E = json.load(open(OUT / 'manifest.json'))
