@@ -23,7 +23,8 @@ from lare2lib.data.imagesets import ImageSet
 from lare2lib.detectors import recon_classifier, registry
 from lare2lib.detectors.recon_classifier import ReconClassifier, ReconPairs, reconstruct_images
 from lare2lib.models.loaders import load_autoencoder
-from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq, tiny_classifier_kwargs
+from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq
+from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 from lare2lib.world import recipes
 
 SIZES = [(40, 56), (33, 47), (40, 56), (64, 64), (17, 30), (40, 56), (64, 64)]

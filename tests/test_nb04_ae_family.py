@@ -22,7 +22,8 @@ from lare2lib.data.imagesets import ImageSet
 from lare2lib.detectors.train import TrainConfig
 from lare2lib.eval import metrics
 from lare2lib.models.loaders import load_autoencoder
-from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq, tiny_classifier_kwargs
+from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq
+from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 from lare2lib.studies import nb04_ae_family as A
 from lare2lib.studies import nb04_figures as F
 from lare2lib.studies import nb04_matrix as M
