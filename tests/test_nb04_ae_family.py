@@ -306,7 +306,7 @@ def test_folder_family_reconstructs_trains_and_tests(tmp_path):
 def test_subset_reconstructions_equal_the_worlds_own(tmp_path):
     """Without a cached world set only the training subset is reconstructed, with the world's
     function, so its pixels are those the world's whole-split set would hold."""
-    from lare2lib.world.recipes import reconstruct
+    from lare2lib.world.autoencoder_training import reconstruct
 
     world = PatternWorld(tmp_path / "world")
     vae = load_autoencoder(make_tiny_kl(tmp_path / "kl"))
