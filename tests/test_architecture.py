@@ -31,11 +31,9 @@ PENDING: dict[str, set] = {
     "long": {
         "lare2lib.data.store",
         "lare2lib.models.loaders",
-        "lare2lib.models.tiny",
         "lare2lib.studies.nb03_recon",
         "lare2lib.studies.nb07_figures",
         "lare2lib.world.build",
-        "lare2lib.world.recipes",
     },
     "cycles": set(),
     "method_imports_application": set(),

@@ -15,12 +15,8 @@ import torch
 from lare2lib.core.profiles import LareConfig
 from lare2lib.eval import attacks
 from lare2lib.eval.attacks import pgd_attack, psnr, quantise_within
-from lare2lib.models.tiny import (
-    TINY_CLASS_NAMES,
-    TinyLDMSpec,
-    tiny_classifier_kwargs,
-    tiny_ldm_components,
-)
+from lare2lib.models.tiny import TINY_CLASS_NAMES, TinyLDMSpec, tiny_ldm_components
+from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 
 SIZE = 48
 CROP = 32

@@ -19,7 +19,7 @@ from lare2lib.detectors.registry import (
     read_detector_metadata,
     save_detector,
 )
-from lare2lib.models.tiny import tiny_classifier_kwargs
+from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 
 SIZES = [(40, 40), (33, 57), (64, 48), (24, 30)]
 """Mixed sizes, one smaller than the 32 px crop (padded or zoomed, never an error)."""

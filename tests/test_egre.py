@@ -10,7 +10,7 @@ import torch
 
 from lare2lib.detectors.egre import VARIANTS, EgreDetector, default_config
 from lare2lib.detectors.egre_heads import ChannelRefinement, LareCNN, SpatialRefinement
-from lare2lib.models.tiny import tiny_classifier_kwargs
+from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 
 TINY = dict(backbone="convnext_large", pretrained=False,
             backbone_kwargs=tiny_classifier_kwargs("convnext_large"))

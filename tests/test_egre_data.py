@@ -14,12 +14,8 @@ from lare2lib.detectors import egre_data as D
 from lare2lib.detectors import egre_splits, egre_training
 from lare2lib.detectors import egre
 from lare2lib.detectors.egre import build_detector
-from lare2lib.models.tiny import (
-    TINY_CLASS_NAMES,
-    TinyLDMSpec,
-    tiny_classifier_kwargs,
-    tiny_ldm_components,
-)
+from lare2lib.models.tiny import TINY_CLASS_NAMES, TinyLDMSpec, tiny_ldm_components
+from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 from lare2lib.detectors.train import TrainConfig
 from lare2lib.studies import nb02_egre as S
 from lare2lib.studies import nb02_figures, nb02_tables

@@ -109,10 +109,10 @@ def train_toy(out_dir: Path, progress: bool = False):
     """The run under test (also the body of the killed child): ToyDetector on toy images."""
     from lare2lib.detectors.registry import DETECTOR_KINDS
     from lare2lib.detectors.train import TrainConfig, fit
-    from lare2lib.models.tiny import ToyDetector, ToyImageDataset
+    from lare2lib.models.tiny_detectors import ToyDetector, ToyImageDataset
 
     registered = "toy" in DETECTOR_KINDS
-    DETECTOR_KINDS["toy"] = "lare2lib.models.tiny:ToyDetector"  # as tests/test_train.py does
+    DETECTOR_KINDS["toy"] = "lare2lib.models.tiny_detectors:ToyDetector"  # as tests/test_train.py does
     try:
         torch.manual_seed(0)
         model = ToyDetector()
@@ -129,7 +129,7 @@ KILLED_TRAINING = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import torch
     torch.set_num_threads(1)
-    from lare2lib.models import tiny
+    from lare2lib.models import tiny_detectors as tiny
     from lare2lib.detectors import train
     import test_kill
 
@@ -180,7 +180,7 @@ def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, 
                                                                       where, kill_at):
     from safetensors.torch import load_file
 
-    from lare2lib.models import tiny
+    from lare2lib.models import tiny_detectors as tiny
 
     out = tmp_path / "run"
     run_killed(KILLED_TRAINING.format(tests=TESTS, where=where, kill_at=kill_at, out=str(out)))

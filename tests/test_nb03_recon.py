@@ -11,7 +11,7 @@ from lare2lib.core.plotting import write_metrics
 from lare2lib.data.imagesets import ImageSet
 from lare2lib.detectors.recon_classifier import ReconClassifier
 from lare2lib.eval import metrics as M
-from lare2lib.models.tiny import tiny_classifier_kwargs
+from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 from lare2lib.studies import nb03_recon
 
 

@@ -22,7 +22,8 @@ from lare2lib.data.imagesets import ImageSet
 from lare2lib.detectors.train import TrainConfig
 from lare2lib.eval import metrics
 from lare2lib.models.loaders import load_autoencoder
-from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq, tiny_classifier_kwargs
+from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq
+from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 from lare2lib.studies import nb04_ae_family as A
 from lare2lib.studies import nb04_figures as F
 from lare2lib.studies import nb04_matrix as M
@@ -305,7 +306,7 @@ def test_folder_family_reconstructs_trains_and_tests(tmp_path):
 def test_subset_reconstructions_equal_the_worlds_own(tmp_path):
     """Without a cached world set only the training subset is reconstructed, with the world's
     function, so its pixels are those the world's whole-split set would hold."""
-    from lare2lib.world.recipes import reconstruct
+    from lare2lib.world.autoencoder_training import reconstruct
 
     world = PatternWorld(tmp_path / "world")
     vae = load_autoencoder(make_tiny_kl(tmp_path / "kl"))

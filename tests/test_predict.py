@@ -12,13 +12,13 @@ from badinput import make_bad_corpus
 from PIL import Image
 
 from lare2lib.detectors import registry
-from lare2lib.models.tiny import ToyDetector
+from lare2lib.models.tiny_detectors import ToyDetector
 from lare2lib.pipeline import cli
 
 
 @pytest.fixture(autouse=True)
 def _toy_kind(monkeypatch):
-    monkeypatch.setitem(registry.DETECTOR_KINDS, "toy", "lare2lib.models.tiny:ToyDetector")
+    monkeypatch.setitem(registry.DETECTOR_KINDS, "toy", "lare2lib.models.tiny_detectors:ToyDetector")
 
 
 @pytest.fixture

@@ -23,8 +23,9 @@ from lare2lib.data.imagesets import ImageSet
 from lare2lib.detectors import recon_classifier, registry
 from lare2lib.detectors.recon_classifier import ReconClassifier, ReconPairs, reconstruct_images
 from lare2lib.models.loaders import load_autoencoder
-from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq, tiny_classifier_kwargs
-from lare2lib.world import recipes
+from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq
+from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
+from lare2lib.world import autoencoder_training
 
 SIZES = [(40, 56), (33, 47), (40, 56), (64, 64), (17, 30), (40, 56), (64, 64)]
 TINY = dict(backbone="convnext_large", pretrained=False, crop_size=32,
@@ -112,7 +113,7 @@ def test_matches_the_worlds_reconstruction_function(tiny_kl, tiny_vq):
     pixels = torch.stack(random_images([(32, 32)] * 4))
     ids = [f"photo#{k}" for k in range(4)]
     for ae in (tiny_kl, tiny_vq):
-        expected = recipes.reconstruct(ae, pixels, 3, ids)
+        expected = autoencoder_training.reconstruct(ae, pixels, 3, ids)
         _, recon = reconstruct_images(ae, pixels, ids, seed=3, batch_size=4)
         assert torch.equal(torch.stack(recon), expected)
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from lare2lib.detectors import registry, train
-from lare2lib.models.tiny import ToyDetector, ToyImageDataset
+from lare2lib.models.tiny_detectors import ToyDetector, ToyImageDataset
 
 FAST = dict(epochs=3, batch_size=8, eval_batch_size=16, early_stopping=0)
 
 
 @pytest.fixture(autouse=True)
 def _toy_kind(monkeypatch):
-    monkeypatch.setitem(registry.DETECTOR_KINDS, "toy", "lare2lib.models.tiny:ToyDetector")
+    monkeypatch.setitem(registry.DETECTOR_KINDS, "toy", "lare2lib.models.tiny_detectors:ToyDetector")
 
 
 def _model(seed=0, **kwargs):

@@ -11,7 +11,8 @@ import torch
 
 from lare2lib.core.profiles import get_profile
 from lare2lib.data.imagesets import ImageSet, to_uint8
-from lare2lib.world import build, photos, recipes
+from lare2lib.models import conditioning, loaders
+from lare2lib.world import autoencoder_training, build, photos, recipes, sampling, unet_training
 
 SMOKE = recipes.RECIPES["smoke"]
 
@@ -133,21 +134,21 @@ def _tiny_sets(n: int = 12, size: int = 16) -> tuple[ImageSet, ImageSet]:
 def test_autoencoder_training_is_deterministic(tmp_path, kind):
     recipe = SMOKE.kl_ae if kind == "kl" else SMOKE.vq_ae
     train, val = _tiny_sets()
-    first, log_a = recipes.train_autoencoder(recipe, train, val, tmp_path / "a", seed=3, progress=False)
-    second, log_b = recipes.train_autoencoder(recipe, train, val, tmp_path / "b", seed=3, progress=False)
+    first, log_a = autoencoder_training.train_autoencoder(recipe, train, val, tmp_path / "a", seed=3, progress=False)
+    second, log_b = autoencoder_training.train_autoencoder(recipe, train, val, tmp_path / "b", seed=3, progress=False)
     _assert_same_state(_state(first), _state(second))
     assert [e["val_psnr_db"] for e in log_a] == [e["val_psnr_db"] for e in log_b]
-    other, _ = recipes.train_autoencoder(recipe, train, val, tmp_path / "c", seed=4, progress=False)
+    other, _ = autoencoder_training.train_autoencoder(recipe, train, val, tmp_path / "c", seed=4, progress=False)
     assert not torch.equal(first.state_dict()["encoder.conv_in.weight"], other.state_dict()["encoder.conv_in.weight"])
 
 
 def test_killed_autoencoder_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     recipe = SMOKE.kl_ae  # 6 steps, checkpoint every 3
     train, val = _tiny_sets()
-    reference, _ = recipes.train_autoencoder(recipe, train, val, tmp_path / "ref", seed=1, progress=False)
+    reference, _ = autoencoder_training.train_autoencoder(recipe, train, val, tmp_path / "ref", seed=1, progress=False)
 
     calls = {"n": 0}
-    real_loss = recipes._autoencoder_loss
+    real_loss = autoencoder_training._autoencoder_loss
 
     def dies_at_step_five(*args, **kwargs):
         calls["n"] += 1
@@ -155,11 +156,11 @@ def test_killed_autoencoder_training_resumes_to_the_same_weights(tmp_path, monke
             raise KeyboardInterrupt("simulated kill")
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(recipes, "_autoencoder_loss", dies_at_step_five)
+    monkeypatch.setattr(autoencoder_training, "_autoencoder_loss", dies_at_step_five)
     with pytest.raises(KeyboardInterrupt):
-        recipes.train_autoencoder(recipe, train, val, tmp_path / "killed", seed=1, progress=False)
-    monkeypatch.setattr(recipes, "_autoencoder_loss", real_loss)
-    resumed, log = recipes.train_autoencoder(recipe, train, val, tmp_path / "killed", seed=1, progress=False)
+        autoencoder_training.train_autoencoder(recipe, train, val, tmp_path / "killed", seed=1, progress=False)
+    monkeypatch.setattr(autoencoder_training, "_autoencoder_loss", real_loss)
+    resumed, log = autoencoder_training.train_autoencoder(recipe, train, val, tmp_path / "killed", seed=1, progress=False)
     _assert_same_state(_state(reference), _state(resumed))
     assert [e["step"] for e in log] == [3, 6]
 
@@ -167,9 +168,9 @@ def test_killed_autoencoder_training_resumes_to_the_same_weights(tmp_path, monke
 @pytest.mark.slow
 def test_unet_training_is_deterministic_and_measures_the_premise(tmp_path):
     train, val = _tiny_sets()
-    ae, _ = recipes.train_autoencoder(SMOKE.kl_ae, train, val, tmp_path / "ae", seed=0, progress=False)
-    scale = recipes.latent_scaling_factor(ae, train.pixels)
-    runs = [recipes.train_unet(SMOKE.unet, ae, scale, train, val, photos.CLASS_NAMES, tmp_path / name, 0, "kl_ldm",
+    ae, _ = autoencoder_training.train_autoencoder(SMOKE.kl_ae, train, val, tmp_path / "ae", seed=0, progress=False)
+    scale = autoencoder_training.latent_scaling_factor(ae, train.pixels)
+    runs = [unet_training.train_unet(SMOKE.unet, ae, scale, train, val, photos.CLASS_NAMES, tmp_path / name, 0, "kl_ldm",
                              progress=False) for name in ("a", "b")]
     _assert_same_state(_state(runs[0][0]), _state(runs[1][0]))
     log = runs[0][2]
@@ -181,12 +182,12 @@ def test_unet_training_is_deterministic_and_measures_the_premise(tmp_path):
 
 def test_single_step_loss_matches_a_plain_computation(tmp_path):
     train, val = _tiny_sets(n=4)
-    ae = recipes.build_autoencoder(SMOKE.kl_ae, 16).eval()
-    unet = recipes.build_unet(SMOKE.unet, 4, 4).eval()
-    prompts = recipes.ClassPromptEncoder(class_names=photos.CLASS_NAMES, dim=16, seq_len=4).eval()
-    losses = recipes.single_step_loss(ae, unet, prompts, 0.5, train.pixels, train.class_index, train.ids,
+    ae = autoencoder_training.build_autoencoder(SMOKE.kl_ae, 16).eval()
+    unet = unet_training.build_unet(SMOKE.unet, 4, 4).eval()
+    prompts = conditioning.ClassPromptEncoder(class_names=photos.CLASS_NAMES, dim=16, seq_len=4).eval()
+    losses = sampling.single_step_loss(ae, unet, prompts, 0.5, train.pixels, train.class_index, train.ids,
                                     timestep=200, draws=3, seed=7)
-    scheduler = recipes.sd_training_scheduler()
+    scheduler = loaders.sd_training_scheduler()
     with torch.no_grad():
         for k in range(4):  # one image at a time, as the released LaRE loop does
             posterior_noise = recipes.step_generator(7, "lare", train.ids[k])
@@ -201,13 +202,13 @@ def test_single_step_loss_matches_a_plain_computation(tmp_path):
 
 
 def test_sampling_depends_only_on_seed_and_index():
-    ae = recipes.build_autoencoder(SMOKE.kl_ae, 16).eval()
-    unet = recipes.build_unet(SMOKE.unet, 4, 4).eval()
-    prompts = recipes.ClassPromptEncoder(class_names=photos.CLASS_NAMES, dim=16, seq_len=4).eval()
+    ae = autoencoder_training.build_autoencoder(SMOKE.kl_ae, 16).eval()
+    unet = unet_training.build_unet(SMOKE.unet, 4, 4).eval()
+    prompts = conditioning.ClassPromptEncoder(class_names=photos.CLASS_NAMES, dim=16, seq_len=4).eval()
     spec = recipes.GeneratorSpec("g", "kl_ldm", steps=3, eta=1.0, guidance=2.0)
     classes = torch.arange(6) % 5
-    whole = recipes.sample_images(ae, unet, prompts, 1.0, classes, spec, seed=2, batch_size=6)
-    split = recipes.sample_images(ae, unet, prompts, 1.0, classes, spec, seed=2, batch_size=4)
+    whole = sampling.sample_images(ae, unet, prompts, 1.0, classes, spec, seed=2, batch_size=6)
+    split = sampling.sample_images(ae, unet, prompts, 1.0, classes, spec, seed=2, batch_size=4)
     assert whole.dtype == torch.uint8 and whole.shape == (6, 3, 16, 16)
     assert torch.equal(whole, split)
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from lare2lib.models.tiny_clip import TINY_TEXT_DIM, tiny_text_encoder, write_tiny_clip_tokenizer
+
 __all__ = [
     "make_tiny_sd",
     "make_tiny_kl",
@@ -37,21 +39,8 @@ __all__ = [
     "TinyLDMSpec",
     "BENCH_TINY_LDM",
     "tiny_ldm_components",
-    "write_tiny_clip_tokenizer",
     "write_manifest",
-    "TINY_TIMM_KWARGS",
-    "tiny_classifier_kwargs",
-    "ToyDetector",
-    "ToyImageDataset",
 ]
-
-TINY_TEXT_DIM = 32
-"""Hidden size of the tiny CLIP text encoder = the tiny UNet's ``cross_attention_dim``."""
-TINY_MAX_LENGTH = 77
-"""SD's CLIP context length, kept: prompts are padded to it exactly as in SD."""
-_TOKENIZER_WORDS = ("a", "photo", "of", "an", "cat", "coffee", "the")
-"""Words that get whole-word BPE merges in the tiny vocabulary (others fall back to bytes)."""
-
 
 @contextlib.contextmanager
 def _seeded(seed: int) -> Iterator[None]:
@@ -163,96 +152,6 @@ def _sd_pndm_scheduler() -> Any:
     )
 
 
-# -- a CLIP tokenizer without downloads -------------------------------------------------------
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte → printable-character table (BPE runs on these characters)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, chars)))
-
-
-def write_tiny_clip_tokenizer(
-    path: str | os.PathLike[str], words: tuple[str, ...] = _TOKENIZER_WORDS
-) -> Path:
-    """A valid CLIP byte-level BPE tokenizer folder: vocab.json, merges.txt, special tokens.
-
-    Vocabulary as CLIP builds it: the 256 byte characters, the same with the end-of-word
-    marker ``</w>``, one token per merge, then ``<|startoftext|>`` and ``<|endoftext|>``.
-    Merges join each word in ``words`` left to right, so "a photo of a cat" tokenises to whole
-    words and anything else to single characters.
-    """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    base = list(_bytes_to_unicode().values())
-    vocab_tokens = base + [c + "</w>" for c in base]
-    merges: list[str] = []
-    for word in words:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(pieces) > 1:
-            merges.append(f"{pieces[0]} {pieces[1]}")
-            pieces = [pieces[0] + pieces[1]] + pieces[2:]
-            if pieces[0] not in vocab_tokens:
-                vocab_tokens.append(pieces[0])
-    merges = list(dict.fromkeys(merges))
-    vocab_tokens += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {token: index for index, token in enumerate(vocab_tokens)}
-    (path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    (path / "special_tokens_map.json").write_text(
-        json.dumps(
-            {
-                "bos_token": "<|startoftext|>",
-                "eos_token": "<|endoftext|>",
-                "unk_token": "<|endoftext|>",
-                "pad_token": "<|endoftext|>",
-            }
-        )
-    )
-    (path / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "CLIPTokenizer",
-                "model_max_length": TINY_MAX_LENGTH,
-                "bos_token": "<|startoftext|>",
-                "eos_token": "<|endoftext|>",
-                "unk_token": "<|endoftext|>",
-                "pad_token": "<|endoftext|>",
-                "do_lower_case": True,
-            }
-        )
-    )
-    return path
-
-
-def _tiny_text_encoder(vocab_size: int, bos_id: int, eos_id: int) -> Any:
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    config = CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=TINY_TEXT_DIM,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=TINY_MAX_LENGTH,
-        bos_token_id=bos_id,
-        eos_token_id=eos_id,
-        pad_token_id=eos_id,
-    )
-    return CLIPTextModel(config)
-
-
 # -- pipelines --------------------------------------------------------------------------------
 
 
@@ -266,7 +165,7 @@ def make_tiny_sd(path: str | os.PathLike[str], seed: int = 0) -> Path:
     with _seeded(seed):
         _tiny_kl().save_pretrained(path / "vae")
         _tiny_unet(TINY_TEXT_DIM).save_pretrained(path / "unet")
-        text_encoder = _tiny_text_encoder(
+        text_encoder = tiny_text_encoder(
             len(vocab), vocab["<|startoftext|>"], vocab["<|endoftext|>"]
         )
         text_encoder.save_pretrained(path / "text_encoder")
@@ -431,85 +330,3 @@ def tiny_ldm_components(kind: str = "kl", seed: int = 0, spec: TinyLDMSpec = Tin
         class_names=spec.class_names,
     )
     return components.eval()
-
-
-# -- timm backbones ---------------------------------------------------------------------------
-
-TINY_TIMM_KWARGS: dict[str, dict[str, Any]] = {
-    "convnext_large": {"depths": (1, 1, 1, 1), "dims": (16, 32, 64, 128)},
-    "eva02_large_patch14_448": {"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 252},
-}
-"""Width/depth overrides timm accepts per architecture; others (EfficientNets, the CLIP
-ResNet's ByobNet config) take none and are built full size (on the ``meta`` device if large)."""
-
-
-def tiny_classifier_kwargs(name: str) -> dict[str, Any]:
-    """Small-width ``timm.create_model`` kwargs for ``name`` (a tag after '.' is ignored)."""
-    return dict(TINY_TIMM_KWARGS.get(name.split(".")[0], {}))
-
-
-# -- a toy detector kind, for the training loop and the generic commands ------------------------
-
-
-class ToyDetector(torch.nn.Module):
-    """The smallest detector that satisfies :mod:`lare2lib.detectors.registry`' contract.
-
-    A two-layer CNN on images squashed to ``size`` (one logit for BCE, or two for
-    cross-entropy), with dropout so that seeding matters. Tests register it under the kind
-    ``toy`` (``monkeypatch.setitem(detectors.DETECTOR_KINDS, "toy", "lare2lib.models.tiny:ToyDetector")``)
-    to test the loop and ``lare2 predict`` / ``evaluate`` without the real kinds.
-    """
-
-    kind = "toy"
-
-    def __init__(self, size: int = 16, width: int = 8, logits: int = 1, dropout: float = 0.1,
-                 pretrained: bool = False):
-        super().__init__()
-        self.config = {"size": size, "width": width, "logits": logits, "dropout": dropout,
-                       "pretrained": pretrained}
-        self.size = size
-        self.features = torch.nn.Sequential(
-            torch.nn.Conv2d(3, width, 3, stride=2, padding=1), torch.nn.BatchNorm2d(width),
-            torch.nn.ReLU(), torch.nn.Conv2d(width, width, 3, stride=2, padding=1), torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Dropout(dropout),
-        )
-        self.head = torch.nn.Linear(width, logits)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = self.head(self.features(batch["image"]))  # (B, logits)
-        return logits[:, 0] if logits.shape[1] == 1 else logits
-
-    def preprocess(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """uint8 (3, H, W) images of any size → float (B, 3, size, size) in [-1, 1]."""
-        resized = [torch.nn.functional.interpolate(im[None].float(), size=(self.size, self.size),
-                                                   mode="bilinear", antialias=True, align_corners=False)
-                   for im in images]
-        return torch.cat(resized) / 127.5 - 1.0
-
-    def score_images(self, images, image_ids, *, seed: int = 0, tries: int = 1, batch_size: int = 32,
-                     progress: bool = False, class_names=None) -> torch.Tensor:
-        """P(fake) per image (``class_names`` accepted for the detector surface, unused)."""
-        from lare2lib.detectors.train import fake_probability
-
-        device = next(self.parameters()).device
-        scores = []
-        for start in range(0, len(images), batch_size):
-            x = self.preprocess(images[start:start + batch_size]).to(device)
-            scores.append(fake_probability(self({"image": x})).cpu())
-        return torch.cat(scores) if scores else torch.zeros(0)
-
-
-class ToyImageDataset(torch.utils.data.Dataset):
-    """Separable toy data: class-1 images are brighter; ``labels`` exposed for balancing."""
-
-    def __init__(self, n_real: int = 24, n_fake: int = 16, size: int = 16, seed: int = 0):
-        generator = torch.Generator().manual_seed(seed)
-        self.labels = torch.cat([torch.zeros(n_real, dtype=torch.long), torch.ones(n_fake, dtype=torch.long)])
-        noise = torch.rand(len(self.labels), 3, size, size, generator=generator)
-        self.images = noise * 1.4 - 1.0 + 0.6 * self.labels.float()[:, None, None, None]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[index], "label": self.labels[index]}

@@ -15,7 +15,7 @@ import torch
 from lare2lib.data.imagesets import ImageSet
 from lare2lib.world.build import World
 from lare2lib.world.quality import kid, pretrained_features, psnr_db
-from lare2lib.world.recipes import single_step_loss
+from lare2lib.world.sampling import single_step_loss
 
 __all__ = [
     "photo_table",

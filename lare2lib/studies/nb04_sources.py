@@ -68,7 +68,7 @@ class WorldFamily:
         exists (or the subset is the whole split), else only the subset, cached on its own.
 
         Both paths give the same pixels: the world reconstructs each image from (seed, id)
-        alone (:func:`lare2lib.world.recipes.reconstruct`; TAEF2 is deterministic), whatever the batch.
+        alone (:func:`lare2lib.world.autoencoder_training.reconstruct`; TAEF2 is deterministic), whatever the batch.
         """
         if (self.world.folder / f"recon_{ae}_{split}.safetensors").is_file() or len(real) == len(self.world.real[split]):
             return self._subsample(self.world.reconstructions(ae, split), count, self.seed)
@@ -82,7 +82,7 @@ class WorldFamily:
 
                 pixels = taef2_reconstruct(real.pixels, False)
             else:
-                from lare2lib.world.recipes import reconstruct
+                from lare2lib.world.autoencoder_training import reconstruct
 
                 pixels = reconstruct(self.world.autoencoder(ae), real.pixels, self.world.profile.seed, real.ids)
             ImageSet(f"recon_{ae}_{split}", pixels, real.class_index.clone(), [f"{i}@{ae}" for i in real.ids],

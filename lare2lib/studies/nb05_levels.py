@@ -6,7 +6,7 @@ or from any folder of large images (``full``):
 * **level sets**: for each *level* (``"96"``: the photo downscaled, antialiased, to a 96 px short
   side; ``"native"``: its own pixels, no resampling) square windows of one side
   (:attr:`ResolutionConfig.window`) at seeded random positions, per split, and their
-  reconstructions through one autoencoder at that native size (:func:`lare2lib.world.recipes.reconstruct`:
+  reconstructions through one autoencoder at that native size (:func:`lare2lib.world.autoencoder_training.reconstruct`:
   the posterior sample is drawn per image id);
 * a **"larger than seen"** test: native windows of :attr:`ResolutionConfig.large_window` (4× the
   training side) from the largest test photos;
@@ -192,7 +192,7 @@ class ResolutionData:
         return self._cache[name]
 
     def _recon_of(self, name: str, real: ImageSet) -> ImageSet:
-        from lare2lib.world.recipes import reconstruct
+        from lare2lib.world.autoencoder_training import reconstruct
 
         def build() -> ImageSet:
             pixels = reconstruct(self.autoencoder, real.pixels, self.seed, real.ids, batch_size=16,

@@ -38,18 +38,11 @@ from lare2lib.data.imagesets import ImageSet
 from lare2lib.models.conditioning import ClassPromptEncoder
 from lare2lib.models.loaders import load_autoencoder as load_any_autoencoder
 from lare2lib.world.photos import CLASS_NAMES, find_photos, make_crops
-from lare2lib.world.recipes import (
-    RECIPES,
-    GeneratorSpec,
-    WorldRecipe,
-    generator_specs,
-    latent_scaling_factor,
-    reconstruct,
-    sample_images,
-    sd_training_scheduler,
-    train_autoencoder,
-    train_unet,
-)
+from lare2lib.models.loaders import sd_training_scheduler
+from lare2lib.world.autoencoder_training import latent_scaling_factor, reconstruct, train_autoencoder
+from lare2lib.world.recipes import RECIPES, GeneratorSpec, WorldRecipe, generator_specs
+from lare2lib.world.sampling import sample_images
+from lare2lib.world.unet_training import train_unet
 
 __all__ = ["world_ldm", "crops_key", "real_sets", "weights_root", "train_stage", "export_weights", "verify_weights",
            "load_autoencoder", "load_ldm_parts", "sha256_file", "main"]

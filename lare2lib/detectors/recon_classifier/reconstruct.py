@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 RECON_STREAM = "recon"
-"""Stream of the KL posterior sample; the same as :func:`lare2lib.world.recipes.reconstruct`, so a
+"""Stream of the KL posterior sample; the same as :func:`lare2lib.world.autoencoder_training.reconstruct`, so a
 folder of the world's images reconstructs to the world's cached reconstruction sets."""
 
 
@@ -72,7 +72,7 @@ def size_buckets(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list
 
 def encode_for_reconstruction(ae: nn.Module, x: torch.Tensor, ids: Sequence[str], seed: int) -> torch.Tensor:
     """Unscaled latents. KL: ``mean + std · n`` with ``n`` drawn on the CPU per image id, the
-    numbers :func:`lare2lib.world.recipes.seeded_latents` draws (then moved to the model's device)."""
+    numbers :func:`lare2lib.world.autoencoder_training.seeded_latents` draws (then moved to the model's device)."""
     from lare2lib.models.loaders import is_taef2, is_vq, encode_latents
     from lare2lib.world.recipes import step_generator
 
