@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
 from lare2lib.data.imagesets import ImageSet, to_model_range, to_uint8
+from lare2lib.eval.metrics import rank_auc
 from lare2lib.models.conditioning import ClassPromptEncoder
 from lare2lib.models.loaders import sd_training_scheduler
 from lare2lib.world.recipes import GeneratorSpec, UNetRecipe, step_generator
@@ -76,12 +76,6 @@ def single_step_loss(ae, unet, prompts: ClassPromptEncoder, scaling_factor: floa
     return torch.cat(losses)
 
 
-def _auc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    """P(score of a positive > score of a negative), ties counted half."""
-    diff = positives[:, None] - negatives[None, :]
-    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
-
-
 @torch.no_grad()
 def premise_check(ae, unet, prompts, scaling_factor: float, heldout: ImageSet, recipe: UNetRecipe,
                   seed: int, timestep: int = 200) -> dict:
@@ -100,4 +94,4 @@ def premise_check(ae, unet, prompts, scaling_factor: float, heldout: ImageSet, r
     fake_loss = single_step_loss(ae, unet, prompts, scaling_factor, fake_pixels, reals.class_index,
                                  fake_ids, timestep, seed=seed).numpy()
     return {"real_loss": float(real_loss.mean()), "generated_loss": float(fake_loss.mean()),
-            "gap": float(real_loss.mean() - fake_loss.mean()), "auc": _auc(-real_loss, -fake_loss)}
+            "gap": float(real_loss.mean() - fake_loss.mean()), "auc": rank_auc(-real_loss, -fake_loss)}
