@@ -46,30 +46,29 @@
 # higher score = more likely fake, everywhere.
 
 # %% tags=["parameters"]
+from typing import Optional
+
 PROFILE: str = "mini"  # profile: mini (default) or smoke (tiny); this notebook needs the mini world
 SMOKE: bool = False  # tiny budgets (tests, CI): a few images, one seed, a few steps
 SEED: int = 0  # root seed: classifier seeds are SEED, SEED+1, ...; crops and noise per image id
 OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/03_ae_reconstruction)
 DATA_DIR: str = ""  # caches and the built world (empty: <repo>/data or $LARE2_DATA_DIR)
 INTERACTIVE: bool = False  # show the ipywidgets crop explorer after the static figures
-AUTOENCODER: str = "kl_ae"  # world autoencoder whose reconstructions are the positive class
-BACKBONE: str = ""  # timm classifier or local file (empty: the profile's first recon classifier)
-CROP: int = 48  # crop side for training and inference, px (world images: 64; smoke uses 24)
-N_SEEDS: int = 3  # classifiers trained, one per seed (mean ± std over them)
-TRAIN_IMAGES: int = 8000  # images seen in training per seed (epochs: this over the pair count, rounded up)
-LR: float = 1e-4  # Adam learning rate (the released recipe)
-TRIES: int = 10  # crops averaged by the "10 tries" score
-BOOTSTRAP: int = 1000  # bootstrap resamples of every interval
-ROBUST_SEEDS: int = 1  # classifiers scored in the robustness sweep (the first ones)
-ROBUST_TRIES: int = 1  # crops per image in the robustness sweep
-AEROBLADE_AES: str = "kl_ae,vq_ae"  # autoencoders AEROBLADE takes the minimum over (the generators')
-AEROBLADE_DISTRACTOR: str = "taef2"  # an extra autoencoder no generator uses, scored separately ("": none)
-BENCH_IMAGES: int = 8  # 256² images timed through the KL autoencoder (0: skip the timing)
-RUN_LARE: bool = True  # score the same test sets with mean LaRE (notebook 01's bare score)
-
+AUTOENCODER: Optional[str] = None  # world autoencoder whose reconstructions are the positive class (kl_ae)
+BACKBONE: Optional[str] = None  # timm classifier or local file (empty: the profile's first recon classifier)
+CROP: Optional[int] = None  # crop side for training and inference, px (world images: 64; mini 48, smoke 24)
+N_SEEDS: Optional[int] = None  # classifiers trained, one per seed, mean ± std over them (mini 3, smoke 1)
+TRAIN_IMAGES: Optional[int] = None  # images seen in training per seed, epochs: this over the pair count, rounded up (mini 8000, smoke 64)
+LR: Optional[float] = None  # Adam learning rate (the released recipe: 1e-4)
+TRIES: Optional[int] = None  # crops averaged by the "10 tries" score (10)
+BOOTSTRAP: Optional[int] = None  # bootstrap resamples of every interval (mini 1000, smoke 50)
+ROBUST_SEEDS: Optional[int] = None  # classifiers scored in the robustness sweep, the first ones (1)
+ROBUST_TRIES: Optional[int] = None  # crops per image in the robustness sweep (1)
+AEROBLADE_AES: Optional[str] = None  # autoencoders AEROBLADE takes the minimum over, the generators' ("kl_ae,vq_ae")
+AEROBLADE_DISTRACTOR: Optional[str] = None  # an extra autoencoder no generator uses, scored separately ("": none; mini "taef2", smoke "")
+BENCH_IMAGES: Optional[int] = None  # 256² images timed through the KL autoencoder (0: skip the timing; mini 8, smoke 2)
+RUN_LARE: Optional[bool] = None  # score the same test sets with mean LaRE, notebook 01's bare score (True)
 # %%
-import dataclasses
-import math
 import os
 import time
 from pathlib import Path
@@ -78,17 +77,13 @@ if DATA_DIR:
     os.environ["LARE2_DATA_DIR"] = DATA_DIR
 
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 import torch
 
 from lare2lib.core import paths
-from lare2lib.core.plotting import save_figure, set_theme, write_metrics
+from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
-from lare2lib.data import perturb
-from lare2lib.detectors import aeroblade, recon_classifier
-from lare2lib.models.loaders import load_autoencoder
-from lare2lib.studies import nb03_recon, nb07_figures
+from lare2lib.studies import nb03_baselines, nb03_figures, nb03_metrics, nb03_recon, nb03_scoring, nb07_figures
+from lare2lib.studies.common import study_config
 from lare2lib.world.build import load_world
 
 started = time.time()
@@ -96,15 +91,17 @@ profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
 if profile.name == "full":
     raise ValueError("notebook 03 runs in the mini world; at full scale use `lare2 train classifier "
                      "--profile full --real DIR` and `lare2 evaluate`")
-robust_axes = perturb.ROBUSTNESS_GRID
-if profile.smoke:  # seconds, not minutes: every section runs on a handful of images
-    CROP, N_SEEDS, TRAIN_IMAGES, BOOTSTRAP, BENCH_IMAGES = 24, 1, 64, 50, 2
-    AEROBLADE_DISTRACTOR, robust_axes = "", {"jpeg": (50,), "resize": (0.5,)}
+# The profile's budget (smoke: a handful of images, one seed, a few steps), then every parameter
+# set above: an explicit value wins over the smoke budget.
+config = study_config(nb03_recon.Config, profile, backbone=BACKBONE, autoencoder=AUTOENCODER, crop=CROP,
+                      n_seeds=N_SEEDS, train_images=TRAIN_IMAGES, lr=LR, tries=TRIES, bootstrap=BOOTSTRAP,
+                      robust_seeds=ROBUST_SEEDS, robust_tries=ROBUST_TRIES, aeroblade_aes=AEROBLADE_AES,
+                      aeroblade_distractor=AEROBLADE_DISTRACTOR, bench_images=BENCH_IMAGES, run_lare=RUN_LARE)
 out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("03_ae_reconstruction")
 set_theme()
 torch.manual_seed(SEED)
 load = os.getloadavg()[0]
-print(f"profile={profile.name} seed={profile.seed} crop={CROP} seeds={N_SEEDS} "
+print(f"profile={profile.name} seed={profile.seed} crop={config.crop} seeds={config.n_seeds} "
       f"threads={torch.get_num_threads()} load average={load:.1f} on {os.cpu_count()} cores out={out_dir}")
 
 # %% [markdown]
@@ -124,13 +121,9 @@ real_test = world.real["test"]
 test_sets = {name: world.generated(name, "test") for name in generators}
 test_sets |= {f"recon_{ae}": world.reconstructions(ae, "test") for ae in recon_aes}
 n_train = len(world.real["train"])
-epochs = max(1, math.ceil(TRAIN_IMAGES / (2 * n_train)))
-config = nb03_recon.ReconStudyConfig(
-    backbone=BACKBONE or profile.models.recon_classifiers[0], autoencoder=AUTOENCODER, crop=CROP,
-    seeds=tuple(range(SEED, SEED + N_SEEDS)), epochs=epochs, max_steps=math.ceil(TRAIN_IMAGES / 48),
-    lr=LR)
+plan = config.plan(profile, n_train)
 print({"train pairs": n_train, "val pairs": len(world.real["val"]), "test reals": len(real_test),
-       **{name: len(s) for name, s in test_sets.items()}}, f"| epochs per seed: {epochs}")
+       **{name: len(s) for name, s in test_sets.items()}}, f"| epochs per seed: {plan.train.epochs}")
 
 # %% [markdown]
 # ## 1 · What the classifier is shown
@@ -140,8 +133,8 @@ print({"train pairs": n_train, "val pairs": len(world.real["val"]), "test reals"
 # pattern. That residual is all the positive class has that the negative class lacks.
 
 # %%
-train_real, train_recon = world.real["train"], world.reconstructions(AUTOENCODER, "train")
-fig = nb03_recon.pairs_figure(train_real, train_recon, count=6)
+train_real, train_recon = world.real["train"], world.reconstructions(config.autoencoder, "train")
+fig = nb03_figures.pairs_figure(train_real, train_recon, count=6)
 save_figure(fig, out_dir, "training_pairs")
 plt.show()
 
@@ -152,13 +145,10 @@ plt.show()
 # same measurement from the command line.
 
 # %%
-if BENCH_IMAGES:
-    bench = recon_classifier.reconstruction_speed(world.autoencoder("kl_ae"), size=64 if profile.smoke else 256,
-                                         batch_size=min(4, BENCH_IMAGES), images=BENCH_IMAGES, repeats=2)
+bench = nb03_recon.bench(world, config, profile)
+if bench:
     print(f"{bench['size']}² through kl_ae: {bench['images_per_second']:.2f} images/s "
           f"(batch {bench['batch_size']}, {bench['threads']} threads, load average {os.getloadavg()[0]:.1f})")
-else:
-    bench = None
 
 # %% [markdown]
 # ## 2 · Training, one classifier per seed
@@ -168,16 +158,13 @@ else:
 # crops. Finished runs are kept under `data/` and reloaded on a rerun.
 
 # %%
-run_root = paths.data_dir() / "runs" / "03_ae_reconstruction" / world.folder.name / (
-    f"{Path(config.backbone).name}-{AUTOENCODER}-c{CROP}-e{epochs}-s{config.max_steps}-lr{LR:g}")
-runs = nb03_recon.train_classifiers(world, config, run_root, progress=False)
+runs = nb03_recon.train_classifiers(world, config, plan, nb03_recon.run_root(world, config, plan), progress=False)
 models = [model for model, _ in runs]
 train_seconds = sum(result.seconds for _, result in runs)
-fig = nb03_recon.history_figure([result for _, result in runs], config.seeds)
+fig = nb03_figures.history_figure([result for _, result in runs], plan.seeds)
 save_figure(fig, out_dir, "training")
 plt.show()
-pd.DataFrame([{"seed": s, "best epoch": r.best_epoch, "val AUC": r.best_metric, "steps": r.steps,
-               "seconds": r.seconds} for s, (_, r) in zip(config.seeds, runs)]).round(4)
+nb03_metrics.training_frame(runs, plan.seeds)
 
 # %% [markdown]
 # ## 3 · Does it catch generators it never saw?
@@ -192,40 +179,24 @@ pd.DataFrame([{"seed": s, "best epoch": r.best_epoch, "val AUC": r.best_metric, 
 # 5 % FPR and AUC are far more stable.
 
 # %%
-crop_scores = nb03_recon.score_sets(models, {"real": real_test, **test_sets}, tries=TRIES, seed=SEED,
-                                   batch_size=config.score_batch)
-tables = {}
-for key, tries in nb03_recon.TRIES_KEYS.items():
-    scores = {name: nb03_recon.tries_scores(s, tries) for name, s in crop_scores.items()}
-    real_scores = scores.pop("real")
-    tables[key] = nb03_recon.detection_table(real_scores, scores, bootstrap=BOOTSTRAP, seed=SEED,
-                                            mean_over=generators)
-auc = nb03_recon.headline(tables, "auc")
-tpr = nb03_recon.headline(tables, "tpr@0.1%")
-tpr5 = nb03_recon.headline(tables, "tpr@5%")
-ten = {name: nb03_recon.tries_scores(s, TRIES)[0] for name, s in crop_scores.items()}
-roc = {name: nb03_recon.roc_points(ten["real"], ten[name]) for name in test_sets}
+crop_scores = nb03_scoring.score_sets(models, {"real": real_test, **test_sets}, tries=config.tries, seed=SEED,
+                                     batch_size=config.score_batch)
+detection = nb03_scoring.detect(crop_scores, tries=config.tries, bootstrap=config.bootstrap, seed=SEED,
+                                mean_over=generators)
+auc, tpr, roc = detection.auc, detection.tpr, detection.roc
 fig = nb07_figures.reconstruction_figure({"tpr_at_0.1pct_fpr": tpr, "auc": auc, "roc": roc})
 save_figure(fig, out_dir, "detection")
 plt.show()
-
-
-def _cell(row, tries, metric):
-    cell = row[metric]
-    ci = cell.get("ci")
-    return f"{cell['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
-
-pd.DataFrame({(tries, metric): {name: _cell(row, tries, metric) for name, row in tables[tries].items()}
-              for tries in tables for metric in ("auc", "tpr@0.1%", "tpr@5%")})
+nb03_metrics.detection_frame(detection.tables)
 
 # %% [markdown]
 # ROC curves of the first seed, 10 tries, on a log-FPR axis (dotted: 0.1 % and 5 % FPR; the
 # curve cannot resolve FPRs below one real image).
 
 # %%
-fig = nb03_recon.roc_figure(ten["real"], {name: ten[name] for name in test_sets},
-                           title=f"seed {config.seeds[0]}, {TRIES} tries")
+ten = detection.first_seed
+fig = nb03_figures.roc_figure(ten["real"], {name: ten[name] for name in test_sets},
+                             title=f"seed {plan.seeds[0]}, {config.tries} tries")
 save_figure(fig, out_dir, "roc")
 plt.show()
 
@@ -246,8 +217,9 @@ plt.show()
 # the perturbation makes fakes look more real than the reals.
 
 # %%
-robust = nb03_recon.robustness(models[:ROBUST_SEEDS], real_test, {g: test_sets[g] for g in generators},
-                              robust_axes, tries=ROBUST_TRIES, seed=SEED, batch_size=config.score_batch)
+robust = nb03_scoring.robustness(models[:config.robust_seeds], real_test, {g: test_sets[g] for g in generators},
+                                 config.robust_axes, tries=config.robust_tries, seed=SEED,
+                                 batch_size=config.score_batch)
 for metric in ("auc", "tpr@5%"):
     fig = nb07_figures.robustness_figure(robust, metric=metric,
                                       title=f"reconstruction detector, {metric} under post-processing")
@@ -274,29 +246,13 @@ for metric in ("auc", "tpr@5%"):
 # minimum over autoencoders is only as good as its worst-fitting candidate is bad.
 
 # %%
-blade_aes = AEROBLADE_AES.split(",")
-distractor = AEROBLADE_DISTRACTOR if AEROBLADE_DISTRACTOR != "taef2" or paths.taef2_dir() is not None else ""
-ae_names = blade_aes + ([distractor] if distractor else [])
-autoencoders = {name: (load_autoencoder(str(paths.taef2_dir())) if name == "taef2" else world.autoencoder(name))
-                for name in ae_names}
-distances = aeroblade.default_distances("mini")
-blade_sets = {"real": real_test, **{g: test_sets[g] for g in generators}}
-blade_pixels = [image for images in blade_sets.values() for image in images.pixels]
-blade_ids = [i for images in blade_sets.values() for i in images.ids]
-blade_groups = [name for name, images in blade_sets.items() for _ in range(len(images))]
-blade_all = aeroblade.aeroblade(blade_pixels, blade_ids, autoencoders, distances, seed=SEED, batch_size=64)
-variants = {name: result.subset(blade_aes) for name, result in blade_all.items()}
-variants |= {f"{name} + {distractor}": result for name, result in blade_all.items()} if distractor else {}
-blade_tables = {}
-for name, result in variants.items():
-    by_set = {g: result.scores[np.asarray(blade_groups) == g] for g in blade_sets}
-    real_blade = by_set.pop("real")
-    blade_tables[name] = nb03_recon.detection_table(real_blade, by_set, bootstrap=BOOTSTRAP, seed=SEED)
-fig = nb03_recon.aeroblade_figure(variants, blade_groups)
+blade = nb03_baselines.run_aeroblade(world, real_test, {g: test_sets[g] for g in generators},
+                                     config.aeroblade_autoencoders(), config.aeroblade_distractor,
+                                     bootstrap=config.bootstrap, seed=SEED)
+fig = nb03_figures.aeroblade_figure(blade.variants, blade.groups)
 save_figure(fig, out_dir, "aeroblade")
 plt.show()
-pd.DataFrame({(d, m): {g: round(row[m]["value"], 3) for g, row in t.items()}
-              for d, t in blade_tables.items() for m in ("ap", "auc", "tpr@5%")})
+nb03_metrics.aeroblade_frame(blade)
 
 # %% [markdown]
 # ## 6 · All detectors on the same test sets
@@ -309,16 +265,10 @@ pd.DataFrame({(d, m): {g: round(row[m]["value"], 3) for g, row in t.items()}
 # `kl_ldm` as its reference model.
 
 # %%
-rows = {"recon classifier, 1 try": tables["1_try"], f"recon classifier, {TRIES} tries": tables["10_tries"]}
-rows |= {f"AEROBLADE ({name})": table for name, table in blade_tables.items()}
-if RUN_LARE:
-    lare_scores = nb03_recon.mean_lare_scores(world, blade_sets, seed=SEED)
-    lare_real = lare_scores.pop("real")
-    rows["mean LaRE (kl_ldm)"] = nb03_recon.detection_table(lare_real, lare_scores, bootstrap=0)
-egre = nb03_recon.egre_rows(out_dir.parent)
-if egre is not None:
-    rows["EGRE (notebook 02)"] = egre
-comparison = nb03_recon.comparison_table(rows, generators + ["mean"])
+lare = nb03_baselines.mean_lare_table(world, blade, seed=SEED) if config.run_lare else None
+egre = nb03_baselines.egre_rows(out_dir.parent)
+rows = nb03_baselines.comparison_rows(detection, blade, tries=config.tries, lare=lare, egre=egre)
+comparison = nb03_baselines.comparison_table(rows, generators + ["mean"])
 print("EGRE:", "from 02_egre_ablations" if egre is not None else "not run (no 02_egre_ablations metrics here)")
 comparison.round(3)
 
@@ -331,74 +281,20 @@ comparison.round(3)
 if INTERACTIVE:
     import ipywidgets as widgets
 
-    def explore(set_name: str, index: int) -> None:
-        images = real_test if set_name == "real" else test_sets[set_name]
-        image, image_id = images.pixels[index], images.ids[index]
-        crops = models[0].crops(image, image_id, TRIES, SEED)
-        probabilities = models[0].crop_probabilities([image], [image_id], tries=TRIES, seed=SEED)[0]
-        fig, axes = plt.subplots(1, len(crops), figsize=(1.4 * len(crops), 1.8))
-        for ax, crop, p in zip(axes, crops, probabilities):
-            ax.imshow(crop.permute(1, 2, 0).numpy())
-            ax.set_title(f"{p:.2f}", fontsize=8)
-            ax.axis("off")
-        plt.show()
-
-    widgets.interact(explore, set_name=["real", *test_sets], index=widgets.IntSlider(0, 0, len(real_test) - 1))
+    show = nb03_figures.explorer(models[0], {"real": real_test, **test_sets}, tries=config.tries, seed=SEED)
+    widgets.interact(show, set_name=["real", *test_sets], index=widgets.IntSlider(0, 0, len(real_test) - 1))
 
 # %% [markdown]
 # ## 8 · Headline numbers and what they say
 
 # %%
-blade_primary = next(iter(blade_tables))
-metrics = {
-    "profile": profile.name,
-    "seeds": list(config.seeds),
-    "config": {**dataclasses.asdict(config), "tries": TRIES, "bootstrap": BOOTSTRAP, "epochs": epochs},
-    "convention": "label 1 = generated/reconstructed; score = P(fake); value = mean over seeds, "
-                  "ci = 95% percentile bootstrap of that mean",
-    "tpr_at_0.1pct_fpr": tpr,
-    "tpr_at_5pct_fpr": tpr5,
-    "auc": auc,
-    "detection": tables,
-    "roc": roc,
-    "aeroblade_ap": {g: blade_tables[blade_primary][g]["ap"]["value"] for g in generators},
-    "aeroblade": {name: {g: {m: row[m]["value"] for m in ("ap", "auc", "tpr@5%")} for g, row in table.items()}
-                  for name, table in blade_tables.items()},
-    "aeroblade_distance": blade_primary,
-    "aeroblade_autoencoders": blade_aes,
-    "aeroblade_distractor": distractor or None,
-    "aeroblade_attribution": {name: nb03_recon.attribution_table(r.attribution, blade_groups).to_dict(orient="index")
-                              for name, r in variants.items()},
-    "robustness": robust,
-    "robustness_setup": {"seeds": list(config.seeds[:ROBUST_SEEDS]), "tries": ROBUST_TRIES},
-    "comparison": {method: {g: {m: (cell.get("value") if isinstance(cell, dict) else cell)
-                                for m, cell in table.get(g, {}).items() if m in ("auc", "ap", "tpr@5%")}
-                            for g in generators + ["mean"]} for method, table in rows.items()},
-    "egre": "from 02_egre_ablations" if egre is not None else "not run",
-    "training": [{"seed": s, "best_epoch": r.best_epoch, "val_auc": r.best_metric, "steps": r.steps,
-                  "seconds": r.seconds, "history": r.history} for s, (_, r) in zip(config.seeds, runs)],
-    "recon_256_images_per_second": bench["images_per_second"] if bench else None,
-    "recon_bench": bench,
-    "load_average_start": load,
-    "seconds": time.time() - started,
-}
-write_metrics(out_dir, metrics, notebook="03_ae_reconstruction")
-
-lines = [f"Trained on real vs {AUTOENCODER} reconstructions only ({len(config.seeds)} seed(s), "
-         f"{TRAIN_IMAGES} images each, {train_seconds / 60:.1f} min):"]
-for g in list(test_sets):
-    a1, a10 = auc[g]["1_try"], auc[g]["10_tries"]
-    t10 = tpr[g]["10_tries"]
-    lines.append(f"  {g:>16}: AUC {a1['value']:.3f} (1 try) / {a10['value']:.3f} ({TRIES} tries) "
-                 f"[{a10['ci'][0]:.3f}, {a10['ci'][1]:.3f}]; TPR@0.1%FPR {t10['value']:.3f} "
-                 f"[{t10['ci'][0]:.3f}, {t10['ci'][1]:.3f}]")
-caught = [g for g in generators if auc[g]["10_tries"]["ci"][0] > 0.5]
-lines.append(f"Generators detected above chance (10-try AUC interval above 0.5): {caught or 'none'}; "
-             f"AEROBLADE ({blade_primary}) AP: "
-             + ", ".join(f"{g} {metrics['aeroblade_ap'][g]:.3f}" for g in generators))
-lines.append(f"Run time {metrics['seconds'] / 60:.1f} min at load average {load:.1f} (start) on "
-             f"{os.cpu_count()} cores.")
-print("\n".join(lines))
+metrics = nb03_recon.write_metrics(out_dir, profile=profile, config=config, plan=plan, detection=detection,
+                                   blade=blade, generators=generators, robust=robust, rows=rows,
+                                   egre_ran=egre is not None, runs=runs, bench_result=bench, load=load,
+                                   started=started)
+print(nb03_metrics.findings(metrics, detection, autoencoder=config.autoencoder, seeds=plan.seeds,
+                            train_images=config.train_images, train_seconds=train_seconds, tries=config.tries,
+                            test_sets=list(test_sets), generators=generators, load=load))
 
 # %% [markdown]
 # **Limits of this run.** The world is small: a few hundred test reals make TPR at 0.1 % FPR

@@ -31,7 +31,6 @@ PENDING: dict[str, set] = {
     "long": {
         "lare2lib.data.store",
         "lare2lib.models.loaders",
-        "lare2lib.studies.nb03_recon",
         "lare2lib.studies.nb07_figures",
         "lare2lib.world.build",
     },
