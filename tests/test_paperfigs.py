@@ -320,3 +320,17 @@ def test_findings_read_their_numbers_from_the_metrics():
     changed = metrics01() | {"lare_vs_dire_speedup": 2.5}
     assert "2.5× faster" in "\n".join(nb07_figures.findings({"01_lare": changed}))
     assert nb07_figures.findings({}) == []
+
+
+def test_overview_labels_of_a_crowded_panel_do_not_overlap():
+    """The 03 panel holds every reconstruction set and generator: its labels must stay legible."""
+    names = ["kl_ldm", "kl_ldm_fast", "vq_ldm", "recon_kl_ae", "recon_vq_ae", "recon_taef2", "recon_sd_vae"]
+    metrics = metrics03()
+    metrics["auc"] = {g: {"1_try": {"value": 0.5 + 0.05 * i, "ci": [0.4, 0.9]}} for i, g in enumerate(names)}
+    fig = nb07_figures.overview_figure({"01_lare": metrics01(), "03_ae_reconstruction": metrics})
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    crowded = fig.axes[1]
+    boxes = [label.get_window_extent(renderer) for label in crowded.get_xticklabels() if label.get_text()]
+    assert len(boxes) == len(names)
+    assert not any(a.overlaps(b) for k, a in enumerate(boxes) for b in boxes[k + 1:])

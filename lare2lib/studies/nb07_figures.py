@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from lare2lib.core.plotting import METRICS_FILENAME, SET_ORDER, colour_of, read_metrics
+from lare2lib.eval.results import cell_interval, cell_std, cell_value
 
 __all__ = [
     "MissingMetrics",
@@ -73,31 +74,6 @@ def _need(metrics: Mapping[str, Any], key: str, notebook: str) -> Any:
     if value is None or (isinstance(value, Mapping) and not value):
         raise MissingMetrics(f"{notebook} metrics.json has no '{key}'")
     return value
-
-
-def _value(leaf: Any, key: str | None = None) -> float:
-    """A number from a leaf: a plain number, ``{"value"}``, ``{"mean"}`` or ``{key}``; NaN if null."""
-    if isinstance(leaf, Mapping):
-        for name in (key, "value", "mean"):
-            if name is not None and name in leaf:
-                return _value(leaf[name])
-        return math.nan
-    return math.nan if leaf is None else float(leaf)
-
-
-def _std(leaf: Any) -> float:
-    """A leaf's ``std`` over seeds; NaN for a plain number or a null (one seed, no spread)."""
-    return _value(leaf["std"]) if isinstance(leaf, Mapping) and "std" in leaf else math.nan
-
-
-def _interval(leaf: Any) -> tuple[float, float]:
-    """``(lo, hi)`` of a leaf's ``ci`` (or ``low``/``high``); NaNs when it has none."""
-    if isinstance(leaf, Mapping):
-        if isinstance(leaf.get("ci"), Sequence) and len(leaf["ci"]) == 2:
-            return tuple(_value(v) for v in leaf["ci"])  # type: ignore[return-value]
-        if "low" in leaf and "high" in leaf:
-            return _value(leaf["low"]), _value(leaf["high"])
-    return math.nan, math.nan
 
 
 def _number_or_name(text: str) -> tuple[int, float | str]:
@@ -173,8 +149,16 @@ def _grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[float
     _tick_labels(ax, x, groups)
 
 
-def _tick_labels(ax, x, labels: Sequence[str]) -> None:
-    """Category labels, slanted (anchored at their right end) when they are long."""
+CROWDED_BARS = 4
+"""More bars than this in a narrow panel: their labels stand vertical (slanted ones still touch)."""
+
+
+def _tick_labels(ax, x, labels: Sequence[str], *, narrow: bool = False) -> None:
+    """Category labels, slanted (anchored at their right end) when they are long, vertical when a
+    ``narrow`` panel holds more than :data:`CROWDED_BARS` of them."""
+    if narrow and len(labels) > CROWDED_BARS:
+        ax.set_xticks(x, labels, rotation=90, ha="center")
+        return
     slanted = max(map(len, labels), default=0) > 7
     ax.set_xticks(x, labels, rotation=30 if slanted else 0, ha="right" if slanted else "center")
 
@@ -225,7 +209,7 @@ def timestep_loss_figure(metrics01: Mapping[str, Any]):
     for ax, (model, sets) in zip(axes, curves.items()):
         span = []
         for name in _ordered_sets(sets):
-            points = sorted((float(t), _value(v)) for t, v in sets[name].items())
+            points = sorted((float(t), cell_value(v)) for t, v in sets[name].items())
             ts, losses = zip(*points)
             span += [v for v in losses if v > 0]
             ax.plot(ts, losses, marker="o", ms=2.5, lw=1.2, label=name, color=colour_of(name),
@@ -263,7 +247,7 @@ def cost_figure(metrics01: Mapping[str, Any]):
     timings = _need(cost, "timings", "01_lare cost")
     names = [name for name in COST_LABELS if name in timings] + \
             [name for name in timings if name not in COST_LABELS]
-    per_image = [1 / _value(timings[name], "images_per_second") for name in names]
+    per_image = [1 / cell_value(timings[name], "images_per_second") for name in names]
     fig, (ax_time, ax_ratio) = _subplots(2, gridspec_kw={"width_ratios": [3, 2]})
     ax_time.barh([COST_LABELS.get(n, n) for n in names], per_image, color="C0")
     for y, seconds in enumerate(per_image):
@@ -276,7 +260,7 @@ def cost_figure(metrics01: Mapping[str, Any]):
         "batched vs per-image": metrics01.get("batched_vs_per_image_speedup"),
         "extraction / bare": metrics01.get("extraction_vs_bare_ratio"),
     }
-    ratios = {name: _value(v) for name, v in ratios.items() if v is not None}
+    ratios = {name: cell_value(v) for name, v in ratios.items() if v is not None}
     ax_ratio.barh(list(ratios), list(ratios.values()), color=["C1", "C2", "C3"][: len(ratios)])
     for y, value in enumerate(ratios.values()):
         ax_ratio.text(value, y, f" {value:.1f}×" if value >= 1.5 else f" {value:.2f}",
@@ -308,9 +292,9 @@ def ablation_figure(metrics02: Mapping[str, Any], metric_names: Sequence[str] = 
     fig, axes = _subplots(len(present), sharey=True)
     seeds = metrics02.get("seeds")
     for ax, metric in zip(axes, present):
-        means = {v: [_value(ablation[v].get(s, {}).get(metric), "mean") for s in test_sets]
+        means = {v: [cell_value(ablation[v].get(s, {}).get(metric), "mean") for s in test_sets]
                  for v in variants}
-        stds = {v: np.nan_to_num([_std(ablation[v].get(s, {}).get(metric))
+        stds = {v: np.nan_to_num([cell_std(ablation[v].get(s, {}).get(metric))
                                   for s in test_sets]) for v in variants}
         _grouped_bars(ax, test_sets, means, stds)
         _chance(ax)
@@ -347,8 +331,8 @@ def reconstruction_figure(metrics03: Mapping[str, Any]):
         table = metrics03[key]
         generators = _ordered_sets(table)
         tries = [t for t in TRIES if any(t in table[g] for g in generators)]
-        values = {t: [_value(table[g].get(t)) for g in generators] for t in tries}
-        errors = {t: _asymmetric(values[t], *zip(*[_interval(table[g].get(t)) for g in generators]))
+        values = {t: [cell_value(table[g].get(t)) for g in generators] for t in tries}
+        errors = {t: _asymmetric(values[t], *zip(*[cell_interval(table[g].get(t)) for g in generators]))
                   for t in tries}
         _grouped_bars(ax, generators, {t.replace("_", " "): values[t] for t in tries},
                       {t.replace("_", " "): errors[t] for t in tries})
@@ -360,7 +344,7 @@ def reconstruction_figure(metrics03: Mapping[str, Any]):
         if key == "aeroblade_ap":
             ap = metrics03[key]
             generators = _ordered_sets(ap)
-            ax.bar(range(len(generators)), [_value(ap[g]) for g in generators],
+            ax.bar(range(len(generators)), [cell_value(ap[g]) for g in generators],
                    color=[colour_of(g) for g in generators])
             _tick_labels(ax, range(len(generators)), generators)
             ax.set(ylim=(0, 1.02), title="AEROBLADE AP (training-free)")
@@ -400,7 +384,7 @@ def robustness_figure(robustness: Mapping[str, Any], metric: str = "auc",
         x = [float(level) for level in levels] if numeric else list(range(len(levels)))
         names = _ordered_sets(n for level in levels for n in by_level[level])
         for name, colour in zip(names, _line_colours(names)):
-            y = [_value(by_level[level].get(name), metric) for level in levels]
+            y = [cell_value(by_level[level].get(name), metric) for level in levels]
             ax.plot(x, y, marker="o", ms=3, lw=1.2, label=name, color=colour)
         if not numeric:
             ax.set_xticks(x, levels)
@@ -440,7 +424,7 @@ def matrix_figure(matrices: Mapping[str, Mapping[str, Mapping[str, Any]]], *, ro
     for ax, (title, matrix) in zip(axes, matrices.items()):
         rows = _axis_order(list(matrix))
         columns = _axis_order(list(dict.fromkeys(c for row in matrix.values() for c in row)))
-        grid = np.array([[_value(matrix[r].get(c)) for c in columns] for r in rows])
+        grid = np.array([[cell_value(matrix[r].get(c)) for c in columns] for r in rows])
         image = ax.imshow(grid, vmin=vmin, vmax=vmax, cmap="mako" if _has_mako() else "viridis")
         for (i, j), value in np.ndenumerate(grid):
             if not math.isnan(value):
@@ -553,7 +537,7 @@ def evasion_figure(metrics06: Mapping[str, Any], metric: str = "auc"):
         ax = next(axes)
         detectors = list(removal)
         stages = list(dict.fromkeys(stage for d in detectors for stage in removal[d]))
-        series = {stage: [_value(removal[d].get(stage), metric) for d in detectors]
+        series = {stage: [cell_value(removal[d].get(stage), metric) for d in detectors]
                   for stage in stages}
         _grouped_bars(ax, detectors, series)
         _chance(ax)
@@ -563,9 +547,9 @@ def evasion_figure(metrics06: Mapping[str, Any], metric: str = "auc"):
         ax_metric, ax_psnr = next(axes), next(axes)
         for index, (detector, curve) in enumerate(pgd.items()):
             budget = curve["epsilon"]
-            ax_metric.plot(budget, [_value(v) for v in curve[metric]], marker="o", ms=3,
+            ax_metric.plot(budget, [cell_value(v) for v in curve[metric]], marker="o", ms=3,
                            label=detector, color=f"C{index}")
-            ax_psnr.plot(budget, [_value(v) for v in curve["psnr"]], marker="o", ms=3,
+            ax_psnr.plot(budget, [cell_value(v) for v in curve["psnr"]], marker="o", ms=3,
                          label=detector, color=f"C{index}")
         _chance(ax_metric)
         ax_metric.set(xlabel="PGD budget ε", ylabel=metric.upper(), ylim=(0, 1.02),
@@ -594,17 +578,17 @@ def _overview_auc(number: str, metrics: Mapping[str, Any]) -> dict[str, tuple[fl
     """{generator: (auc, lo, hi)} of one notebook's headline detector."""
     if number == "01":
         table = _need(metrics, "lare_auc", "01_lare")
-        return {g: (_value(r, "auc"), *_interval(r)) for g, r in table.items()}
+        return {g: (cell_value(r, "auc"), *cell_interval(r)) for g, r in table.items()}
     if number == "02":
         ablation = _need(metrics, "ablation", "02_egre_ablations")
         variant = next((v for v in ablation if v.lower() in EGRE_HEADLINE_VARIANTS), None)
         if variant is None:
             raise MissingMetrics(f"02 ablation has no full-EGRE variant ({EGRE_HEADLINE_VARIANTS})")
         cells = {s: c.get("auc", {}) for s, c in ablation[variant].items() if s != "mean"}
-        return {s: (_value(c, "mean"), _value(c, "mean") - _std(c), _value(c, "mean") + _std(c))
+        return {s: (cell_value(c, "mean"), cell_value(c, "mean") - cell_std(c), cell_value(c, "mean") + cell_std(c))
                 for s, c in cells.items()}
     table = _need(metrics, "auc", "03_ae_reconstruction")
-    return {g: (_value(r.get("1_try")), *_interval(r.get("1_try"))) for g, r in table.items()}
+    return {g: (cell_value(r.get("1_try")), *cell_interval(r.get("1_try"))) for g, r in table.items()}
 
 
 def overview_figure(metrics_by_notebook: Mapping[str, Mapping[str, Any]]):
@@ -634,7 +618,7 @@ def overview_figure(metrics_by_notebook: Mapping[str, Mapping[str, Any]]):
         errors = _asymmetric(values, [auc[g][1] for g in generators], [auc[g][2] for g in generators])
         ax.bar(range(len(generators)), values, yerr=errors, capsize=2,
                color=[colour_of(g) for g in generators], error_kw={"lw": 0.8})
-        _tick_labels(ax, range(len(generators)), generators)
+        _tick_labels(ax, range(len(generators)), generators, narrow=True)
         _chance(ax)
         ax.set_title(f"{label}\n[{stem}]", fontsize=8)
         ax.set_ylim(0, 1.02)
@@ -774,9 +758,9 @@ def headline_rows(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> list[
     rows = []
 
     def add(stem, quantity, name, leaf, key=None):
-        lo, hi = _interval(leaf)
+        lo, hi = cell_interval(leaf)
         rows.append({"notebook": stem, "quantity": quantity, "set": name,
-                     "value": _value(leaf, key), "low": lo, "high": hi})
+                     "value": cell_value(leaf, key), "low": lo, "high": hi})
 
     for stem, metrics in metrics_by_notebook.items():
         number = stem[:2]
@@ -825,7 +809,7 @@ def _verdict(rows: Mapping[str, Any]) -> str:
     """Which generators' interval lies above 0.5, below it, or straddles it."""
     groups: dict[str, list[str]] = {"above 0.5": [], "below 0.5": [], "including 0.5": []}
     for name in _ordered_sets(rows):
-        lo, hi = _interval(rows[name])
+        lo, hi = cell_interval(rows[name])
         key = "above 0.5" if lo > 0.5 else "below 0.5" if hi < 0.5 else "including 0.5"
         groups[key].append(name)
     return "; ".join(f"interval {k}: {', '.join(v)}" for k, v in groups.items() if v)
@@ -835,8 +819,8 @@ def _findings01(m: Mapping[str, Any]) -> list[str]:
     out = []
     if m.get("lare_auc"):
         table = m["lare_auc"]
-        values = ", ".join(f"{g} {_f(_value(table[g], 'auc'))} [{_f(_interval(table[g])[0])}, "
-                           f"{_f(_interval(table[g])[1])}]" for g in _ordered_sets(table))
+        values = ", ".join(f"{g} {_f(cell_value(table[g], 'auc'))} [{_f(cell_interval(table[g])[0])}, "
+                           f"{_f(cell_interval(table[g])[1])}]" for g in _ordered_sets(table))
         out.append(f"Mean LaRE alone, AUC vs held-out reals: {values} ({_verdict(table)}; above "
                    f"0.5 = the premise holds).")
     curve = (m.get("timestep_curve") or {}).get("kl_ldm") or {}
@@ -845,16 +829,16 @@ def _findings01(m: Mapping[str, Any]) -> list[str]:
         for name in _ordered_sets(curve):
             if name == "real":
                 continue
-            diffs = {float(t): _value(curve["real"][t]) - _value(v) for t, v in curve[name].items()
+            diffs = {float(t): cell_value(curve["real"][t]) - cell_value(v) for t, v in curve[name].items()
                      if t in curve["real"]}
             t_best = max(diffs, key=lambda t: diffs[t])
             gaps.append(f"{name} {diffs[t_best]:+.3g} at t = {t_best:g}")
         out.append("Largest loss gap, real − generated (scored by kl_ldm): " + ", ".join(gaps)
                    + " (positive = generated images have the lower loss).")
     if m.get("lare_vs_dire_speedup") is not None:
-        out.append(f"LaRE ran {_f(_value(m['lare_vs_dire_speedup']), 1)}× faster than the "
+        out.append(f"LaRE ran {_f(cell_value(m['lare_vs_dire_speedup']), 1)}× faster than the "
                    f"DIRE-style baseline in this run (paper: ≈ 8× on a GPU), the batched driver "
-                   f"{_f(_value(m.get('batched_vs_per_image_speedup')), 1)}× faster than the "
+                   f"{_f(cell_value(m.get('batched_vs_per_image_speedup')), 1)}× faster than the "
                    f"per-image loop.")
     return out
 
@@ -865,13 +849,13 @@ def _findings02(m: Mapping[str, Any]) -> list[str]:
               if isinstance(cells.get("mean"), Mapping) and "auc" in cells["mean"]}
     if not scored:
         return []
-    ranked = sorted(scored, key=lambda v: -np.nan_to_num(_value(scored[v], "mean"), nan=-1))
-    listing = ", ".join(f"{v} {_f(_value(scored[v], 'mean'))} ± {_f(_std(scored[v]))}"
+    ranked = sorted(scored, key=lambda v: -np.nan_to_num(cell_value(scored[v], "mean"), nan=-1))
+    listing = ", ".join(f"{v} {_f(cell_value(scored[v], 'mean'))} ± {_f(cell_std(scored[v]))}"
                         for v in ranked)
     text = f"EGRE ablation, AUC averaged over test sets (± std over seeds): {listing}."
     if len(ranked) > 1:
-        lead = _value(scored[ranked[0]], "mean") - _value(scored[ranked[1]], "mean")
-        spread = max(np.nan_to_num(_std(scored[v])) for v in ranked[:2])
+        lead = cell_value(scored[ranked[0]], "mean") - cell_value(scored[ranked[1]], "mean")
+        spread = max(np.nan_to_num(cell_std(scored[v])) for v in ranked[:2])
         resolved = "more" if lead > spread else "less"
         text += (f" {ranked[0]} leads {ranked[1]} by {_f(lead)}, {resolved} than the seeds' "
                  f"standard deviation.")
@@ -884,7 +868,7 @@ def _findings03(m: Mapping[str, Any]) -> list[str]:
         table = m.get(key) or {}
         ranges = []
         for tries in TRIES:
-            values = [_value(row.get(tries)) for row in table.values() if tries in row]
+            values = [cell_value(row.get(tries)) for row in table.values() if tries in row]
             if values:
                 ranges.append(f"{tries.replace('_', ' ')} {_f(np.nanmin(values))}–"
                               f"{_f(np.nanmax(values))}")
@@ -892,11 +876,11 @@ def _findings03(m: Mapping[str, Any]) -> list[str]:
             out.append(f"Reconstruction detector, {label} across generators: "
                        + ", ".join(ranges) + ".")
     if m.get("aeroblade_ap"):
-        values = [_value(v) for v in m["aeroblade_ap"].values()]
+        values = [cell_value(v) for v in m["aeroblade_ap"].values()]
         out.append(f"AEROBLADE (no training) AP across generators: {_f(np.nanmin(values))}–"
                    f"{_f(np.nanmax(values))}.")
     for perturbation, by_level in (m.get("robustness") or {}).items():
-        means = {level: np.nanmean([_value(v, "auc") for v in by_level[level].values()] or [np.nan])
+        means = {level: np.nanmean([cell_value(v, "auc") for v in by_level[level].values()] or [np.nan])
                  for level in _levels(list(by_level))}
         worst = min(means, key=lambda level: np.nan_to_num(means[level], nan=np.inf))
         out.append(f"Under {perturbation}, the mean over generators falls to {_f(means[worst])} "
@@ -908,7 +892,7 @@ def _findings_matrix(m: Mapping[str, Any], stem: str) -> list[str]:
     out = []
     for key, title in MATRIX_METRICS.items():
         matrix = m.get(key) or {}
-        cells = {(r, c): _value(v) for r, row in matrix.items() for c, v in row.items()}
+        cells = {(r, c): cell_value(v) for r, row in matrix.items() for c, v in row.items()}
         cells = {k: v for k, v in cells.items() if not math.isnan(v)}
         if cells:
             best, worst = max(cells, key=cells.get), min(cells, key=cells.get)
@@ -961,14 +945,14 @@ def _findings06(m: Mapping[str, Any]) -> list[str]:
     out = []
     for detector, curve in _pgd_curves(m.get("pgd")).items():
         if curve.get("epsilon") and curve.get("auc"):
-            out.append(f"PGD against {detector}: AUC {_f(_value(curve['auc'][0]))} → "
-                       f"{_f(_value(curve['auc'][-1]))} at ε = {curve['epsilon'][-1]}"
-                       + (f" (PSNR {_f(_value(curve['psnr'][-1]), 1)} dB)."
+            out.append(f"PGD against {detector}: AUC {_f(cell_value(curve['auc'][0]))} → "
+                       f"{_f(cell_value(curve['auc'][-1]))} at ε = {curve['epsilon'][-1]}"
+                       + (f" (PSNR {_f(cell_value(curve['psnr'][-1]), 1)} dB)."
                           if curve.get("psnr") else "."))
     for detector, stages in _removal_by_detector(m.get("artifact_removal"), m.get("clean")).items():
-        attacks = ", ".join(f"{name} {_f(_value(value, 'auc'))}" for name, value in stages.items()
+        attacks = ", ".join(f"{name} {_f(cell_value(value, 'auc'))}" for name, value in stages.items()
                             if name != "before")
-        out.append(f"Artifact removal against {detector}: AUC {_f(_value(stages.get('before'), 'auc'))} "
+        out.append(f"Artifact removal against {detector}: AUC {_f(cell_value(stages.get('before'), 'auc'))} "
                    f"clean; after {attacks}.")
     return out
 
