@@ -19,6 +19,7 @@ from lare2lib.detectors.train import TrainConfig
 from lare2lib.studies.common import study_config
 from lare2lib.studies.nb04_ae_family import Config, describe, run_root, write_metrics
 from lare2lib.studies.nb04_matrix import FamilyConfig
+from notebook_cells import parameter_cell, study_config_call
 
 NOTEBOOK = paths.notebooks_dir() / "04_autoencoder_family.py"
 
@@ -76,28 +77,13 @@ def test_defaults_build_the_runs_the_notebook_built(profile):
         study_config(Config, profile, epoch=3)
 
 
-def _parameter_cell() -> ast.Module:
-    text = NOTEBOOK.read_text()
-    start = text.index('# %% tags=["parameters"]')
-    end = text.index("\n# %%", start + 1)
-    return ast.parse(text[start:end])
-
-
-def _study_config_call() -> ast.Call:
-    tree = ast.parse(NOTEBOOK.read_text())
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and getattr(node.func, "id", None) == "study_config"]
-    assert len(calls) == 1, "notebook 04 builds its config with one study_config call"
-    return calls[0]
-
-
 def test_every_optional_notebook_parameter_reaches_the_config_and_defaults_to_none():
     optional = set()
-    for node in _parameter_cell().body:
+    for node in parameter_cell(NOTEBOOK).body:
         if isinstance(node, ast.AnnAssign) and "Optional" in ast.unparse(node.annotation):
             assert isinstance(node.value, ast.Constant) and node.value.value is None, node.target.id
             optional.add(node.target.id)
-    passed = {keyword.arg: keyword.value.id for keyword in _study_config_call().keywords}
+    passed = {keyword.arg: keyword.value.id for keyword in study_config_call(NOTEBOOK).keywords}
     assert optional <= set(passed.values())
     assert all(passed[keyword] == parameter for parameter, keyword, *_ in SHRUNK)
     assert {passed[k] for k in ("backbone", "crop_size", "seed")} == {"BACKBONE", "CROP", "SEED"}

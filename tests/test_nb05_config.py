@@ -22,6 +22,7 @@ from lare2lib.studies.common import study_config
 from lare2lib.studies.nb04_matrix import FamilyConfig
 from lare2lib.studies.nb05_levels import NATIVE, ResolutionConfig
 from lare2lib.studies.nb05_resolution import Config, write_metrics
+from notebook_cells import parameter_cell, study_config_call
 
 NOTEBOOK = paths.notebooks_dir() / "05_training_resolution.py"
 MINI = get_profile("mini", seed=0)
@@ -115,28 +116,13 @@ def test_large_window_zero_is_four_windows_and_the_window_follows_the_profile():
     assert study_config(Config, SMOKE, large_window=0).resolution(SMOKE).large_window == 4 * SMOKE.world.image_size
 
 
-def _parameter_cell() -> ast.Module:
-    text = NOTEBOOK.read_text()
-    start = text.index('# %% tags=["parameters"]')
-    end = text.index("\n# %%", start + 1)
-    return ast.parse(text[start:end])
-
-
-def _study_config_call() -> ast.Call:
-    tree = ast.parse(NOTEBOOK.read_text())
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and getattr(node.func, "id", None) == "study_config"]
-    assert len(calls) == 1, "notebook 05 builds its config with one study_config call"
-    return calls[0]
-
-
 def test_every_optional_notebook_parameter_reaches_the_config_and_defaults_to_none():
     optional = set()
-    for node in _parameter_cell().body:
+    for node in parameter_cell(NOTEBOOK).body:
         if isinstance(node, ast.AnnAssign) and "Optional" in ast.unparse(node.annotation):
             assert isinstance(node.value, ast.Constant) and node.value.value is None, node.target.id
             optional.add(node.target.id)
-    passed = {keyword.arg: keyword.value.id for keyword in _study_config_call().keywords}
+    passed = {keyword.arg: keyword.value.id for keyword in study_config_call(NOTEBOOK).keywords}
     assert optional <= set(passed.values())
     assert all(passed[keyword] == parameter for parameter, keyword, *_ in SHRUNK)
     assert passed["lare_bootstrap"] == "BOOTSTRAP"

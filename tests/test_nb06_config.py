@@ -16,6 +16,7 @@ from lare2lib.core.profiles import get_profile
 from lare2lib.detectors.train import TrainConfig
 from lare2lib.studies.common import study_config
 from lare2lib.studies.nb06_evasion import Config, write_metrics
+from notebook_cells import parameter_cell, study_config_call
 
 NOTEBOOK = paths.notebooks_dir() / "06_evasion.py"
 
@@ -68,28 +69,13 @@ def test_the_rest_of_the_budget_is_the_notebooks():
         study_config(Config, SMOKE, n_reals=3)
 
 
-def _parameter_cell() -> ast.Module:
-    text = NOTEBOOK.read_text()
-    start = text.index('# %% tags=["parameters"]')
-    end = text.index("\n# %%", start + 1)
-    return ast.parse(text[start:end])
-
-
-def _study_config_call() -> ast.Call:
-    tree = ast.parse(NOTEBOOK.read_text())
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and getattr(node.func, "id", None) == "study_config"]
-    assert len(calls) == 1, "notebook 06 builds its config with one study_config call"
-    return calls[0]
-
-
 def test_every_optional_notebook_parameter_reaches_the_config_and_defaults_to_none():
     optional = {}
-    for node in _parameter_cell().body:
+    for node in parameter_cell(NOTEBOOK).body:
         if isinstance(node, ast.AnnAssign) and "Optional" in ast.unparse(node.annotation):
             assert isinstance(node.value, ast.Constant) and node.value.value is None, node.target.id
             optional[node.target.id] = ast.unparse(node.annotation)
-    passed = {keyword.arg: keyword.value.id for keyword in _study_config_call().keywords}
+    passed = {keyword.arg: keyword.value.id for keyword in study_config_call(NOTEBOOK).keywords}
     assert sorted(passed.values()) == sorted(optional)
     assert {row[0]: row[1] for row in SHRUNK}.items() <= {v: k for k, v in passed.items()}.items()
     assert passed["pgd_batch"] == "PGD_BATCH"
