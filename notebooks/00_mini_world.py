@@ -66,7 +66,8 @@ from lare2lib.core.environment import environment_report
 from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
 from lare2lib.studies import nb00_world
-from lare2lib.world.build import load_world, record_quality
+from lare2lib.world.build import load_world
+from lare2lib.world.weights import record_quality
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)

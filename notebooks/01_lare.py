@@ -91,7 +91,7 @@ from lare2lib.signals import set_maps
 from lare2lib.signals.lare import latent_shape
 from lare2lib.studies import nb01_cost, nb01_figures, nb01_lare
 from lare2lib.studies.common import study_config
-from lare2lib.world import build
+from lare2lib.world.weights import world_ldm
 from lare2lib.world.build import load_world
 
 started = time.time()
@@ -121,7 +121,7 @@ print(f"profile={profile.name} seed={profile.seed} t={budget.timestep} K={budget
 
 # %%
 world = load_world(profile, progress=False)
-reference = build.world_ldm(world, "kl_ldm")
+reference = world_ldm(world, "kl_ldm")
 config = budget.lare_config(profile.lare)
 generators = [spec.name for spec in world.generators]
 sets = {"real": world.real["test"]} | {name: world.generated(name) for name in generators}
@@ -187,7 +187,7 @@ common = nb01_lare.curve_summary(nb01_lare.loss_curves(
     reference, curve_sets, world.class_names, timesteps, seed=SEED, batch_size=budget.cost_batch))
 own_sets = {"real": curve_sets["real"], "vq_ldm": curve_sets["vq_ldm"]}
 own = nb01_lare.curve_summary(nb01_lare.loss_curves(
-    build.world_ldm(world, "vq_ldm"), own_sets, world.class_names, timesteps, seed=SEED,
+    world_ldm(world, "vq_ldm"), own_sets, world.class_names, timesteps, seed=SEED,
     batch_size=budget.cost_batch))
 fig, (ax_common, ax_own) = plt.subplots(1, 2, figsize=(11, 3.9), sharey=True)
 nb01_figures.timestep_figure(common, "kl_ldm (common reference)", budget.timestep, ax=ax_common)
@@ -268,7 +268,7 @@ cost.table().round(3)
 if torch.cuda.is_available():
     from lare2lib.signals.lare import precision_error
 
-    gpu_reference = build.world_ldm(world, "kl_ldm").to("cuda")
+    gpu_reference = world_ldm(world, "kl_ldm").to("cuda")
     probe = imagesets.subsample(sets["real"], 16, SEED)
     precision = precision_error(
         gpu_reference, set_maps.set_pixels(probe, config.image_size), probe.ids,

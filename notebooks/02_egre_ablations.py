@@ -128,7 +128,8 @@ if profile.name == "full":
                                      study, features=features, seed=SEED,
                                      num_workers=study.train.num_workers)
 else:
-    from lare2lib.world.build import load_world, world_ldm
+    from lare2lib.world.build import load_world
+    from lare2lib.world.weights import world_ldm
 
     world = load_world(profile, progress=False)
     reference = world_ldm(world, "kl_ldm")

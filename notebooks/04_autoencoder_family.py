@@ -127,7 +127,8 @@ if profile.name == "full":
                                        test_images=TEST_IMAGES, device=profile.device)
     family_of, world = {}, None
 else:
-    from lare2lib.world.build import LDM_AE, load_world
+    from lare2lib.world.build import load_world
+    from lare2lib.world.weights import LDM_AE
 
     world = load_world(profile, progress=False)
     include = {"auto": None, "yes": True, "no": False}[TAEF2]

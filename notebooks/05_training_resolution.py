@@ -90,7 +90,7 @@ from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
 from lare2lib.studies import nb05_figures, nb05_lare_resize, nb05_levels, nb05_resolution
 from lare2lib.studies.common import study_config
-from lare2lib.world import build
+from lare2lib.world.weights import world_ldm
 
 started = time.time()
 if THREADS:
@@ -137,7 +137,7 @@ else:
     world = load_world(profile, progress=False)
     photos = nb05_levels.world_photos(profile.world.max_photos)
     autoencoder = world.autoencoder("kl_ae")
-    reference = build.world_ldm(world, "kl_ldm")
+    reference = world_ldm(world, "kl_ldm")
     class_names, lare_config, ae_key = world.class_names, profile.lare, f"{world.folder.name}:kl_ae"
 data = nb05_levels.ResolutionData(photos, autoencoder, paths.data_dir() / "resolution", config, seed=SEED,
                                   ae_key=ae_key)

@@ -32,7 +32,6 @@ PENDING: dict[str, set] = {
         "lare2lib.data.store",
         "lare2lib.models.loaders",
         "lare2lib.studies.nb07_figures",
-        "lare2lib.world.build",
     },
     "cycles": set(),
     "method_imports_application": set(),

@@ -7,7 +7,7 @@ Two model folders go through the same command:
   text encoder, PNDM scheduler config) with ``--profile full``: the GPU profile's code path
   (256 px input, 8× VAE) on a CPU in seconds;
 * ``smoke_world``: the smoke mini world's ``kl_ldm`` folder (``ldm.json`` layout, class
-  prompts), retrained in seconds by :func:`lare2lib.world.build.retrain_world`.
+  prompts), retrained in seconds by :func:`lare2lib.world.retrain.retrain_world`.
 
 Each run must finish, store a map for every readable image and none for the others, name every
 bad file with its reason in the printed summary and in the store report, and a rerun must
@@ -70,7 +70,8 @@ def tiny_sd(tmp_path_factory) -> Path:
 def smoke_world_ldm() -> Path:
     """The smoke world's ``kl_ldm`` folder (trained into the session's temporary data dir)."""
     from lare2lib.core.profiles import get_profile
-    from lare2lib.world.build import retrain_world, weights_root
+    from lare2lib.world.retrain import retrain_world
+    from lare2lib.world.weights import weights_root
 
     profile = get_profile("smoke")
     retrain_world(profile, progress=False)

@@ -12,7 +12,7 @@ import torch
 from lare2lib.core.profiles import get_profile
 from lare2lib.data.imagesets import ImageSet, to_uint8
 from lare2lib.models import conditioning, loaders
-from lare2lib.world import autoencoder_training, build, photos, recipes, sampling, unet_training
+from lare2lib.world import autoencoder_training, build, photos, recipes, sampling, unet_training, weights
 
 SMOKE = recipes.RECIPES["smoke"]
 
@@ -222,8 +222,8 @@ def test_smoke_world_builds_exports_and_verifies(smoke_profile):
     manifest = built.manifest
     assert set(manifest["training"]) == {"kl_ae", "vq_ae", "kl_ldm", "vq_ldm"}
     for name in ("kl_ldm", "vq_ldm"):
-        spec = json.loads((build.weights_root("smoke") / name / "ldm.json").read_text())
-        assert spec["vae"] == f"../{build.LDM_AE[name]}"
+        spec = json.loads((weights.weights_root("smoke") / name / "ldm.json").read_text())
+        assert spec["vae"] == f"../{weights.LDM_AE[name]}"
     generated = built.generated("vq_ldm")
     assert len(generated) == smoke_profile.world.generated_per_generator
     assert built.generated("kl_ldm", "train").pixels.shape[0] == smoke_profile.world.generated_train
@@ -234,21 +234,21 @@ def test_smoke_world_builds_exports_and_verifies(smoke_profile):
     assert torch.equal(built.reconstructions("kl_ae", "test").pixels, recon.pixels)  # cached, identical
 
     # a tampered weight file is caught by the hash check
-    weight = build.weights_root("smoke") / "kl_ae" / "diffusion_pytorch_model.safetensors"
+    weight = weights.weights_root("smoke") / "kl_ae" / "diffusion_pytorch_model.safetensors"
     weight.write_bytes(weight.read_bytes()[:-1] + b"\x00")
-    with pytest.raises(build.WeightsError, match="do not match"):
-        build.verify_weights("smoke")
+    with pytest.raises(weights.WeightsError, match="do not match"):
+        weights.verify_weights("smoke")
 
 
 def test_missing_weights_say_how_to_build_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(build.paths, "weights_dir", lambda: tmp_path / "nothing")
-    with pytest.raises(build.WeightsError, match="RETRAIN=True"):
-        build.verify_weights("mini")
+    monkeypatch.setattr(weights.paths, "weights_dir", lambda: tmp_path / "nothing")
+    with pytest.raises(weights.WeightsError, match="RETRAIN=True"):
+        weights.verify_weights("mini")
 
 
 def test_committed_mini_weights_match_their_manifest():
-    if not (build.weights_root("mini") / "manifest.json").is_file():
+    if not (weights.weights_root("mini") / "manifest.json").is_file():
         pytest.skip("mini weights not committed yet")
-    manifest = build.verify_weights("mini")
+    manifest = weights.verify_weights("mini")
     assert manifest["recipe"] == "mini"
     assert dataclasses.asdict(get_profile("mini").world) == manifest["world"]

@@ -271,7 +271,7 @@ def default_config(profile, **overrides: Any) -> dict[str, Any]:
     crop = {"full": 224, "smoke": 24}.get(profile.name, 48)
     ldm = profile.models.ldm
     if ldm.startswith("mini:") and profile.world.recipe != "mini":
-        from lare2lib.world.build import weights_root
+        from lare2lib.world.weights import weights_root
 
         ldm = str(weights_root(profile.world.recipe) / ldm.removeprefix("mini:"))  # smoke's own LDM
     config = dict(backbone=profile.models.egre_backbone, ldm=ldm, crop_size=crop,

@@ -16,7 +16,7 @@ import pandas as pd
 from lare2lib.data.imagesets import ImageSet
 from lare2lib.signals import set_maps
 from lare2lib.studies.nb03_scoring import Detection, detection_table
-from lare2lib.world import build
+from lare2lib.world.weights import world_ldm
 
 __all__ = [
     "AerobladeRun",
@@ -86,7 +86,7 @@ def mean_lare_scores(world, sets: Mapping[str, ImageSet], *, seed: int = 0, batc
                      ldm: str = "kl_ldm") -> dict[str, np.ndarray]:
     """Score −mean LaRE (notebook 01's bare LaRE score) of every image, reference LDM ``ldm``."""
 
-    components = build.world_ldm(world, ldm)
+    components = world_ldm(world, ldm)
     config = world.profile.lare
     return {name: -set_maps.lare_maps(components, images, world.class_names, config, seed=seed,
                                      batch_size=batch_size).mean(dim=(1, 2, 3)).numpy().astype(np.float64)

@@ -128,7 +128,7 @@ def load_detectors(world, config: Config | None = None, *, seed: int = 0, egre_c
     from lare2lib.core.profiles import LareConfig
     from lare2lib.detectors.aeroblade import BackboneDistance
     from lare2lib.detectors.registry import load_detector
-    from lare2lib.world.build import world_ldm
+    from lare2lib.world.weights import world_ldm
 
     config = config or Config()
     reference = world_ldm(world, "kl_ldm")

@@ -44,7 +44,7 @@ def _removal_sets(world, fakes: Mapping[str, ImageSet], seed: int) -> dict[str, 
     """attack → generator → attacked images (the generated images only; reals stay clean)."""
     from lare2lib.core import paths
     from lare2lib.models.loaders import load_autoencoder
-    from lare2lib.world.build import LDM_AE
+    from lare2lib.world.weights import LDM_AE
 
     def derived(images: ImageSet, pixels: torch.Tensor, attack: str) -> ImageSet:
         return ImageSet(f"{images.name}+{attack}", pixels, images.class_index.clone(), list(images.ids),

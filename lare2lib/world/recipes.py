@@ -11,9 +11,9 @@ AEROBLADE code runs on these models and on Stable Diffusion.
 
 Training is deterministic from the seed: each step's batch, noise and timesteps come from a
 generator seeded by (seed, model, step), so a run killed and resumed from its last checkpoint
-continues exactly as an uninterrupted one would. Training runs through :func:`lare2lib.world.build.main`
-(``python -m lare2lib.world.build``), which is what ``RETRAIN=True`` in notebook 00 launches; the
-results are committed under ``lare2lib/weights/mini`` (see :mod:`lare2lib.worldstore`).
+continues exactly as an uninterrupted one would. Training runs through :func:`lare2lib.world.retrain.main`
+(``python -m lare2lib.world.retrain``), which is what ``RETRAIN=True`` in notebook 00 launches; the
+results are committed under ``lare2lib/weights/mini`` (see :mod:`lare2lib.world.weights`).
 
 The trainings live in :mod:`lare2lib.world.autoencoder_training` and
 :mod:`lare2lib.world.unet_training` (shared checkpoints: :mod:`lare2lib.world.training_state`);
