@@ -29,7 +29,6 @@ ENTRY_POINTS = {"lare2lib.__main__"}
 
 PENDING: dict[str, set] = {
     "long": {
-        "lare2lib.data.store",
         "lare2lib.models.loaders",
         "lare2lib.studies.nb07_figures",
     },
