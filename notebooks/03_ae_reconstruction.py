@@ -82,7 +82,7 @@ import torch
 from lare2lib.core import paths
 from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
-from lare2lib.studies import nb03_baselines, nb03_figures, nb03_metrics, nb03_recon, nb03_scoring, nb07_figures
+from lare2lib.studies import nb03_baselines, nb03_figures, nb03_metrics, nb03_recon, nb03_scoring, nb07_recon
 from lare2lib.studies.common import study_config
 from lare2lib.world.build import load_world
 
@@ -184,7 +184,7 @@ crop_scores = nb03_scoring.score_sets(models, {"real": real_test, **test_sets}, 
 detection = nb03_scoring.detect(crop_scores, tries=config.tries, bootstrap=config.bootstrap, seed=SEED,
                                 mean_over=generators)
 auc, tpr, roc = detection.auc, detection.tpr, detection.roc
-fig = nb07_figures.reconstruction_figure({"tpr_at_0.1pct_fpr": tpr, "auc": auc, "roc": roc})
+fig = nb07_recon.reconstruction_figure({"tpr_at_0.1pct_fpr": tpr, "auc": auc, "roc": roc})
 save_figure(fig, out_dir, "detection")
 plt.show()
 nb03_metrics.detection_frame(detection.tables)
@@ -221,7 +221,7 @@ robust = nb03_scoring.robustness(models[:config.robust_seeds], real_test, {g: te
                                  config.robust_axes, tries=config.robust_tries, seed=SEED,
                                  batch_size=config.score_batch)
 for metric in ("auc", "tpr@5%"):
-    fig = nb07_figures.robustness_figure(robust, metric=metric,
+    fig = nb07_recon.robustness_figure(robust, metric=metric,
                                       title=f"reconstruction detector, {metric} under post-processing")
     save_figure(fig, out_dir, f"robustness_{metric.replace('@', '_at_').replace('%', 'pct')}")
     plt.show()

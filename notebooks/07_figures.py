@@ -22,7 +22,8 @@
 # at the low false-positive rates that matter, and how robust is it (03), which autoencoder
 # family and training resolution generalise (04, 05), and how easily is it evaded (06)?
 #
-# **Method.** Nothing is recomputed here. Each figure is redrawn by `lare2lib.studies.nb07_figures` from
+# **Method.** Nothing is recomputed here. Each figure is redrawn (by the module of its notebook,
+# `lare2lib.studies.nb07_lare` … `nb07_evasion`, listed in `nb07_figures.FIGURES`) from
 # the `metrics.json` the other notebooks of **this run** wrote (`Path(OUT_DIR).parent`: the
 # mini run's `figures/`, or a smoke run's own folder). A figure whose notebook has not run is
 # not drawn, and the reason is printed; the overview figure, which combines notebooks, leaves
@@ -57,7 +58,7 @@ from IPython.display import Markdown, display
 from lare2lib.core import paths
 from lare2lib.core.plotting import set_theme, write_metrics
 from lare2lib.core.profiles import get_profile
-from lare2lib.studies import nb07_figures
+from lare2lib.studies import nb07_common, nb07_figures
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
@@ -65,7 +66,7 @@ out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("07_figures")
 root = out_dir.parent  # the run's figures folder: one output folder per notebook
 formats = tuple(f.strip() for f in FORMATS.split(",") if f.strip())
 set_theme()
-upstream = nb07_figures.available_metrics(root, numbers=("01", "02", "03", "04", "05", "06"))
+upstream = nb07_common.available_metrics(root, numbers=("01", "02", "03", "04", "05", "06"))
 records: dict[str, dict] = {}
 
 

@@ -30,7 +30,6 @@ ENTRY_POINTS = {"lare2lib.__main__"}
 PENDING: dict[str, set] = {
     "long": {
         "lare2lib.models.loaders",
-        "lare2lib.studies.nb07_figures",
     },
     "cycles": set(),
     "method_imports_application": set(),

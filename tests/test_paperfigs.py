@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from lare2lib.core.plotting import write_metrics
-from lare2lib.studies import nb07_figures
+from lare2lib.studies import (nb07_common, nb07_egre, nb07_evasion, nb07_figures, nb07_lare,
+                              nb07_matrices, nb07_overview, nb07_recon)
 
 GENERATORS = ("kl_ldm", "vq_ldm", "kl_ldm_fast")
 TIMESTEPS = ("20", "200", "600", "980")
@@ -135,7 +136,7 @@ def test_every_registered_figure_draws_from_complete_metrics():
 
 
 def test_timestep_curve_plots_t_in_numeric_order():
-    fig = nb07_figures.timestep_loss_figure(metrics01())
+    fig = nb07_lare.timestep_loss_figure(metrics01())
     ax_common, ax_own = fig.axes
     assert len(ax_common.get_lines()) == 4 + 1  # four sets plus the marked t
     real = next(line for line in ax_common.get_lines() if line.get_label() == "real")
@@ -144,7 +145,7 @@ def test_timestep_curve_plots_t_in_numeric_order():
 
 
 def test_cost_bars_are_seconds_per_image():
-    fig = nb07_figures.cost_figure(metrics01())
+    fig = nb07_lare.cost_figure(metrics01())
     ax_time, ax_ratio = fig.axes[:2]
     widths = {t.get_text(): p.get_width() for t, p in zip(ax_time.get_yticklabels(), ax_time.patches)}
     assert widths["LaRE (batched)"] == pytest.approx(0.1)
@@ -153,7 +154,7 @@ def test_cost_bars_are_seconds_per_image():
 
 
 def test_ablation_bars_carry_means_and_seed_std():
-    fig = nb07_figures.ablation_figure(metrics02())
+    fig = nb07_egre.ablation_figure(metrics02())
     assert [ax.get_title() for ax in fig.axes] == ["ACC @ 0.5", "AP", "AUC"]
     heights = sorted({round(p.get_height(), 6) for p in fig.axes[2].patches})
     assert heights == [0.7, 0.8, 0.9]
@@ -164,7 +165,7 @@ def test_ablation_bars_carry_means_and_seed_std():
 
 
 def test_reconstruction_panels_and_intervals():
-    fig = nb07_figures.reconstruction_figure(metrics03())
+    fig = nb07_recon.reconstruction_figure(metrics03())
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["TPR @ 0.1 % FPR", "ROC AUC", "AEROBLADE AP (training-free)"]
     tpr = [p.get_height() for p in fig.axes[0].patches]
@@ -173,12 +174,12 @@ def test_reconstruction_panels_and_intervals():
 
 def test_reconstruction_draws_roc_points_when_present():
     metrics = metrics03() | {"roc": {"kl_ldm": {"fpr": [0, 0.001, 0.1, 1], "tpr": [0, 0.4, 0.9, 1]}}}
-    fig = nb07_figures.reconstruction_figure(metrics)
+    fig = nb07_recon.reconstruction_figure(metrics)
     assert fig.axes[-1].get_title() == "ROC" and fig.axes[-1].get_xscale() == "log"
 
 
 def test_robustness_levels_numeric_and_named():
-    fig = nb07_figures.robustness_figure(metrics03()["robustness"])
+    fig = nb07_recon.robustness_figure(metrics03()["robustness"])
     jpeg, resize = fig.axes[:2]
     line = jpeg.get_lines()[0]
     np.testing.assert_array_equal(line.get_xdata(), [50, 70, 90, 100])
@@ -189,7 +190,7 @@ def test_robustness_levels_numeric_and_named():
 
 
 def test_resolution_matrix_sorts_resolutions_as_numbers():
-    fig = nb07_figures.resolution_figure(metrics05())
+    fig = nb07_matrices.resolution_figure(metrics05())
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["32", "64", "128", "native"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["32", "64", "128", "native"]
@@ -211,7 +212,7 @@ def test_postprocessing_draws_06s_detection_rate():
 
 
 def test_matrix_leaves_missing_cells_blank():
-    fig = nb07_figures.matrix_figure({"AUC": {"a": {"x": 0.7}, "b": {"x": None, "y": 0.9}}},
+    fig = nb07_matrices.matrix_figure({"AUC": {"a": {"x": 0.7}, "b": {"x": None, "y": 0.9}}},
                                   row_label="train", column_label="test")
     grid = fig.axes[0].get_images()[0].get_array()
     assert grid.shape == (2, 2) and np.isnan(grid.filled(np.nan)[0, 1])
@@ -219,10 +220,10 @@ def test_matrix_leaves_missing_cells_blank():
 
 
 def test_evasion_panels_follow_what_06_wrote():
-    full = nb07_figures.evasion_figure(metrics06())
+    full = nb07_evasion.evasion_figure(metrics06())
     assert [ax.get_title() for ax in full.axes if ax.get_title()][:3] == [
         "artifact-removal attack", "PGD attack", "what the attack costs"]
-    pgd_only = nb07_figures.evasion_figure({"pgd": metrics06()["pgd"]})
+    pgd_only = nb07_evasion.evasion_figure({"pgd": metrics06()["pgd"]})
     assert len([ax for ax in pgd_only.axes if ax.get_visible()]) == 2
 
 
@@ -237,7 +238,7 @@ def test_figures_of_notebooks_not_run_are_skipped_with_a_reason():
 
 
 def test_overview_leaves_out_panels_of_missing_notebooks_with_a_note():
-    fig = nb07_figures.overview_figure({"01_lare": metrics01(), "03_ae_reconstruction": metrics03()})
+    fig = nb07_overview.overview_figure({"01_lare": metrics01(), "03_ae_reconstruction": metrics03()})
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert len(titles) == 2 and "[01_lare]" in titles[0] and "[03_ae_reconstruction]" in titles[1]
     assert "Not shown: 02 (EGRE (mean over seeds)): not run" in _texts(fig)
@@ -250,14 +251,14 @@ def test_missing_quantity_is_reported_not_drawn():
     drawn, skipped = nb07_figures.draw_available(partial)
     assert "reconstruction_tpr" in drawn
     assert skipped["robustness"] == "03_ae_reconstruction metrics.json has no 'robustness'"
-    with pytest.raises(nb07_figures.MissingMetrics, match="no 'ablation'"):
-        nb07_figures.ablation_figure({"seeds": [0]})
+    with pytest.raises(nb07_common.MissingMetrics, match="no 'ablation'"):
+        nb07_egre.ablation_figure({"seeds": [0]})
 
 
 def test_null_values_are_gaps():
     metrics = metrics02()
     metrics["ablation"]["egre"]["vq_ldm"]["auc"] = {"mean": None, "std": None, "n": 0}
-    fig = nb07_figures.ablation_figure(metrics, metric_names=("auc",))
+    fig = nb07_egre.ablation_figure(metrics, metric_names=("auc",))
     heights = [p.get_height() for p in fig.axes[0].patches]
     assert sum(np.isnan(heights)) == 1
 
@@ -275,10 +276,10 @@ def test_available_metrics_reads_run_folders_by_number(tmp_path):
     write_metrics(tmp_path / "01_lare", metrics01())
     write_metrics(tmp_path / "04_ae_family_renamed", metrics04())
     (tmp_path / "02_egre_ablations").mkdir()  # ran and failed: no metrics.json
-    found = nb07_figures.available_metrics(tmp_path)
+    found = nb07_common.available_metrics(tmp_path)
     assert list(found) == ["01_lare", "04_ae_family_renamed"]
     assert found["01_lare"]["lare_auc"]["kl_ldm"]["auc"] == pytest.approx(0.6)
-    assert list(nb07_figures.available_metrics(tmp_path, numbers=("04",))) == ["04_ae_family_renamed"]
+    assert list(nb07_common.available_metrics(tmp_path, numbers=("04",))) == ["04_ae_family_renamed"]
     drawn, _ = nb07_figures.draw_available(found)
     assert drawn["autoencoder_family"][1] == ["04_ae_family_renamed"]
 
@@ -327,7 +328,7 @@ def test_overview_labels_of_a_crowded_panel_do_not_overlap():
     names = ["kl_ldm", "kl_ldm_fast", "vq_ldm", "recon_kl_ae", "recon_vq_ae", "recon_taef2", "recon_sd_vae"]
     metrics = metrics03()
     metrics["auc"] = {g: {"1_try": {"value": 0.5 + 0.05 * i, "ci": [0.4, 0.9]}} for i, g in enumerate(names)}
-    fig = nb07_figures.overview_figure({"01_lare": metrics01(), "03_ae_reconstruction": metrics})
+    fig = nb07_overview.overview_figure({"01_lare": metrics01(), "03_ae_reconstruction": metrics})
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     crowded = fig.axes[1]

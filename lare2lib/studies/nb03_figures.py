@@ -1,6 +1,6 @@
 """Notebook 03's figures: the training pairs, the training curves, ROC curves, AEROBLADE's
 distances and attribution, and the interactive crop explorer. (The detection and robustness
-summary figures are notebook 07's, :mod:`lare2lib.studies.nb07_figures`.)"""
+summary figures are notebook 07's, :mod:`lare2lib.studies.nb07_recon`.)"""
 
 from __future__ import annotations
 
