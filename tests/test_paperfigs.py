@@ -323,15 +323,44 @@ def test_findings_read_their_numbers_from_the_metrics():
     assert nb07_figures.findings({}) == []
 
 
-def test_overview_labels_of_a_crowded_panel_do_not_overlap():
-    """The 03 panel holds every reconstruction set and generator: its labels must stay legible."""
-    names = ["kl_ldm", "kl_ldm_fast", "vq_ldm", "recon_kl_ae", "recon_vq_ae", "recon_taef2", "recon_sd_vae"]
-    metrics = metrics03()
-    metrics["auc"] = {g: {"1_try": {"value": 0.5 + 0.05 * i, "ci": [0.4, 0.9]}} for i, g in enumerate(names)}
-    fig = nb07_overview.overview_figure({"01_lare": metrics01(), "03_ae_reconstruction": metrics})
+CROWDED = ["kl_ldm", "kl_ldm_fast", "vq_ldm", "recon_kl_ae", "recon_vq_ae", "recon_taef2", "recon_sd_vae"]
+"""Every generator and reconstruction set 03 may score: the most labels a panel gets."""
+
+
+def _labels_overlap(fig, ax) -> list[str]:
+    """Texts of the tick labels of ``ax`` that touch another one (after drawing)."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    crowded = fig.axes[1]
-    boxes = [label.get_window_extent(renderer) for label in crowded.get_xticklabels() if label.get_text()]
-    assert len(boxes) == len(names)
-    assert not any(a.overlaps(b) for k, a in enumerate(boxes) for b in boxes[k + 1:])
+    labels = [label for label in ax.get_xticklabels() if label.get_text()]
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    assert len(boxes) == len(CROWDED)
+    return [labels[k].get_text() for k, a in enumerate(boxes)
+            if any(a.overlaps(b) for j, b in enumerate(boxes) if j != k)]
+
+
+def _crowded_metrics03() -> dict:
+    metrics = metrics03()
+    metrics["auc"] = {g: {"1_try": {"value": 0.5 + 0.05 * i, "ci": [0.4, 0.9]}} for i, g in enumerate(CROWDED)}
+    metrics["tpr_at_0.1pct_fpr"] = metrics["auc"]
+    metrics["aeroblade_ap"] = {g: 0.7 for g in CROWDED}
+    return metrics
+
+
+def test_overview_labels_of_a_crowded_panel_do_not_overlap():
+    """The 03 panel holds every reconstruction set and generator: its labels must stay legible."""
+    fig = nb07_overview.overview_figure({"01_lare": metrics01(), "03_ae_reconstruction": _crowded_metrics03()})
+    assert _labels_overlap(fig, fig.axes[1]) == []
+
+
+def test_reconstruction_labels_of_crowded_panels_do_not_overlap():
+    fig = nb07_recon.reconstruction_figure(_crowded_metrics03())
+    for ax in fig.axes[:3]:  # TPR, AUC, AEROBLADE AP; the ROC panel has no category labels
+        assert _labels_overlap(fig, ax) == [], ax.get_title()
+
+
+def test_findings_of_the_matrices_read_the_matrix_the_notebooks_write():
+    lines = nb07_figures.findings({"04_autoencoder_family": metrics04(), "05_training_resolution": metrics05()})
+    assert "04_autoencoder_family: AUC from 0.50 (kl_ae → kl_ldm) to 0.70 (vq_ae → kl_ldm_fast)." in lines
+    assert any(line.startswith("04_autoencoder_family: TPR @ 0.1 % FPR from 0.00") for line in lines)
+    # ties go to the first cell in the file's order; the synthetic AUC falls below 0 far off the diagonal
+    assert "05_training_resolution: AUC from -0.12 (32 → native) to 1.00 (128 → 128)." in lines

@@ -119,8 +119,10 @@ def subplots(panels: int, width: float = DOUBLE_COLUMN, columns: int | None = No
 
 
 def grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[float]],
-                  errors: Mapping[str, Any] | None = None, colours: Mapping[str, str] | None = None):
-    """Bars of each series side by side within each group; ``errors[name]`` is yerr (2, G) or (G,)."""
+                  errors: Mapping[str, Any] | None = None, colours: Mapping[str, str] | None = None,
+                  *, narrow: bool = False):
+    """Bars of each series side by side within each group; ``errors[name]`` is yerr (2, G) or (G,).
+    ``narrow``: the panel is one of several across the page (see :func:`tick_labels`)."""
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
     for index, (name, values) in enumerate(series.items()):
@@ -129,7 +131,7 @@ def grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[float]
         colour = (colours or {}).get(name, f"C{index}")
         ax.bar(x + offset, values, width, yerr=yerr, capsize=2, label=name, color=colour,
                error_kw={"lw": 0.8})
-    tick_labels(ax, x, groups)
+    tick_labels(ax, x, groups, narrow=narrow)
 
 
 CROWDED_BARS = 4

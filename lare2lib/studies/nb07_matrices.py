@@ -127,9 +127,13 @@ def headline_rows(stem: str, metrics: Mapping[str, Any]) -> list[dict[str, Any]]
 
 
 def findings(m: Mapping[str, Any], stem: str) -> list[str]:
+    """The worst and best train → test cell of each metric of 04's or 05's ``matrix``."""
+    try:
+        panels = _matrices(m, stem)
+    except MissingMetrics:
+        return []
     out = []
-    for key, title in MATRIX_METRICS.items():
-        matrix = m.get(key) or {}
+    for title, matrix in panels.items():
         cells = {(r, c): cell_value(v) for r, row in matrix.items() for c, v in row.items()}
         cells = {k: v for k, v in cells.items() if not math.isnan(v)}
         if cells:

@@ -46,7 +46,7 @@ def reconstruction_figure(metrics03: Mapping[str, Any]):
         errors = {t: asymmetric(values[t], *zip(*[cell_interval(table[g].get(t)) for g in generators]))
                   for t in tries}
         grouped_bars(ax, generators, {t.replace("_", " "): values[t] for t in tries},
-                      {t.replace("_", " "): errors[t] for t in tries})
+                      {t.replace("_", " "): errors[t] for t in tries}, narrow=True)
         ax.set(ylim=(0, 1.02), title=title)
         if key == "auc":
             chance_line(ax)
@@ -57,7 +57,7 @@ def reconstruction_figure(metrics03: Mapping[str, Any]):
             generators = ordered_sets(ap)
             ax.bar(range(len(generators)), [cell_value(ap[g]) for g in generators],
                    color=[colour_of(g) for g in generators])
-            tick_labels(ax, range(len(generators)), generators)
+            tick_labels(ax, range(len(generators)), generators, narrow=True)
             ax.set(ylim=(0, 1.02), title="AEROBLADE AP (training-free)")
         else:
             _roc_panel(ax, metrics03[key])
