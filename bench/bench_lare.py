@@ -1,5 +1,3 @@
-from lare2lib.data import imagesets
-
 """Cost of LaRE extraction, measured as ratios on one model in one run.
 
 For each batch size, :func:`lare2lib.studies.nb01_cost.compare_costs` times five variants on the same
@@ -40,6 +38,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from memory import MemorySampler  # noqa: E402  (a sibling script module)
 
+from lare2lib.data import imagesets  # noqa: E402
+
 
 def tiny_random_ldm(image_size: int = 64, seed: int = 0):
     """An SD-shaped LDM with random weights and small widths (KL VAE with f = 4, a 3-level
@@ -79,7 +79,7 @@ def world_records(folder: Path, count: int, profile_name: str, seed: int = 0) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="LDM for lare2lib.models.loaders.load_ldm: mini:kl_ldm, a mini-layout "
+    parser.add_argument("--model", help="LDM for lare2lib.models.ldm.load_ldm: mini:kl_ldm, a mini-layout "
                                         "or diffusers folder, a hub id (default: a tiny random LDM)")
     parser.add_argument("--images", type=int, default=64, help="images per measurement")
     parser.add_argument("--images-from", help="mini, smoke (the world's held-out reals) or random "
@@ -141,7 +141,7 @@ def _model_and_config(args):
         ldm = tiny_random_ldm(args.image_size or 64)
         source = "random"
     else:
-        from lare2lib.models.loaders import load_ldm
+        from lare2lib.models.ldm import load_ldm
 
         ldm = load_ldm(args.model, device="cpu", dtype=torch.float32)
         mini_layout = args.model.startswith("mini:") or (Path(args.model) / "ldm.json").is_file()

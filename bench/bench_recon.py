@@ -24,7 +24,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from lare2lib.detectors.recon_classifier import reconstruction_speed  # noqa: E402
-from lare2lib.models.loaders import load_autoencoder, resolve_device  # noqa: E402
+from lare2lib.models.autoencoders import load_autoencoder  # noqa: E402
+from lare2lib.models.devices import resolve_device  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,7 +121,9 @@ print(config)
 # and its LaRE model (SD v1.5). Every set is cached under `data/resolution/`.
 
 # %%
-from lare2lib.models.loaders import load_autoencoder, load_ldm, resolve_device
+from lare2lib.models.autoencoders import load_autoencoder
+from lare2lib.models.devices import resolve_device
+from lare2lib.models.ldm import load_ldm
 
 if full:
     if not PHOTO_DIR:

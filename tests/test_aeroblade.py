@@ -13,7 +13,7 @@ from torch import nn
 
 from lare2lib.detectors import aeroblade
 from lare2lib.detectors.aeroblade import BackboneDistance, LpipsVggDistance, PixelDistance
-from lare2lib.models.loaders import ModelNotAvailableError
+from lare2lib.models.refs import ModelNotAvailableError
 
 
 class ProjectionAE(nn.Module):

@@ -15,7 +15,7 @@ from lare2lib.core import paths
 from lare2lib.core.profiles import PROFILE_NAMES, get_profile
 from lare2lib.models import backbones, lite0
 from lare2lib.models.backbones import FeatureBackbone, create_classifier, save_classifier
-from lare2lib.models.loaders import ModelNotAvailableError
+from lare2lib.models.refs import ModelNotAvailableError
 from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 
 

@@ -256,7 +256,7 @@ def test_driver_names_live_only_in_extract():
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_extract_command_refuses_half_precision_on_cpu_before_loading(dtype, tmp_path,
                                                                       monkeypatch, capsys):
-    import lare2lib.models.loaders as models
+    import lare2lib.models.ldm as models
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("the model was loaded despite an impossible precision")
@@ -275,7 +275,7 @@ def test_extract_command_end_to_end(tiny_kl_ldm, tmp_path, monkeypatch, capsys):
     the decoder; both are named in the summary and the report, and get no feature."""
     import io
 
-    import lare2lib.models.loaders as models
+    import lare2lib.models.ldm as models
 
     png = io.BytesIO()
     random_images(1)[0].resize((64, 64)).save(png, format="PNG")

@@ -17,8 +17,13 @@ import pytest
 import torch
 
 from lare2lib.core import paths
-from lare2lib.models import loaders, tiny
-from lare2lib.models.loaders import ModelNotAvailableError
+from lare2lib.models import tiny
+from lare2lib.models.autoencoders import decode_latents, encode_latents, load_autoencoder
+from lare2lib.models.devices import resolve_device, resolve_dtype
+from lare2lib.models.hub import model_not_available
+from lare2lib.models.ldm import load_ldm
+from lare2lib.models.refs import ModelNotAvailableError, parse_ref
+from lare2lib.models.schedulers import load_scheduler, sd_training_scheduler
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -46,20 +51,20 @@ def mini_root(tmp_path, monkeypatch) -> Path:
 # -- hub ids offline --------------------------------------------------------------------------
 
 HUB_CASES = [
-    (loaders.load_ldm, SD15, "LDM", "models.ldm"),
+    (load_ldm, SD15, "LDM", "models.ldm"),
     (
-        loaders.load_autoencoder,
+        load_autoencoder,
         "stabilityai/stable-diffusion-2-1:vae",
         "autoencoder",
         "models.recon_autoencoder",
     ),
     (
-        loaders.load_autoencoder,
+        load_autoencoder,
         "kandinsky-community/kandinsky-2-1:movq",
         "autoencoder",
         "models.recon_autoencoder",
     ),
-    (loaders.load_scheduler, SD15, "scheduler", "models.ldm"),
+    (load_scheduler, SD15, "scheduler", "models.ldm"),
 ]
 
 
@@ -87,7 +92,7 @@ def test_hub_id_offline_gives_one_clear_message(loader, ref, role, field):
 
 
 def test_ldm_download_command_names_only_the_needed_folders():
-    message = str(loaders.model_not_available(SD15, "ldm"))
+    message = str(model_not_available(SD15, "ldm"))
     for part in (
         "unet/*",
         "vae/*",
@@ -108,15 +113,15 @@ def test_ldm_download_command_names_only_the_needed_folders():
     ],
 )
 def test_parse_ref(ref, kind, location, subfolder):
-    parsed = loaders.parse_ref(ref)
+    parsed = parse_ref(ref)
     assert (parsed.kind, parsed.subfolder) == (kind, subfolder)
     assert parsed.location == (location or str(paths.weights_dir() / "mini" / "kl_ldm"))
 
 
 def test_parse_ref_prefers_an_existing_path_and_rejects_nonsense(tmp_path):
-    assert loaders.parse_ref(tmp_path).kind == "local"
+    assert parse_ref(tmp_path).kind == "local"
     with pytest.raises(ModelNotAvailableError, match="not an existing local path"):
-        loaders.parse_ref("no such model")
+        parse_ref("no such model")
 
 
 # -- the same architecture from a local folder, through the same calls ------------------------
@@ -125,7 +130,7 @@ def test_parse_ref_prefers_an_existing_path_and_rejects_nonsense(tmp_path):
 def test_sd_folder_loads_inference_ready(tiny_sd):
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    ldm = loaders.load_ldm(tiny_sd)
+    ldm = load_ldm(tiny_sd)
     assert isinstance(ldm.vae, AutoencoderKL) and isinstance(ldm.unet, UNet2DConditionModel)
     assert ldm.class_names == ()
     for module in ldm.modules():
@@ -142,8 +147,8 @@ def test_sd_scheduler_is_the_training_ddpm_even_when_the_folder_ships_pndm(tiny_
         json.loads((tiny_sd / "scheduler" / "scheduler_config.json").read_text())["_class_name"]
         == "PNDMScheduler"
     )
-    scheduler = loaders.load_ldm(tiny_sd).scheduler
-    reference = loaders.sd_training_scheduler()
+    scheduler = load_ldm(tiny_sd).scheduler
+    reference = sd_training_scheduler()
     assert isinstance(scheduler, DDPMScheduler)
     assert (
         scheduler.config.prediction_type == "epsilon"
@@ -156,7 +161,7 @@ def test_sd_scheduler_is_the_training_ddpm_even_when_the_folder_ships_pndm(tiny_
 
 
 def test_sd_encode_prompts_pads_to_max_length_and_deduplicates(tiny_sd):
-    ldm = loaders.load_ldm(tiny_sd)
+    ldm = load_ldm(tiny_sd)
     states = ldm.encode_prompts(["a photo of a cat", "", "a photo of a cat", "a photo"])
     assert states.shape == (4, ldm.tokenizer.model_max_length, ldm.text_encoder.config.hidden_size)
     assert states.shape[1] == 77
@@ -167,10 +172,10 @@ def test_sd_encode_prompts_pads_to_max_length_and_deduplicates(tiny_sd):
 
 
 def test_sd_components_run_one_noise_prediction(tiny_sd):
-    ldm = loaders.load_ldm(tiny_sd)
+    ldm = load_ldm(tiny_sd)
     pixels = torch.rand(2, 3, 32, 32) * 2 - 1
     latents = (
-        loaders.encode_latents(ldm.vae, pixels, torch.Generator().manual_seed(0))
+        encode_latents(ldm.vae, pixels, torch.Generator().manual_seed(0))
         * ldm.scaling_factor
     )
     assert latents.shape == (
@@ -190,20 +195,20 @@ def test_autoencoder_from_pipeline_or_model_folder(tiny_sd, subfolder):
     from diffusers import AutoencoderKL
 
     folder = tiny_sd / subfolder if subfolder else tiny_sd
-    vae = loaders.load_autoencoder(folder)
+    vae = load_autoencoder(folder)
     assert isinstance(vae, AutoencoderKL) and not vae.training
 
 
 def test_movq_folder_is_a_vq_model_decoded_without_quantisation(tmp_path):
     from diffusers import VQModel
 
-    vq = loaders.load_autoencoder(tiny.make_tiny_vq(tmp_path / "movq"))
+    vq = load_autoencoder(tiny.make_tiny_vq(tmp_path / "movq"))
     assert isinstance(vq, VQModel) and vq.config.norm_type == "spatial"
     pixels = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
-        latents = loaders.encode_latents(vq, pixels)
+        latents = encode_latents(vq, pixels)
         torch.testing.assert_close(latents, vq.encode(pixels).latents)
-        unquantised = loaders.decode_latents(vq, latents)
+        unquantised = decode_latents(vq, latents)
         quantised = vq.decode(latents).sample
     assert unquantised.shape == pixels.shape
     assert not torch.allclose(unquantised, quantised), (
@@ -212,12 +217,12 @@ def test_movq_folder_is_a_vq_model_decoded_without_quantisation(tmp_path):
 
 
 def test_kl_latents_are_seeded_posterior_samples(tiny_sd):
-    vae = loaders.load_autoencoder(tiny_sd)
+    vae = load_autoencoder(tiny_sd)
     pixels = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
-        first = loaders.encode_latents(vae, pixels, torch.Generator().manual_seed(1))
-        again = loaders.encode_latents(vae, pixels, torch.Generator().manual_seed(1))
-        mean = loaders.encode_latents(vae, pixels, sample=False)
+        first = encode_latents(vae, pixels, torch.Generator().manual_seed(1))
+        again = encode_latents(vae, pixels, torch.Generator().manual_seed(1))
+        mean = encode_latents(vae, pixels, sample=False)
     torch.testing.assert_close(first, again, rtol=0, atol=0)
     assert not torch.allclose(first, mean)
 
@@ -225,14 +230,14 @@ def test_kl_latents_are_seeded_posterior_samples(tiny_sd):
 def test_explicit_kind_and_bad_kind(tiny_sd):
     from diffusers import AutoencoderKL
 
-    assert isinstance(loaders.load_autoencoder(tiny_sd / "vae", kind="kl"), AutoencoderKL)
+    assert isinstance(load_autoencoder(tiny_sd / "vae", kind="kl"), AutoencoderKL)
     with pytest.raises(ValueError, match="valid: auto, kl, vq, taef2"):
-        loaders.load_autoencoder(tiny_sd / "vae", kind="gan")
+        load_autoencoder(tiny_sd / "vae", kind="gan")
 
 
 def test_local_folder_that_is_not_an_ldm(tmp_path):
     with pytest.raises(ModelNotAvailableError, match="model_index.json"):
-        loaders.load_ldm(tmp_path)
+        load_ldm(tmp_path)
 
 
 # -- the mini world ---------------------------------------------------------------------------
@@ -242,7 +247,7 @@ def test_local_folder_that_is_not_an_ldm(tmp_path):
     ("name", "vae_class"), [("kl_ldm", "AutoencoderKL"), ("vq_ldm", "VQModel")]
 )
 def test_mini_ldm_loads_and_encodes_class_prompts(mini_root, name, vae_class):
-    ldm = loaders.load_ldm(f"mini:{name}")
+    ldm = load_ldm(f"mini:{name}")
     assert type(ldm.vae).__name__ == vae_class
     assert ldm.class_names == ("cat", "coffee", "rocket")
     states = ldm.encode_prompts(["a photo of a cat", "a photo", "a photo of a rocket"])
@@ -251,8 +256,8 @@ def test_mini_ldm_loads_and_encodes_class_prompts(mini_root, name, vae_class):
 
 
 def test_mini_ldm_shares_its_autoencoder_folder(mini_root):
-    ldm = loaders.load_ldm("mini:kl_ldm")
-    shared = loaders.load_autoencoder("mini:kl_ae")
+    ldm = load_ldm("mini:kl_ldm")
+    shared = load_autoencoder("mini:kl_ae")
     for key, tensor in shared.state_dict().items():
         torch.testing.assert_close(ldm.vae.state_dict()[key], tensor, rtol=0, atol=0)
 
@@ -263,20 +268,20 @@ def test_manifest_mismatch_is_detected(mini_root):
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="kl_ldm/unet/.*manifest says"):
-        loaders.load_ldm("mini:kl_ldm")
-    loaders.load_ldm("mini:vq_ldm")  # untouched parts still load
+        load_ldm("mini:kl_ldm")
+    load_ldm("mini:vq_ldm")  # untouched parts still load
 
 
 def test_manifest_missing_file_is_detected(mini_root):
     next((mini_root / "kl_ae").glob("*.safetensors")).unlink()
     with pytest.raises(ValueError, match="listed in .*manifest.json but missing"):
-        loaders.load_autoencoder("mini:kl_ae")
+        load_autoencoder("mini:kl_ae")
 
 
 def test_missing_mini_folder_says_notebook_00_builds_it(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "weights_dir", lambda: tmp_path)
     with pytest.raises(ModelNotAvailableError, match=r"lare2 run 00.*RETRAIN=True"):
-        loaders.load_ldm("mini:kl_ldm")
+        load_ldm("mini:kl_ldm")
 
 
 # -- devices and precision --------------------------------------------------------------------
@@ -285,29 +290,29 @@ def test_missing_mini_folder_says_notebook_00_builds_it(tmp_path, monkeypatch):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", torch.float16])
 def test_half_precision_is_refused_on_cpu(dtype):
     with pytest.raises(ValueError, match="use dtype='float32' on CPU"):
-        loaders.resolve_dtype(dtype, "cpu")
+        resolve_dtype(dtype, "cpu")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "fp16", torch.int8])
 def test_unknown_dtype_lists_valid_ones(dtype):
     with pytest.raises(ValueError, match=r"bfloat16.*float16.*float32"):
-        loaders.resolve_dtype(dtype, "cpu")
+        resolve_dtype(dtype, "cpu")
 
 
 def test_resolve_device_and_dtype():
-    assert loaders.resolve_dtype("float32", "cpu") is torch.float32
-    assert loaders.resolve_device("cpu") == torch.device("cpu")
+    assert resolve_dtype("float32", "cpu") is torch.float32
+    assert resolve_device("cpu") == torch.device("cpu")
     expected = (
         "cuda"
         if torch.cuda.is_available()
         else ("mps" if torch.backends.mps.is_available() else "cpu")
     )
-    assert loaders.resolve_device("auto").type == expected
+    assert resolve_device("auto").type == expected
 
 
 def test_components_refuse_half_on_cpu(tiny_sd):
-    ldm = loaders.load_ldm(tiny_sd)
+    ldm = load_ldm(tiny_sd)
     with pytest.raises(ValueError, match="float32"):
         ldm.to("cpu", torch.float16)
     with pytest.raises(ValueError, match="float32"):
-        loaders.load_ldm(tiny_sd, dtype="bfloat16")
+        load_ldm(tiny_sd, dtype="bfloat16")

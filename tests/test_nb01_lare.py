@@ -24,7 +24,7 @@ CONFIG = LareConfig(timestep=200, ensemble=2, image_size=32, prompt="class", bat
 
 @pytest.fixture(scope="module")
 def ldm(tmp_path_factory):
-    from lare2lib.models.loaders import load_ldm
+    from lare2lib.models.ldm import load_ldm
     from lare2lib.models.tiny import make_tiny_mini_ldm
 
     folder = make_tiny_mini_ldm(tmp_path_factory.mktemp("weights") / "mini", class_names=CLASSES)

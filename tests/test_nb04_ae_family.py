@@ -21,7 +21,7 @@ from lare2lib.core import paths
 from lare2lib.data.imagesets import ImageSet
 from lare2lib.detectors.train import TrainConfig
 from lare2lib.eval import metrics
-from lare2lib.models.loaders import load_autoencoder
+from lare2lib.models.autoencoders import load_autoencoder
 from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq
 from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 from lare2lib.studies import nb04_ae_family as A

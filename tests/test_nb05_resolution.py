@@ -14,7 +14,7 @@ from PIL import Image
 
 from lare2lib.core.profiles import LareConfig
 from lare2lib.detectors.train import TrainConfig
-from lare2lib.models.loaders import load_autoencoder
+from lare2lib.models.autoencoders import load_autoencoder
 from lare2lib.models.tiny import make_tiny_kl, tiny_ldm_components
 from lare2lib.studies import nb04_matrix
 from lare2lib.studies import nb05_figures as F

@@ -122,3 +122,17 @@ def test_make_installs_only_when_pyproject_changes(tmp_path):
     assert "pip install" not in cached and "pytest" in cached
     (venv / f".lare2-installed-{stamp_hash}").rename(venv / ".lare2-installed-0123456789abcdef")
     assert "pip install" in dry_run()  # a stamp of an older pyproject.toml does not count
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "bench").glob("bench_*.py")))
+def test_bench_scripts_start(script):
+    """Every benchmark at least imports and parses its arguments (bench_lare once did not: a
+    stray import above ``from __future__`` made it a SyntaxError nobody ran into)."""
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage" in done.stdout.lower()

@@ -22,7 +22,7 @@ from lare2lib.data.images import BadImageError
 from lare2lib.data.imagesets import ImageSet
 from lare2lib.detectors import recon_classifier, registry
 from lare2lib.detectors.recon_classifier import ReconClassifier, ReconPairs, reconstruct_images
-from lare2lib.models.loaders import load_autoencoder
+from lare2lib.models.autoencoders import load_autoencoder
 from lare2lib.models.tiny import make_tiny_kl, make_tiny_vq
 from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
 from lare2lib.world import autoencoder_training

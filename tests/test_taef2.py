@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lare2lib.core import paths
-from lare2lib.models import loaders
+from lare2lib.models import autoencoders
 from lare2lib.models.taef2 import TAEF2
 
 PHOTO_SIDE = 192
@@ -73,12 +73,12 @@ def test_real_weights_load_strictly_and_reconstruct_photos():
 
 @needs_weights
 def test_loader_recognises_the_folder_and_keeps_the_diffusers_convention():
-    vae = loaders.load_autoencoder(paths.taef2_dir())
+    vae = autoencoders.load_autoencoder(paths.taef2_dir())
     assert isinstance(vae, TAEF2) and not vae.training
     pixels = _photos()[:1]
     with torch.no_grad():
-        latents = loaders.encode_latents(vae, pixels * 2 - 1)
-        images = (loaders.decode_latents(vae, latents) + 1) / 2
+        latents = autoencoders.encode_latents(vae, pixels * 2 - 1)
+        images = (autoencoders.decode_latents(vae, latents) + 1) / 2
     assert latents.shape == (1, 32, PHOTO_SIDE // 8, PHOTO_SIDE // 8)
     assert _psnr(images, pixels).item() > MIN_PSNR_DB
 

@@ -11,7 +11,7 @@ import torch
 
 from lare2lib.core.profiles import get_profile
 from lare2lib.data.imagesets import ImageSet, to_uint8
-from lare2lib.models import conditioning, loaders
+from lare2lib.models import conditioning, schedulers
 from lare2lib.world import autoencoder_training, build, photos, recipes, sampling, unet_training, weights
 
 SMOKE = recipes.RECIPES["smoke"]
@@ -187,7 +187,7 @@ def test_single_step_loss_matches_a_plain_computation(tmp_path):
     prompts = conditioning.ClassPromptEncoder(class_names=photos.CLASS_NAMES, dim=16, seq_len=4).eval()
     losses = sampling.single_step_loss(ae, unet, prompts, 0.5, train.pixels, train.class_index, train.ids,
                                     timestep=200, draws=3, seed=7)
-    scheduler = loaders.sd_training_scheduler()
+    scheduler = schedulers.sd_training_scheduler()
     with torch.no_grad():
         for k in range(4):  # one image at a time, as the released LaRE loop does
             posterior_noise = recipes.step_generator(7, "lare", train.ids[k])

@@ -13,7 +13,7 @@ The profile's hash (:meth:`Profile.config_hash`) keys every cache, so changing a
 invalidates exactly what depends on it. Notebooks receive primitives from papermill
 (``PROFILE``, ``SMOKE``, ``SEED``, ...) and build the dataclass with :func:`get_profile`.
 
-Model references are strings understood by :mod:`lare2lib.models.loaders`: a local folder or file,
+Model references are strings understood by :mod:`lare2lib.models.refs`: a local folder or file,
 a hub id (``org/name``), a timm model name, or ``mini:<name>`` for the committed mini world.
 """
 
@@ -76,7 +76,7 @@ class WorldConfig:
 
 @dataclass(frozen=True)
 class ModelsConfig:
-    """Which weights each role uses. Strings are resolved by :mod:`lare2lib.models.loaders`."""
+    """Which weights each role uses. Strings are resolved by :mod:`lare2lib.models.refs`."""
 
     ldm: str = "mini:kl_ldm"
     """LaRE reference LDM (VAE + UNet + conditioning + scheduler)."""

@@ -14,7 +14,7 @@ Distances (``[0, 1]`` images, ``(B, 3, H, W)`` → ``(B,)``):
 * :class:`LpipsVggDistance`: the release's LPIPS-VGG, **second layer only** (relu2_2, half
   resolution), spatial mean, from the ``lpips`` package as published. Its VGG-16 trunk comes
   from torchvision's ImageNet weights, a download (``vgg16-397923af.pth`` in torch's hub cache):
-  offline without that file it raises :class:`~lare2lib.models.loaders.ModelNotAvailableError`.
+  offline without that file it raises :class:`~lare2lib.models.refs.ModelNotAvailableError`.
 * :class:`BackboneDistance` (the mini profile's choice, since VGG weights cannot be had here):
   the same LPIPS construction (unit-normalise each feature vector, squared difference, summed
   over channels, spatial mean) on an early feature map of a pretrained timm backbone, by
@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lare2lib.detectors.recon_classifier import reconstruct_images, size_buckets
-from lare2lib.models.loaders import ModelNotAvailableError
+from lare2lib.models.refs import ModelNotAvailableError
 
 __all__ = [
     "Distance",

@@ -202,7 +202,7 @@ class EgreDetector(nn.Module):
     def reference(self):
         """The reference LDM (loaded on first use, on the detector's device)."""
         if self._reference is None:
-            from lare2lib.models.loaders import load_ldm
+            from lare2lib.models.ldm import load_ldm
 
             self._reference = load_ldm(self.config["ldm"], device=self._device())
         return self._reference

@@ -183,7 +183,7 @@ def _prepare(train: _Split, val: _Split, tests: dict[str, _Split], config: Mappi
     splits = {"train": train, "val": val, **{f"test:{k}": v for k, v in tests.items()}}
     data_seconds: dict[str, float] = {}
     if reference is None:
-        from lare2lib.models.loaders import load_ldm
+        from lare2lib.models.ldm import load_ldm
 
         reference = load_ldm(config["ldm"])
     maps: dict[str, dict[str, torch.Tensor]] = {}

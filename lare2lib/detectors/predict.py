@@ -189,7 +189,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 def _load(args: argparse.Namespace):
     from lare2lib.detectors.registry import load_detector
-    from lare2lib.models.loaders import resolve_device
+    from lare2lib.models.devices import resolve_device
 
     return load_detector(args.detector, device=resolve_device(args.device))
 

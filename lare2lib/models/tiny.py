@@ -203,7 +203,7 @@ def make_tiny_mini_ldm(
     (re)writes ``root/manifest.json`` with the sha256 of every file under ``root``.
     """
     from lare2lib.models.conditioning import ClassPromptEncoder
-    from lare2lib.models.loaders import sd_training_scheduler
+    from lare2lib.models.schedulers import sd_training_scheduler
 
     root = Path(root)
     ae_name = "vq_ae" if vq else "kl_ae"
@@ -285,7 +285,7 @@ BENCH_TINY_LDM = TinyLDMSpec(
 
 
 def tiny_ldm_components(kind: str = "kl", seed: int = 0, spec: TinyLDMSpec = TinyLDMSpec()) -> Any:
-    """An SD-shaped :class:`lare2lib.models.loaders.LDMComponents` with random weights, in eval mode.
+    """An SD-shaped :class:`lare2lib.models.ldm.LDMComponents` with random weights, in eval mode.
 
     ``kind`` ``"kl"``: ``AutoencoderKL`` (a posterior to sample); ``"vq"``: ``VQModel`` (a
     deterministic pre-quantisation latent). 4 latent channels, SD's DDPM schedule
@@ -295,7 +295,7 @@ def tiny_ldm_components(kind: str = "kl", seed: int = 0, spec: TinyLDMSpec = Tin
     from diffusers import AutoencoderKL, DDPMScheduler, VQModel
 
     from lare2lib.models.conditioning import ClassPromptEncoder
-    from lare2lib.models.loaders import LDMComponents
+    from lare2lib.models.ldm import LDMComponents
 
     if kind not in ("kl", "vq"):
         raise ValueError(f"unknown autoencoder kind {kind!r}; valid: ['kl', 'vq']")

@@ -309,7 +309,8 @@ def extract_command(args: argparse.Namespace) -> int:
     from lare2lib.core.profiles import get_profile
     from lare2lib.data.manifests import ManifestError
     from lare2lib.data.store import FeatureStore, writer_name
-    from lare2lib.models.loaders import load_ldm, resolve_device, resolve_dtype
+    from lare2lib.models.devices import resolve_device, resolve_dtype
+    from lare2lib.models.ldm import load_ldm
     from lare2lib.core.exit_codes import USAGE_ERROR
 
     profile = get_profile(args.profile, seed=args.seed)

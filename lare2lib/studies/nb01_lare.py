@@ -1,7 +1,7 @@
 """What notebook 01 computes and draws about LaRE in the mini world.
 
 Each function takes image sets (:class:`lare2lib.data.imagesets.ImageSet`) and LDM components
-(:class:`lare2lib.models.loaders.LDMComponents`) and returns tensors, tables or a matplotlib figure, so
+(:class:`lare2lib.models.ldm.LDMComponents`) and returns tensors, tables or a matplotlib figure, so
 the notebook's cells stay import → call → show.
 
 Sign convention used throughout: the detection score is the **negated** mean LaRE, and

@@ -59,7 +59,7 @@ def run_aeroblade(world, real: ImageSet, fakes: Mapping[str, ImageSet], autoenco
     again with ``distractor`` added (``taef2`` only where its weights are on this machine)."""
     from lare2lib.core import paths
     from lare2lib.detectors import aeroblade
-    from lare2lib.models.loaders import load_autoencoder
+    from lare2lib.models.autoencoders import load_autoencoder
 
     autoencoders = list(autoencoders)
     distractor = distractor if distractor != "taef2" or paths.taef2_dir() is not None else ""

@@ -2,7 +2,7 @@
 
 :class:`WorldFamily` reads the mini or smoke world's cached sets; :class:`FolderFamily` (the
 ``full`` profile) folders of real and generated images and any autoencoders
-:func:`lare2lib.models.loaders.load_autoencoder` understands, reconstructed at native resolution by
+:func:`lare2lib.models.autoencoders.load_autoencoder` understands, reconstructed at native resolution by
 :func:`lare2lib.detectors.recon_classifier.reconstruct_folder`. Both expose the same calls
 (``autoencoders``, ``config``, ``seed``, ``train_val``, ``test_sets``, ``pairs``, ``generated``,
 ``factor``), so the notebook has one code path.
@@ -167,7 +167,8 @@ class FolderFamily:
         key = (ae, split)
         if key not in self._manifests:
             from lare2lib.detectors.recon_classifier import downsampling_factor, reconstruct_folder
-            from lare2lib.models.loaders import load_autoencoder, resolve_device
+            from lare2lib.models.autoencoders import load_autoencoder
+            from lare2lib.models.devices import resolve_device
 
             model = load_autoencoder(self.refs[ae], device=resolve_device(self.device))
             self._factors[ae] = downsampling_factor(model)

@@ -43,7 +43,7 @@ def postprocess_sweep(suite: Suite, reals: ImageSet, fakes: ImageSet, grid: Mapp
 def _removal_sets(world, fakes: Mapping[str, ImageSet], seed: int) -> dict[str, dict[str, ImageSet]]:
     """attack → generator → attacked images (the generated images only; reals stay clean)."""
     from lare2lib.core import paths
-    from lare2lib.models.loaders import load_autoencoder
+    from lare2lib.models.autoencoders import load_autoencoder
     from lare2lib.world.weights import LDM_AE
 
     def derived(images: ImageSet, pixels: torch.Tensor, attack: str) -> ImageSet:

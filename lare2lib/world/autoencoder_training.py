@@ -15,7 +15,7 @@ from diffusers import AutoencoderKL, VQModel
 from tqdm.auto import tqdm
 
 from lare2lib.data.imagesets import ImageSet, to_model_range, to_uint8
-from lare2lib.models.loaders import encode_latents
+from lare2lib.models.autoencoders import encode_latents
 from lare2lib.world.quality import psnr_db
 from lare2lib.world.recipes import AutoencoderRecipe, step_generator
 from lare2lib.world.training_state import cosine_lr, resume_checkpoint, save_checkpoint
@@ -54,7 +54,7 @@ def decode_latents(ae: AutoencoderKL | VQModel, z: torch.Tensor) -> torch.Tensor
     """Decode as the generator does: a VQ decoder *quantises* the latent first.
 
     (AEROBLADE decodes VQ latents with ``force_not_quantize=True`` instead; that is
-    :func:`lare2lib.models.loaders.decode_latents`, used for reconstruction distances.)
+    :func:`lare2lib.models.autoencoders.decode_latents`, used for reconstruction distances.)
     """
     return ae.decode(z).sample
 

@@ -21,7 +21,7 @@ import torch
 from lare2lib.core import paths
 from lare2lib.core.profiles import Profile
 from lare2lib.data.imagesets import ImageSet
-from lare2lib.models.loaders import load_autoencoder as load_any_autoencoder
+from lare2lib.models.autoencoders import load_autoencoder as load_any_autoencoder
 from lare2lib.world.autoencoder_training import reconstruct
 from lare2lib.world.photos import CLASS_NAMES
 from lare2lib.world.real_crops import real_sets

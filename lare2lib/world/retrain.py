@@ -20,8 +20,8 @@ import torch
 from lare2lib.core import paths
 from lare2lib.core.profiles import Profile, get_profile
 from lare2lib.data.imagesets import ImageSet
-from lare2lib.models.loaders import load_autoencoder as load_any_autoencoder
-from lare2lib.models.loaders import sd_training_scheduler
+from lare2lib.models.autoencoders import load_autoencoder as load_any_autoencoder
+from lare2lib.models.schedulers import sd_training_scheduler
 from lare2lib.world.autoencoder_training import latent_scaling_factor, train_autoencoder
 from lare2lib.world.photos import CLASS_NAMES
 from lare2lib.world.real_crops import real_sets

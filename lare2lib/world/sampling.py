@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from lare2lib.data.imagesets import ImageSet, to_model_range, to_uint8
 from lare2lib.eval.metrics import rank_auc
 from lare2lib.models.conditioning import ClassPromptEncoder
-from lare2lib.models.loaders import sd_training_scheduler
+from lare2lib.models.schedulers import sd_training_scheduler
 from lare2lib.world.recipes import GeneratorSpec, UNetRecipe, step_generator
 from lare2lib.world.autoencoder_training import decode_latents, seeded_latents
 

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from lare2lib.data.imagesets import ImageSet, to_model_range
 from lare2lib.models.conditioning import ClassPromptEncoder
-from lare2lib.models.loaders import sd_training_scheduler
+from lare2lib.models.schedulers import sd_training_scheduler
 from lare2lib.world.recipes import UNetRecipe, step_generator
 from lare2lib.world.sampling import premise_check
 from lare2lib.world.training_state import cosine_lr, resume_checkpoint, save_checkpoint

@@ -20,7 +20,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel, VQModel
 
 from lare2lib.core import paths
 from lare2lib.models.conditioning import ClassPromptEncoder
-from lare2lib.models.loaders import load_autoencoder as load_any_autoencoder
+from lare2lib.models.autoencoders import load_autoencoder as load_any_autoencoder
 
 __all__ = ["AE_NAMES", "LDM_AE", "WeightsError", "weights_root", "verify_weights", "record_quality",
            "load_autoencoder", "load_ldm_parts", "world_ldm", "sha256_file"]
@@ -92,45 +92,9 @@ def load_ldm_parts(name: str, recipe: str = "mini") -> tuple:
     return ae, unet, prompts, float(ae.config.scaling_factor)
 
 
-class WeightsError(RuntimeError):
-    """Committed mini weights missing or not matching their manifest."""
-
-
-def verify_weights(recipe: str = "mini") -> dict:
-    """Check every committed file against the manifest's sha256; return the manifest."""
-    root = weights_root(recipe)
-    manifest_path = root / "manifest.json"
-    if not manifest_path.is_file():
-        raise WeightsError(f"no mini-world weights at {root}: run notebook 00 with RETRAIN=True "
-                           f"(or `lare2 run 00 -p RETRAIN=True`) to train them")
-    manifest = json.loads(manifest_path.read_text())
-    bad = [rel for rel, digest in manifest["files"].items()
-           if not (root / rel).is_file() or sha256_file(root / rel) != digest]
-    if bad:
-        raise WeightsError(f"mini-world weights at {root} do not match manifest.json: {bad}. "
-                           f"Restore them with `git checkout -- {root}` or retrain (RETRAIN=True).")
-    return manifest
-
-
-def load_autoencoder(name: str, recipe: str = "mini") -> AutoencoderKL | VQModel:
-    return load_any_autoencoder(str(weights_root(recipe) / name))
-
-
-def load_ldm_parts(name: str, recipe: str = "mini") -> tuple:
-    """(autoencoder, EMA UNet, prompt encoder, scaling factor) of a committed mini LDM."""
-    folder = weights_root(recipe) / name
-    spec = json.loads((folder / "ldm.json").read_text())
-    ae = load_any_autoencoder(str((folder / spec["vae"]).resolve()))
-    unet = UNet2DConditionModel.from_pretrained(str(folder / spec["unet"]), local_files_only=True)
-    prompts = ClassPromptEncoder.from_pretrained(str(folder / spec["prompt_encoder"]), local_files_only=True)
-    for module in (unet, prompts):
-        module.eval().requires_grad_(False)
-    return ae, unet, prompts, float(ae.config.scaling_factor)
-
-
 def world_ldm(world, name: str):
-    """:class:`lare2lib.models.loaders.LDMComponents` of one of the world's LDMs, loaded from its
+    """:class:`lare2lib.models.ldm.LDMComponents` of one of the world's LDMs, loaded from its
     folder (``mini``: the committed, hash-checked weights; ``smoke``: the tiny retrained ones)."""
-    from lare2lib.models.loaders import load_ldm
+    from lare2lib.models.ldm import load_ldm
 
     return load_ldm(str(weights_root(world.profile.world.recipe) / name))

@@ -38,7 +38,7 @@ folder of the world's images reconstructs to the world's cached reconstruction s
 
 def downsampling_factor(ae: nn.Module) -> int:
     """Pixels per latent along a side: 2^(levels-1) for diffusers autoencoders, 8 for TAEF2."""
-    from lare2lib.models.loaders import is_taef2
+    from lare2lib.models.autoencoders import is_taef2
 
     if is_taef2(ae):
         from lare2lib.models.taef2 import TAEF2_SCALE_FACTOR
@@ -73,7 +73,7 @@ def size_buckets(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list
 def encode_for_reconstruction(ae: nn.Module, x: torch.Tensor, ids: Sequence[str], seed: int) -> torch.Tensor:
     """Unscaled latents. KL: ``mean + std · n`` with ``n`` drawn on the CPU per image id, the
     numbers :func:`lare2lib.world.autoencoder_training.seeded_latents` draws (then moved to the model's device)."""
-    from lare2lib.models.loaders import is_taef2, is_vq, encode_latents
+    from lare2lib.models.autoencoders import encode_latents, is_taef2, is_vq
     from lare2lib.world.recipes import step_generator
 
     if is_taef2(ae) or is_vq(ae):
@@ -87,7 +87,7 @@ def encode_for_reconstruction(ae: nn.Module, x: torch.Tensor, ids: Sequence[str]
 def decode_reconstruction(ae: nn.Module, z: torch.Tensor, quantize: bool) -> torch.Tensor:
     """``quantize=True``: a VQ decoder quantises as its generator does (:func:`world.decode_latents`);
     ``False``: AEROBLADE's ``force_not_quantize`` (:func:`models.decode_latents`)."""
-    from lare2lib.models.loaders import is_vq, decode_latents
+    from lare2lib.models.autoencoders import decode_latents, is_vq
 
     if quantize and is_vq(ae):
         return ae.decode(z).sample

@@ -66,7 +66,8 @@ def backbone_create_kwargs(backbone: str, crop: int) -> dict[str, Any]:
 
 
 def _folder_datasets(args, profile, crop: int) -> tuple[ReconPairs, ReconPairs, str]:
-    from lare2lib.models.loaders import load_autoencoder, resolve_device
+    from lare2lib.models.autoencoders import load_autoencoder
+    from lare2lib.models.devices import resolve_device
 
     ref = args.autoencoder or profile.models.recon_autoencoder
     ae = load_autoencoder(ref, device=resolve_device(profile.device))

@@ -171,7 +171,7 @@ class MeanLare:
     """The bare LaRE score, −mean of the map (notebook 01's detector), no training.
 
     Args:
-        components: The reference LDM (:class:`lare2lib.models.loaders.LDMComponents`).
+        components: The reference LDM (:class:`lare2lib.models.ldm.LDMComponents`).
         config: LaRE settings (timestep, ensemble, image size, prompt policy).
         seed: Seed of the per-image posterior sample and noise draws.
     """
