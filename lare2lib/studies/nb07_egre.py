@@ -69,7 +69,8 @@ def headline_rows(stem: str, metrics02: Mapping[str, Any]) -> list[dict[str, Any
     return rows
 
 
-def findings(m: Mapping[str, Any]) -> list[str]:
+def findings(stem: str, m: Mapping[str, Any]) -> list[str]:
+    """07's sentences on this notebook (``stem`` is unused: the sentences name their method)."""
     ablation = m.get("ablation") or {}
     scored = {v: cells["mean"]["auc"] for v, cells in ablation.items()
               if isinstance(cells.get("mean"), Mapping) and "auc" in cells["mean"]}

@@ -114,7 +114,8 @@ def headline_rows(stem: str, metrics06: Mapping[str, Any]) -> list[dict[str, Any
     return rows
 
 
-def findings(m: Mapping[str, Any]) -> list[str]:
+def findings(stem: str, m: Mapping[str, Any]) -> list[str]:
+    """07's sentences on this notebook (``stem`` is unused: the sentences name their method)."""
     out = []
     for detector, curve in _pgd_curves(m.get("pgd")).items():
         if curve.get("epsilon") and curve.get("auc"):

@@ -136,19 +136,10 @@ def render(name: str, metrics_by_notebook: Mapping[str, Mapping[str, Any]],
 # -- headline numbers and the answers in words ----------------------------------------------
 
 
-HEADLINES: dict[str, Callable[[str, Mapping[str, Any]], list[dict[str, Any]]]] = {
-    "01": nb07_lare.headline_rows, "02": nb07_egre.headline_rows, "03": nb07_recon.headline_rows,
-    "04": nb07_matrices.headline_rows, "05": nb07_matrices.headline_rows,
-    "06": nb07_evasion.headline_rows,
-}
-"""Notebook number → ``(stem, metrics) → rows`` of 07's headline table."""
-
-FINDINGS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
-    "01": nb07_lare.findings, "02": nb07_egre.findings, "03": nb07_recon.findings,
-    "06": nb07_evasion.findings,
-}
-"""Notebook number → ``metrics → sentences`` for 07's answers (04 and 05 name their
-notebook in theirs: :func:`lare2lib.studies.nb07_matrices.findings`)."""
+NOTEBOOK_MODULES = {"01": nb07_lare, "02": nb07_egre, "03": nb07_recon, "04": nb07_matrices,
+                    "05": nb07_matrices, "06": nb07_evasion}
+"""Notebook number → the module holding its ``headline_rows(stem, metrics)`` (rows of 07's table)
+and ``findings(stem, metrics)`` (its sentences)."""
 
 
 def headline_rows(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -156,17 +147,11 @@ def headline_rows(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> list[
 
     For 07's table and ``metrics.json``; rows of notebooks that have not run are absent.
     """
-    return [row for stem, metrics in metrics_by_notebook.items() if stem[:2] in HEADLINES
-            for row in HEADLINES[stem[:2]](stem, metrics)]
+    return [row for stem, metrics in metrics_by_notebook.items() if stem[:2] in NOTEBOOK_MODULES
+            for row in NOTEBOOK_MODULES[stem[:2]].headline_rows(stem, metrics)]
 
 
 def findings(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One sentence per headline result, numbers read from the metrics (nothing hard-coded)."""
-    out = []
-    for stem, metrics in metrics_by_notebook.items():
-        number = stem[:2]
-        if number in ("04", "05"):
-            out += nb07_matrices.findings(metrics, stem)
-        elif number in FINDINGS:
-            out += FINDINGS[number](metrics)
-    return out
+    return [line for stem, metrics in metrics_by_notebook.items() if stem[:2] in NOTEBOOK_MODULES
+            for line in NOTEBOOK_MODULES[stem[:2]].findings(stem, metrics)]

@@ -102,7 +102,8 @@ def headline_rows(stem: str, metrics01: Mapping[str, Any]) -> list[dict[str, Any
     return rows
 
 
-def findings(m: Mapping[str, Any]) -> list[str]:
+def findings(stem: str, m: Mapping[str, Any]) -> list[str]:
+    """07's sentences on this notebook (``stem`` is unused: the sentences name their method)."""
     out = []
     if m.get("lare_auc"):
         table = m["lare_auc"]

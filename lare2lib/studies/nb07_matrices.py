@@ -126,7 +126,7 @@ def headline_rows(stem: str, metrics: Mapping[str, Any]) -> list[dict[str, Any]]
             for test, cell in cells.items()]
 
 
-def findings(m: Mapping[str, Any], stem: str) -> list[str]:
+def findings(stem: str, m: Mapping[str, Any]) -> list[str]:
     """The worst and best train → test cell of each metric of 04's or 05's ``matrix``."""
     try:
         panels = _matrices(m, stem)

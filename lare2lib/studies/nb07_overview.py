@@ -12,14 +12,12 @@ from lare2lib.studies.nb07_common import (DOUBLE_COLUMN, MissingMetrics, asymmet
                                           tick_labels)
 
 OVERVIEW_SOURCES = (
-    ("01", "mean LaRE (training-free)"),
-    ("02", "EGRE (mean over seeds)"),
-    ("03", "reconstruction detector (1 try)"),
+    ("01", "mean LaRE (training-free)", nb07_lare.overview_auc),
+    ("02", "EGRE (mean over seeds)", nb07_egre.overview_auc),
+    ("03", "reconstruction detector (1 try)", nb07_recon.overview_auc),
 )
-"""Panels of :func:`overview_figure`: notebook number → what its AUC measures."""
-
-OVERVIEW_AUC = {"01": nb07_lare.overview_auc, "02": nb07_egre.overview_auc, "03": nb07_recon.overview_auc}
-"""Notebook number → the function reading its headline detector's AUC per generator."""
+"""Panels of :func:`overview_figure`: notebook number, what its AUC measures, and the function
+reading its headline detector's ``{generator: (auc, lo, hi)}``."""
 
 
 def overview_figure(metrics_by_notebook: Mapping[str, Mapping[str, Any]]):
@@ -30,13 +28,13 @@ def overview_figure(metrics_by_notebook: Mapping[str, Mapping[str, Any]]):
     Intervals: 01 and 03 bootstrap 95 %, 02 ±1 std over seeds.
     """
     panels, missing = [], []
-    for number, label in OVERVIEW_SOURCES:
+    for number, label, read_auc in OVERVIEW_SOURCES:
         found = by_number(metrics_by_notebook, number)
         if found is None:
             missing.append(f"{number} ({label}): not run")
             continue
         try:
-            panels.append((label, found[0], OVERVIEW_AUC[number](found[1])))
+            panels.append((label, found[0], read_auc(found[1])))
         except MissingMetrics as exc:
             missing.append(f"{number} ({label}): {exc}")
     if not panels:

@@ -130,7 +130,8 @@ def headline_rows(stem: str, metrics03: Mapping[str, Any]) -> list[dict[str, Any
     return rows
 
 
-def findings(m: Mapping[str, Any]) -> list[str]:
+def findings(stem: str, m: Mapping[str, Any]) -> list[str]:
+    """07's sentences on this notebook (``stem`` is unused: the sentences name their method)."""
     out = []
     for key, label in (("tpr_at_0.1pct_fpr", "TPR @ 0.1 % FPR"), ("auc", "AUC")):
         table = m.get(key) or {}

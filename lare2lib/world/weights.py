@@ -21,6 +21,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel, VQModel
 from lare2lib.core import paths
 from lare2lib.models.conditioning import ClassPromptEncoder
 from lare2lib.models.autoencoders import load_autoencoder as load_any_autoencoder
+from lare2lib.models.devices import freeze
 
 __all__ = ["AE_NAMES", "LDM_AE", "WeightsError", "weights_root", "verify_weights", "record_quality",
            "load_autoencoder", "load_ldm_parts", "world_ldm", "sha256_file"]
@@ -88,7 +89,7 @@ def load_ldm_parts(name: str, recipe: str = "mini") -> tuple:
     unet = UNet2DConditionModel.from_pretrained(str(folder / spec["unet"]), local_files_only=True)
     prompts = ClassPromptEncoder.from_pretrained(str(folder / spec["prompt_encoder"]), local_files_only=True)
     for module in (unet, prompts):
-        module.eval().requires_grad_(False)
+        freeze(module)
     return ae, unet, prompts, float(ae.config.scaling_factor)
 
 
