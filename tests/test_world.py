@@ -1,4 +1,4 @@
-"""The mini world: photo discovery, crops and splits, deterministic and resumable training,
+"""The mini world: the shipped photo corpus, crops and splits, deterministic and resumable training,
 committed-weight verification, sampling and reconstruction sets."""
 
 from __future__ import annotations
@@ -36,48 +36,153 @@ def _assert_same_state(a: dict, b: dict) -> None:
 # -- photos and crops ---------------------------------------------------------------------
 
 
-def test_catalogue_is_consistent():
-    ids = [spec.photo_id for spec in photos.CATALOGUE]
-    assert len(ids) == len(set(ids))
-    for spec in photos.CATALOGUE:
-        assert spec.category in photos.CLASS_NAMES
-        assert spec.split in ("train", "val", "test")
-    # photos of one scene (stereo pairs, neighbouring aerial shots) never straddle splits
+def _manifest() -> list[dict]:
+    return json.loads((photos.corpus_dir() / "manifest.json").read_text())
+
+
+def test_corpus_manifest_lists_every_shipped_photo_once():
+    entries = _manifest()
+    files = [e["file"] for e in entries]
+    assert len(files) == len(set(files)) >= 60
+    shipped = {str(f.relative_to(photos.corpus_dir())) for f in photos.corpus_dir().glob("*/*.jpg")}
+    assert shipped == set(files)  # no stray photo, none listed but absent
+    attribution = (photos.corpus_dir() / "LICENSES.md").read_text()
+    for entry in entries:
+        assert entry["category"] == entry["file"].split("/")[0] and entry["category"] in photos.CLASS_NAMES
+        assert entry["split"] in photos.SPLITS
+        assert entry["source_package"] and entry["original_path"] and entry["author"] and entry["licence"]
+        assert f"`{entry['file']}`" in attribution
+        assert max(entry["width"], entry["height"]) <= 1024 and min(entry["width"], entry["height"]) <= 512
     groups: dict[str, set[str]] = {}
-    for spec in photos.CATALOGUE:
-        if spec.group:
-            groups.setdefault(spec.group, set()).add(spec.split)
-    assert all(len(splits) == 1 for splits in groups.values())
+    for entry in entries:  # photos of one scene never straddle splits
+        if entry["group"]:
+            groups.setdefault(entry["group"], set()).add(entry["split"])
+    assert groups and all(len(splits) == 1 for splits in groups.values())
+    assert sum(f.stat().st_size for f in photos.corpus_dir().rglob("*")) < 40e6
 
 
-def test_pip_only_photos_cover_every_split():
-    pip_sources = {"skimage", "sklearn", "matplotlib"}
-    splits = {spec.split for spec in photos.CATALOGUE if spec.source in pip_sources}
-    assert splits == {"train", "val", "test"}
+def test_corpus_loads_verified_with_author_and_licence():
+    corpus = photos.load_corpus()
+    assert [p.photo_id for p in corpus] == [e["file"] for e in _manifest()]
+    astronaut = next(p for p in corpus if p.photo_id == "person/skimage-astronaut.jpg")
+    assert astronaut.package.startswith("scikit-image") and "NASA" in astronaut.author
+    assert astronaut.path.is_file() and astronaut.path.is_relative_to(photos.corpus_dir())
 
 
-def test_missing_source_shrinks_world_with_report(monkeypatch, tmp_path):
-    full, _ = photos.find_photos()
-    monkeypatch.setitem(photos._SOURCE_DIRS, "skimage", lambda: tmp_path / "absent")
-    shrunk, report = photos.find_photos()
-    assert "skimage" in report.missing_sources
-    assert "skimage" in report.summary()
-    assert len(shrunk) == len(full) - sum(p.spec.source == "skimage" for p in full)
-    sets = photos.make_crops(shrunk, image_size=16, short_side=64, crop_min=16, crop_max=32,
+def test_held_out_split_can_carry_conclusions():
+    """At least 10 test photos covering every category, and >= 600 test crops in the mini world."""
+    test = [p for p in photos.find_photos() if p.split == "test"]
+    assert len(test) >= 10
+    assert {p.category for p in test} == set(photos.CLASS_NAMES)
+    assert len(test) * get_profile("mini").world.crops_per_photo_heldout >= 600
+
+
+def _small_corpus(tmp_path, count: int = 3):
+    root = tmp_path / "corpus"
+    entries = _manifest()[:count]
+    for entry in entries:
+        (root / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
+        (root / entry["file"]).write_bytes((photos.corpus_dir() / entry["file"]).read_bytes())
+    (root / "manifest.json").write_text(json.dumps(entries))
+    return root, entries
+
+
+def test_altered_or_missing_photo_is_a_clear_error(tmp_path):
+    root, entries = _small_corpus(tmp_path)
+    assert len(photos.load_corpus(root)) == 3
+    target = root / entries[1]["file"]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    photos.load_corpus.cache_clear()
+    with pytest.raises(photos.CorpusError, match=entries[1]["file"] + ".*sha256"):
+        photos.load_corpus(root)
+    target.unlink()
+    with pytest.raises(photos.CorpusError, match="missing.*" + entries[1]["file"]):
+        photos.load_corpus(root)
+    (root / "manifest.json").unlink()
+    with pytest.raises(photos.CorpusError, match="manifest not found"):
+        photos.load_corpus(root)
+    photos.load_corpus.cache_clear()
+
+
+@pytest.mark.parametrize("count", [3, 8, 20])
+def test_small_worlds_keep_every_split(count):
+    subset = photos.find_photos(max_photos=count)
+    assert len(subset) == count
+    assert {p.split for p in subset} == set(photos.SPLITS)
+    train = [p for p in subset if p.split == "train"]
+    assert len({p.category for p in train}) == min(len(train), len(photos.CLASS_NAMES))
+    assert photos.find_photos(max_photos=count) == subset  # deterministic
+    with pytest.raises(ValueError, match="at least 3"):
+        photos.find_photos(max_photos=2)
+
+
+_WORLD_WITHOUT_OS_PHOTOS = """
+import hashlib, sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".rcc"}
+opened = []
+
+def no_photos_outside_the_corpus(event, args):
+    # Any image opened outside the shipped corpus would make the world depend on the machine.
+    if event == "open" and isinstance(args[0], (str, bytes, Path)):
+        path = Path(args[0] if not isinstance(args[0], bytes) else args[0].decode())
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            opened.append(str(path))
+
+sys.addaudithook(no_photos_outside_the_corpus)
+for name in ("skimage", "sklearn", "cv2"):  # as if these packages were not installed
+    sys.modules[name] = None
+
+from lare2lib.core.profiles import get_profile
+from lare2lib.world import photos, real_crops
+
+profile = get_profile("mini")
+found = photos.find_photos()
+sets = photos.make_crops(found, image_size=16, short_side=64, crop_min=16, crop_max=48,
+                         per_photo={"train": 1, "val": 1, "test": 1}, seed=0)
+digest = hashlib.sha256(b"".join(sets[s].pixels.numpy().tobytes() for s in photos.SPLITS)).hexdigest()
+outside = [p for p in opened if not Path(p).resolve().is_relative_to(photos.corpus_dir().resolve())]
+print(real_crops.crops_key(profile, found), digest, len(outside), *outside[:3])
+"""
+
+
+def test_world_is_identical_without_any_os_photo_package(tmp_path):
+    """The same real crops and world key whether or not OS or pip photo sources exist."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from lare2lib.world import real_crops
+
+    env = {**os.environ, "LARE2_DATA_DIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", _WORLD_WITHOUT_OS_PHOTOS], capture_output=True, text=True,
+                         env=env, check=True, timeout=240).stdout.split()
+    key, digest, outside = out[0], out[1], int(out[2])
+    assert outside == 0, f"opened images outside the corpus: {out[3:]}"
+    found = photos.find_photos()
+    sets = photos.make_crops(found, image_size=16, short_side=64, crop_min=16, crop_max=48,
                              per_photo={"train": 1, "val": 1, "test": 1}, seed=0)
-    assert sum(len(s) for s in sets.values()) == len(shrunk)
+    here = hashlib.sha256(b"".join(sets[s].pixels.numpy().tobytes() for s in photos.SPLITS)).hexdigest()
+    assert (key, digest) == (real_crops.crops_key(get_profile("mini"), found), here)
 
 
-def test_missing_file_is_reported_not_raised(monkeypatch, tmp_path):
-    (tmp_path / "astronaut.png").write_bytes(b"not an image")
-    monkeypatch.setitem(photos._SOURCE_DIRS, "skimage", lambda: tmp_path)
-    _, report = photos.find_photos()
-    assert "skimage/astronaut.png" in report.missing_files
-    assert report.found["skimage"] == 0
+def test_crops_key_follows_photo_bytes_and_splits():
+    from lare2lib.world import real_crops
+
+    profile = get_profile("mini")
+    found = photos.find_photos()
+    moved = [dataclasses.replace(found[0], split="test" if found[0].split != "test" else "train"), *found[1:]]
+    edited = [dataclasses.replace(found[0], sha256="0" * 64), *found[1:]]
+    keys = {real_crops.crops_key(profile, variant) for variant in (found, moved, edited)}
+    assert len(keys) == 3
 
 
 def test_crops_are_split_by_photo_and_deterministic():
-    found, _ = photos.find_photos(max_photos=8)
+    found = photos.find_photos(max_photos=8)
     kwargs = dict(image_size=16, short_side=64, crop_min=16, crop_max=48,
                   per_photo={"train": 3, "val": 2, "test": 2}, seed=5)
     first = photos.make_crops(found, **kwargs)

@@ -34,9 +34,9 @@ __all__ = [
 
 
 def photo_table(world: World) -> pd.DataFrame:
-    """One row per photo: source package, category, split, size, licence."""
+    """One row per photo: source package, category, split, size, author, licence."""
     frame = pd.DataFrame(world.photos["photos"])
-    return frame[["id", "package", "category", "split", "width", "height", "licence"]]
+    return frame[["id", "package", "category", "split", "width", "height", "author", "licence"]]
 
 
 def crop_counts(world: World) -> dict[str, int]:
@@ -202,7 +202,9 @@ def metrics_record(profile, world: World, *, crops: dict, generators: dict, trai
         "profile": profile.name,
         "seed": profile.seed,
         "real_photos": len(world.photos["photos"]),
-        "photo_sources": world.photos["sources"],
+        "photo_packages": world.photos["per_package"],
+        "photos_per_split": world.photos["per_split"],
+        "test_photo_categories": world.photos["test_categories"],
         "real_crops": crops,
         "generators": generators,
         "train_generator": {"name": profile.world.train_generator,

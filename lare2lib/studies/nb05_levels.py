@@ -1,6 +1,6 @@
 """Notebook 05's level sets: windows cut from photos at several resolutions, and their reconstructions.
 
-From the package photos (:func:`lare2lib.world.photos.find_photos`, split by photo as in the world)
+From the shipped photo corpus (:func:`lare2lib.world.photos.find_photos`, split by photo as in the world)
 or from any folder of large images (``full``):
 
 * **level sets**: for each *level* (``"96"``: the photo downscaled, antialiased, to a 96 px short
@@ -82,12 +82,11 @@ class SourcePhoto:
 
 
 def world_photos(max_photos: int = 0) -> list[SourcePhoto]:
-    """The mini world's package photos with their fixed splits (:data:`lare2lib.world.photos.CATALOGUE`)."""
+    """The mini world's corpus photos with their fixed splits (:func:`lare2lib.world.photos.find_photos`)."""
     from lare2lib.world.photos import CLASS_NAMES, find_photos
 
-    found, _ = find_photos(max_photos)
-    return [SourcePhoto(p.spec.photo_id, p.path, p.spec.split, CLASS_NAMES.index(p.spec.category), p.width, p.height)
-            for p in found]
+    return [SourcePhoto(p.photo_id, p.path, p.split, CLASS_NAMES.index(p.category), p.width, p.height)
+            for p in find_photos(max_photos)]
 
 
 def _hash_unit(text: str) -> float:

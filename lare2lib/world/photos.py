@@ -1,26 +1,28 @@
-"""Real photographs that installed packages ship, cut into the mini world's real image sets.
+"""The photo corpus that ships with the project, cut into the mini world's real image sets.
 
-No dataset host is reachable, so the mini world's "real" class comes from photos bundled with
-packages: scikit-image, scikit-learn and matplotlib (pip), and, where the Debian packages are
-installed, OpenCV's sample data (``opencv-doc``) and photographic wallpapers
-(``lomiri-wallpapers``, ``mate-backgrounds``). They are found at run time and never copied.
+No dataset host is reachable, so the mini world's "real" class is a corpus of photographs
+committed under ``lare2lib/world/corpus/``: licence-checked photos from Debian and PyPI packages
+(OpenCV samples, GCompris, desktop wallpapers, scikit-image, scikit-learn, matplotlib), stored
+with their short side at most 512 px. ``corpus/manifest.json`` holds, per file, its source
+package, original path, author, licence and sha256; ``corpus/LICENSES.md`` is the attribution
+(``tools/photo_corpus/`` rebuilds both). Nothing is looked up on the machine, so every clone
+builds the identical world whichever OS packages are installed.
 
-The catalogue below is an allow-list: diagrams, calibration patterns, renders, cartoons,
-grayscale test images and abstract wallpapers in the same folders are skipped on purpose (a
-detector of *generated photos* must learn from photos). Each photo carries
+Each photo carries
 
 * a **category** (the class the latent UNet is conditioned on, standing in for ImageNet's
   "a photo of a {class}" in LaRE), and
-* a fixed **split**. Splitting is by photo, never by crop, so no photo has crops on both sides.
-  The split is written down rather than hashed so that the pip-only world (8 photos) still
-  has photos in every split and a photo keeps its split whichever other sources are present.
+* a fixed **split**. Splitting is by photo, never by crop, so no photo has crops on both sides;
+  photos of one scene (stereo pairs, neighbouring shots) share a ``group`` and a split.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -31,226 +33,137 @@ from lare2lib.data.imagesets import ImageSet
 
 __all__ = [
     "CLASS_NAMES",
-    "PhotoSpec",
+    "SPLITS",
+    "CorpusError",
     "Photo",
-    "SourceReport",
-    "CATALOGUE",
+    "corpus_dir",
+    "load_corpus",
     "find_photos",
+    "corpus_summary",
     "make_crops",
 ]
 
 CLASS_NAMES: tuple[str, ...] = ("animal", "object", "person", "plant", "scene")
 """Photo categories; class index ``i`` in the world's tensors is ``CLASS_NAMES[i]``."""
 
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 
-@dataclass(frozen=True)
-class PhotoSpec:
-    source: str
-    """Which package family ships it (a key of ``_SOURCE_DIRS``)."""
-    relpath: str
-    """Path inside the source folder."""
-    category: str
-    """One of :data:`CLASS_NAMES`."""
-    split: str
-    """``train``, ``val`` or ``test``."""
-    group: str = ""
-    """Photos of the same scene (stereo pairs, neighbouring aerial shots) share a group and a split."""
 
-    @property
-    def photo_id(self) -> str:
-        return f"{self.source}/{self.relpath}"
+class CorpusError(RuntimeError):
+    """The shipped corpus is missing, altered or inconsistent with its manifest."""
 
 
 @dataclass(frozen=True)
 class Photo:
-    spec: PhotoSpec
+    """One corpus photo: where it is, what it shows, which split it belongs to and whose it is."""
+
+    photo_id: str
+    """Its path inside the corpus (``<category>/<source>-<name>.jpg``); crops are ``<photo_id>#<k>``."""
     path: Path
+    category: str
+    """One of :data:`CLASS_NAMES`."""
+    split: str
+    """``train``, ``val`` or ``test``."""
+    group: str
+    """Photos of one scene share a group (and a split); empty for most."""
     width: int
     height: int
     package: str
+    """Source package (Debian or PyPI) the original came from."""
+    author: str
     licence: str
+    sha256: str
+    """Of the stored file; checked when the corpus is loaded."""
 
 
-def _skimage_dir() -> Path | None:
-    try:
-        import skimage.data
-    except ImportError:
-        return None
-    return Path(skimage.data.__file__).parent
+def corpus_dir() -> Path:
+    return Path(__file__).parent / "corpus"
 
 
-def _sklearn_dir() -> Path | None:
-    try:
-        import sklearn.datasets
-    except ImportError:
-        return None
-    return Path(sklearn.datasets.__file__).parent / "images"
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _matplotlib_dir() -> Path | None:
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    return Path(matplotlib.get_data_path()) / "sample_data"
+def _photo(entry: dict, root: Path) -> Photo:
+    path = root / entry["file"]
+    if not path.is_file():
+        raise CorpusError(f"corpus photo missing: {path} (listed in {root / 'manifest.json'}); "
+                          "restore it with `git checkout -- lare2lib/world/corpus`")
+    if _sha256(path) != entry["sha256"]:
+        raise CorpusError(f"corpus photo altered: {path} does not match its sha256 in the manifest; "
+                          "restore it with `git checkout -- lare2lib/world/corpus`, or rebuild the "
+                          "corpus and its manifest with tools/photo_corpus/build.py")
+    if entry["category"] not in CLASS_NAMES or entry["split"] not in SPLITS:
+        raise CorpusError(f"{entry['file']}: category {entry['category']!r} / split {entry['split']!r} "
+                          f"not in {CLASS_NAMES} / {SPLITS}")
+    return Photo(entry["file"], path, entry["category"], entry["split"], entry.get("group", ""),
+                 entry["width"], entry["height"], entry["source_package"], entry["author"],
+                 entry["licence"], entry["sha256"])
 
 
-_SOURCE_DIRS = {
-    "skimage": _skimage_dir,
-    "sklearn": _sklearn_dir,
-    "matplotlib": _matplotlib_dir,
-    "opencv-doc": lambda: Path("/usr/share/doc/opencv-doc/examples/data"),
-    "wallpapers": lambda: Path("/usr/share/backgrounds"),
-}
+@lru_cache(maxsize=4)
+def load_corpus(root: Path | None = None) -> tuple[Photo, ...]:
+    """Every photo of the manifest, in manifest order, each checked against its sha256.
 
-_LICENCES = {
-    "skimage": ("scikit-image", "public domain / CC0 (see skimage/data/README.txt)"),
-    "sklearn": ("scikit-learn", "CC-BY 2.0 (see sklearn/datasets/images/README.txt)"),
-    "matplotlib": ("matplotlib", "public domain (US Navy photo)"),
-    "opencv-doc": ("opencv-doc", "see /usr/share/doc/opencv-doc/copyright"),
-}
-
-
-def _wallpaper_licence(relpath: str) -> tuple[str, str]:
-    if relpath.startswith("mate/"):
-        return "mate-backgrounds", "see /usr/share/doc/mate-backgrounds/copyright"
-    return "lomiri-wallpapers", "CC-BY-SA-3.0 (see /usr/share/doc/lomiri-wallpapers-16.04/copyright)"
-
-
-def _specs(source: str, rows: str) -> list[PhotoSpec]:
-    specs = []
-    for line in rows.strip().splitlines():
-        relpath, category, split, *group = line.split()
-        specs.append(PhotoSpec(source, relpath, category, split, group[0] if group else ""))
-    return specs
-
-
-CATALOGUE: tuple[PhotoSpec, ...] = tuple(
-    _specs("skimage", """
-        astronaut.png        person train
-        chelsea.png          animal train
-        coffee.png           object test
-        rocket.jpg           scene  train
-        motorcycle_left.png  object train
-    """)
-    + _specs("sklearn", """
-        china.jpg            scene  val
-        flower.jpg           plant  train
-    """)
-    + _specs("matplotlib", """
-        grace_hopper.jpg     person test
-    """)
-    + _specs("opencv-doc", """
-        aero1.jpg            scene  train aero
-        aero3.jpg            scene  train aero
-        aloeL.jpg            plant  train
-        apple.jpg            object val
-        baboon.jpg           animal train
-        board.jpg            object train
-        building.jpg         scene  test
-        butterfly.jpg        animal test
-        chicky_512.png       animal train
-        ela_original.jpg     object train
-        fruits.jpg           object train
-        graf1.png            scene  train
-        home.jpg             scene  train
-        leuvenA.jpg          scene  val
-        messi5.jpg           person train
-        orange.jpg           object train
-        rubberwhale1.png     object test
-        smarties.png         object train
-        squirrel_cls.jpg     animal val
-        stuff.jpg            object train
-    """)
-    + _specs("wallpapers", """
-        Bridge_by_Sander_Klootwijk.jpg          scene  train
-        Dragonfly_by_Bolly.jpg                  plant  train
-        Kleiber_by_Lukas_Baubkus.jpg            animal test
-        Picture_0B_by_freespace.jpg             object train
-        Picture_1A_by_freespace.jpg             object train
-        Wine_by_Jakkub_Mede.jpg                 scene  val
-        aitzgorri_by_Aitzol_Berasategi.jpg      scene  train
-        free_by_Peter_Nerlich.jpg               object train
-        friends_by_Aitzol_Berasategi.jpg        animal train
-        life_by_Aitzol_Berasategi.jpg           scene  test
-        picosdeeuropa_by_Aitzol_Berasategi.jpg  scene  train
-        seeding_by_Clements_Engelhardt.jpg      plant  val
-        sunset_by_Aitzol_Berasategi.jpg         scene  train
-        mate/nature/Aqua.jpg                    scene  train
-        mate/nature/Blinds.jpg                  plant  train
-        mate/nature/Dune.jpg                    plant  train
-        mate/nature/FreshFlower.jpg             plant  test
-        mate/nature/Garden.jpg                  plant  train
-        mate/nature/GreenMeadow.jpg             plant  train
-        mate/nature/LadyBird.jpg                animal train
-        mate/nature/RainDrops.jpg               plant  val
-        mate/nature/Storm.jpg                   scene  train
-        mate/nature/TwoWings.jpg                plant  train
-        mate/nature/YellowFlower.jpg            plant  test
-    """)
-)
-
-
-@dataclass
-class SourceReport:
-    """Which photo sources this machine has, for the notebook's environment section."""
-
-    found: dict[str, int]
-    """Source → photos of the catalogue found there."""
-    missing_sources: list[str]
-    """Sources whose folder is absent (e.g. the Debian packages are not installed)."""
-    missing_files: list[str]
-    """Catalogue photos whose source exists but the file does not (or does not open)."""
-
-    def summary(self) -> str:
-        parts = [f"{name}: {count}" for name, count in self.found.items()]
-        text = f"{sum(self.found.values())} photos ({', '.join(parts)})"
-        if self.missing_sources:
-            text += f"; sources not installed: {', '.join(self.missing_sources)}"
-        if self.missing_files:
-            text += f"; {len(self.missing_files)} catalogue files missing"
-        return text
-
-
-def find_photos(max_photos: int = 0) -> tuple[list[Photo], SourceReport]:
-    """Locate the catalogue's photos on this machine (header reads only).
-
-    A missing package or file shrinks the world and is reported, never raised: the world is
-    built from whatever is there. ``max_photos`` keeps the first N in catalogue order (the
-    pip-only photos come first and cover every split).
+    Raises :class:`CorpusError` naming the file when one is missing or altered: a world built
+    from a silently different corpus would not be the world everyone else has.
     """
-    photos: list[Photo] = []
-    found: dict[str, int] = {}
-    missing_sources, missing_files = [], []
-    for source, locate in _SOURCE_DIRS.items():
-        root = locate()
-        if root is None or not root.is_dir():
-            missing_sources.append(source)
-            continue
-        found[source] = 0
-        for spec in (s for s in CATALOGUE if s.source == source):
-            photo = _open_photo(spec, root / spec.relpath)
-            if photo is None:
-                missing_files.append(spec.photo_id)
-                continue
-            photos.append(photo)
-            found[source] += 1
-    if max_photos:
-        photos = photos[:max_photos]
-    return photos, SourceReport(found, missing_sources, missing_files)
+    root = Path(root) if root is not None else corpus_dir()
+    manifest = root / "manifest.json"
+    if not manifest.is_file():
+        raise CorpusError(f"photo corpus manifest not found: {manifest}; the corpus ships with the "
+                          "project (reinstall it, or `git checkout -- lare2lib/world/corpus`)")
+    return tuple(_photo(entry, root) for entry in json.loads(manifest.read_text()))
 
 
-def _open_photo(spec: PhotoSpec, path: Path) -> Photo | None:
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, ValueError):
-        return None
-    if spec.source == "wallpapers":
-        package, licence = _wallpaper_licence(spec.relpath)
-    else:
-        package, licence = _LICENCES[spec.source]
-    return Photo(spec, path, width, height, package, licence)
+def _category_round_robin(photos: list[Photo]) -> list[Photo]:
+    """Photos reordered animal, object, person, … , animal, …, so any prefix spans the categories."""
+    by_category = {name: [p for p in photos if p.category == name] for name in CLASS_NAMES}
+    ordered = []
+    for rank in range(max(map(len, by_category.values()), default=0)):
+        ordered += [group[rank] for group in by_category.values() if rank < len(group)]
+    return ordered
+
+
+def _split_quotas(sizes: dict[str, int], max_photos: int) -> dict[str, int]:
+    """Photos per split for a subset of ``max_photos``: proportional, at least one per split."""
+    if max_photos < len(SPLITS):
+        raise ValueError(f"max_photos={max_photos}: need at least {len(SPLITS)} (one photo per split)")
+    total = sum(sizes.values())
+    quotas = {s: max(1, math.floor(max_photos * sizes[s] / total)) for s in SPLITS}
+    while sum(quotas.values()) < max_photos:  # hand the remainder to the most under-served split
+        quotas[max(SPLITS, key=lambda s: sizes[s] / quotas[s])] += 1
+    while sum(quotas.values()) > max_photos:
+        quotas[max(SPLITS, key=lambda s: quotas[s])] -= 1
+    return quotas
+
+
+def find_photos(max_photos: int = 0) -> list[Photo]:
+    """The corpus photos the world is cut from (all of them unless ``max_photos``).
+
+    ``max_photos`` (the smoke profile's small world) keeps a subset that still has every split,
+    in proportion to the splits' sizes, and within each split spans the categories first.
+    """
+    photos = list(load_corpus())
+    if not max_photos or max_photos >= len(photos):
+        return photos
+    by_split = {s: _category_round_robin([p for p in photos if p.split == s]) for s in SPLITS}
+    quotas = _split_quotas({s: len(by_split[s]) for s in SPLITS}, max_photos)
+    keep = {p.photo_id for s in SPLITS for p in by_split[s][:quotas[s]]}
+    return [p for p in photos if p.photo_id in keep]
+
+
+def corpus_summary(photos: list[Photo]) -> dict:
+    """Counts per split, category and source package, for the notebook's environment section."""
+    def count(key) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for photo in photos:
+            counts[key(photo)] = counts.get(key(photo), 0) + 1
+        return dict(sorted(counts.items()))
+
+    return {"count": len(photos), "per_split": count(lambda p: p.split),
+            "per_category": count(lambda p: p.category), "per_package": count(lambda p: p.package),
+            "test_categories": sorted({p.category for p in photos if p.split == "test"})}
 
 
 # -- crops --------------------------------------------------------------------------------
@@ -264,8 +177,8 @@ def _rng_for(seed: int, key: str) -> np.random.Generator:
 def downscaled(photo: Photo, short_side: int) -> Image.Image:
     """RGB photo with its short side reduced to ``short_side`` (never enlarged).
 
-    Photos range from 259 to 6028 px wide; without this a 256 px crop of a 6000 px wallpaper
-    is a featureless patch. Downscaling is antialiased (PIL's resize filters scale with the
+    The corpus stores photos with short sides of 172 to 512 px; a smaller ``short_side`` sets
+    the scale the crops are cut at. Downscaling is antialiased (PIL's resize filters scale with the
     reduction factor).
     """
     with Image.open(photo.path) as image:
@@ -303,19 +216,19 @@ def make_crops(photos: list[Photo], *, image_size: int, short_side: int, crop_mi
     per_split: dict[str, list] = {"train": [], "val": [], "test": []}
     for photo in photos:
         image = downscaled(photo, short_side)
-        rng = _rng_for(seed, photo.spec.photo_id)
-        count = per_photo[photo.spec.split]
+        rng = _rng_for(seed, photo.photo_id)
+        count = per_photo[photo.split]
         for k, box in enumerate(crop_boxes(image.width, image.height, count, crop_min, crop_max, rng)):
             crop = image.crop(box).resize((image_size, image_size), Image.Resampling.LANCZOS)
-            per_split[photo.spec.split].append(
-                (f"{photo.spec.photo_id}#{k}", np.asarray(crop), CLASS_NAMES.index(photo.spec.category))
+            per_split[photo.split].append(
+                (f"{photo.photo_id}#{k}", np.asarray(crop), CLASS_NAMES.index(photo.category))
             )
     return {split: _to_imageset(f"real_{split}", rows) for split, rows in per_split.items()}
 
 
 def _to_imageset(name: str, rows: list) -> ImageSet:
     if not rows:
-        raise ValueError(f"no photos for set '{name}': install more photo sources (see find_photos)")
+        raise ValueError(f"no photos for set '{name}': every split needs at least one photo (see find_photos)")
     ids, arrays, labels = zip(*rows)
     pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N,3,H,W) uint8
     return ImageSet(name=name, pixels=pixels, class_index=torch.tensor(labels), ids=list(ids))

@@ -1,4 +1,4 @@
-"""The mini world's real crops: cut once from the photos per split, cached under a key of what they depend on.
+"""The mini world's real crops: cut once from the shipped photo corpus per split, cached under a key of what they depend on.
 
 Derived (``<data_dir>/world/<recipe>-<crops key>/``, git-ignored)::
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from lare2lib.core import paths
 from lare2lib.core.profiles import Profile, WorldConfig
 from lare2lib.data.imagesets import ImageSet
-from lare2lib.world.photos import find_photos, make_crops
+from lare2lib.world.photos import Photo, corpus_summary, find_photos, make_crops
 
 __all__ = ["crops_key", "world_dir", "real_sets"]
 
@@ -25,9 +25,10 @@ def _crop_fields(world: WorldConfig) -> dict:
     return {k: getattr(world, k) for k in keep}
 
 
-def crops_key(profile: Profile, photo_ids: list[str]) -> str:
-    """Hash of everything the real crops depend on: crop settings, seed and which photos exist."""
-    payload = json.dumps({"crops": _crop_fields(profile.world), "seed": profile.seed, "photos": photo_ids},
+def crops_key(profile: Profile, photos: list[Photo]) -> str:
+    """Hash of everything the real crops depend on: crop settings, seed, and each photo's bytes and split."""
+    corpus = [[p.photo_id, p.sha256, p.split, p.category] for p in photos]
+    payload = json.dumps({"crops": _crop_fields(profile.world), "seed": profile.seed, "photos": corpus},
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -38,9 +39,8 @@ def world_dir(profile: Profile, key: str) -> Path:
 
 def real_sets(profile: Profile, progress: bool = True) -> tuple[dict[str, ImageSet], dict]:
     """The real crops per split (cached), and a report of the photos behind them."""
-    photos, report = find_photos(profile.world.max_photos)
-    photo_ids = [p.spec.photo_id for p in photos]
-    key = crops_key(profile, photo_ids)
+    photos = find_photos(profile.world.max_photos)
+    key = crops_key(profile, photos)
     folder = world_dir(profile, key)
     files = {split: folder / f"real_{split}.safetensors" for split in ("train", "val", "test")}
     if all(f.is_file() for f in files.values()):
@@ -54,15 +54,15 @@ def real_sets(profile: Profile, progress: bool = True) -> tuple[dict[str, ImageS
         for split, image_set in sets.items():
             image_set.meta.update({"crops_key": key})
             image_set.save(files[split])
+    summary = corpus_summary(photos)
     info = {
         "crops_key": key,
         "folder": str(folder),
-        "photos": [{"id": p.spec.photo_id, "category": p.spec.category, "split": p.spec.split,
-                    "package": p.package, "licence": p.licence, "path": str(p.path),
-                    "width": p.width, "height": p.height} for p in photos],
-        "sources": report.found,
-        "missing_sources": report.missing_sources,
-        "missing_files": report.missing_files,
-        "summary": report.summary(),
+        "photos": [{"id": p.photo_id, "category": p.category, "split": p.split, "package": p.package,
+                    "author": p.author, "licence": p.licence, "width": p.width, "height": p.height}
+                   for p in photos],
+        **summary,
+        "summary": (f"{summary['count']} shipped photos (" +
+                    ", ".join(f"{n} {s}" for s, n in summary["per_split"].items()) + ")"),
     }
     return sets, info
