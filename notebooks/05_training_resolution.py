@@ -26,9 +26,10 @@
 # on? And LaRE squashes every image to one size before encoding (256 in SD, 64 here): how does
 # that resize interact with the image's resolution?
 #
-# **Method.** From the package photos (split by photo as in the world: no photo on two sides)
+# **Method.** From the shipped photo corpus (split by photo as in the world: no photo on two sides)
 # cut square **windows** of the world's 64 px at several **levels**: the photo downscaled
-# (Lanczos, antialiased) to a 96 or 192 px short side, or its **native** pixels (no
+# (Lanczos, antialiased) to a 96 or 192 px short side, or its **native** pixels as stored in
+# the corpus (short side at most 512 px, JPEG q92; no further
 # resampling). Each window is reconstructed through the world's KL autoencoder (`kl_ae`) at
 # its native size. One EfficientNet-Lite0 detector per training level (real vs its
 # reconstruction, 48 px random crops, validation on the same level's validation photos), each
@@ -228,8 +229,8 @@ display(Markdown(nb05_resolution.findings(result, study, lare_config.image_size,
 # autoencoder*; the generator columns say whether the level the detector trained on matches
 # the level the generated images live at (the world's samples imitate 64 px crops of photos
 # downscaled to a 384 px short side, i.e. between the 96 and 192 levels). The mini world is
-# small: a few dozen photos (most a few hundred pixels on a side, a few wallpapers of several
-# thousand), one f = 4 autoencoder, one seed per row, 64 px windows, and a few hundred test
+# small: 95 photos stored with a short side of at most 512 px (so "native" here is the
+# corpus's stored pixels, already downscaled once from the originals), one f = 4 autoencoder, one seed per row, 64 px windows, and a few hundred test
 # windows per level cut from only the test photos, so neighbouring windows are correlated and
 # the intervals understate the spread over photos. At scale (SD 2.1 VAE, f = 8, 256 px crops
 # of LAION-sized photos and 1024² generators; `PROFILE="full"` with `PHOTO_DIR`) the levels

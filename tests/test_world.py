@@ -270,6 +270,23 @@ def test_killed_autoencoder_training_resumes_to_the_same_weights(tmp_path, monke
     assert [e["step"] for e in log] == [3, 6]
 
 
+def test_training_folder_refuses_a_checkpoint_of_other_inputs(smoke_profile, monkeypatch):
+    """A checkpoint trained on other crops or another recipe is never resumed silently."""
+    from lare2lib.world import retrain
+
+    retrain.train_stage("kl_ae", smoke_profile, progress=False)
+    retrain.train_stage("kl_ae", smoke_profile, progress=False)  # same inputs: resumes (nothing left to do)
+    wider = dataclasses.replace(SMOKE, kl_ae=dataclasses.replace(SMOKE.kl_ae, steps=9))
+    monkeypatch.setitem(recipes.RECIPES, "smoke", wider)
+    with pytest.raises(RuntimeError, match="other inputs.*changed: recipe.*delete that folder"):
+        retrain.train_stage("kl_ae", smoke_profile, progress=False)
+    monkeypatch.setitem(recipes.RECIPES, "smoke", SMOKE)
+    folder = retrain.train_dir("smoke", "kl_ae")
+    (folder / "inputs.json").unlink()  # a folder of the older layout: checkpoint, no record
+    with pytest.raises(RuntimeError, match="without inputs.json"):
+        retrain.train_stage("kl_ae", smoke_profile, progress=False)
+
+
 @pytest.mark.slow
 def test_unet_training_is_deterministic_and_measures_the_premise(tmp_path):
     train, val = _tiny_sets()

@@ -51,7 +51,7 @@ def train_stage(stage: str, profile: Profile, threads: int | None = None, progre
     sets, info = real_sets(profile, progress)
     started = time.time()
     out = train_dir(profile.world.recipe, stage)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim_workdir(out, stage, recipe, info["crops_key"], profile.seed)
     if stage in AE_NAMES:
         ae_recipe = recipe.kl_ae if stage == "kl_ae" else recipe.vq_ae
         ae, log = train_autoencoder(ae_recipe, sets["train"], sets["val"], out, profile.seed, progress)
@@ -72,6 +72,27 @@ def train_stage(stage: str, profile: Profile, threads: int | None = None, progre
                    "crops_key": info["crops_key"], "seed": profile.seed})
     (out / "final" / "train_result.json").write_text(json.dumps(result, indent=1, sort_keys=True))
     return result
+
+
+def _claim_workdir(out: Path, stage: str, recipe: WorldRecipe, crops_key: str, seed: int) -> None:
+    """Record what a training folder trains on; refuse to resume a checkpoint of other inputs.
+
+    Resuming is exact only for the same recipe, crops and seed: a checkpoint from before the
+    corpus or the recipe changed would silently continue a different training.
+    """
+    inputs = {"stage": stage, "recipe": asdict(recipe), "crops_key": crops_key, "seed": seed}
+    record = out / "inputs.json"
+    if record.is_file():
+        previous = json.loads(record.read_text())
+        if previous != json.loads(json.dumps(inputs)):
+            changed = sorted(k for k in inputs if previous.get(k) != json.loads(json.dumps(inputs[k])))
+            raise RuntimeError(f"{out} holds a training of other inputs (changed: {', '.join(changed)}); "
+                               f"delete that folder to train '{stage}' from scratch")
+    elif (out / "checkpoint.safetensors").is_file():
+        raise RuntimeError(f"{out} holds a checkpoint without inputs.json (an older layout); "
+                           f"delete that folder to train '{stage}' from scratch")
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(inputs, indent=1, sort_keys=True))
 
 
 def export_weights(profile: Profile, quality: dict | None = None) -> Path:
