@@ -276,6 +276,9 @@ def test_training_folder_refuses_a_checkpoint_of_other_inputs(smoke_profile, mon
 
     retrain.train_stage("kl_ae", smoke_profile, progress=False)
     retrain.train_stage("kl_ae", smoke_profile, progress=False)  # same inputs: resumes (nothing left to do)
+    other_unet = dataclasses.replace(SMOKE, unet=dataclasses.replace(SMOKE.unet, steps=9))
+    monkeypatch.setitem(recipes.RECIPES, "smoke", other_unet)
+    retrain.train_stage("kl_ae", smoke_profile, progress=False)  # another stage's recipe does not matter
     wider = dataclasses.replace(SMOKE, kl_ae=dataclasses.replace(SMOKE.kl_ae, steps=9))
     monkeypatch.setitem(recipes.RECIPES, "smoke", wider)
     with pytest.raises(RuntimeError, match="other inputs.*changed: recipe.*delete that folder"):

@@ -74,13 +74,21 @@ def train_stage(stage: str, profile: Profile, threads: int | None = None, progre
     return result
 
 
+def _stage_recipe(stage: str, recipe: WorldRecipe) -> dict:
+    """The part of the world's recipe a stage trains with (an LDM also depends on its autoencoder's)."""
+    own = {"kl_ae": recipe.kl_ae, "vq_ae": recipe.vq_ae}
+    if stage in own:
+        return {stage: asdict(own[stage])}
+    return {stage: asdict(recipe.unet), LDM_AE[stage]: asdict(own[LDM_AE[stage]])}
+
+
 def _claim_workdir(out: Path, stage: str, recipe: WorldRecipe, crops_key: str, seed: int) -> None:
     """Record what a training folder trains on; refuse to resume a checkpoint of other inputs.
 
     Resuming is exact only for the same recipe, crops and seed: a checkpoint from before the
     corpus or the recipe changed would silently continue a different training.
     """
-    inputs = {"stage": stage, "recipe": asdict(recipe), "crops_key": crops_key, "seed": seed}
+    inputs = {"stage": stage, "recipe": _stage_recipe(stage, recipe), "crops_key": crops_key, "seed": seed}
     record = out / "inputs.json"
     if record.is_file():
         previous = json.loads(record.read_text())
