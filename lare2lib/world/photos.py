@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -155,14 +156,11 @@ def find_photos(max_photos: int = 0) -> list[Photo]:
 
 def corpus_summary(photos: list[Photo]) -> dict:
     """Counts per split, category and source package, for the notebook's environment section."""
-    def count(key) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for photo in photos:
-            counts[key(photo)] = counts.get(key(photo), 0) + 1
-        return dict(sorted(counts.items()))
+    def count(values) -> dict[str, int]:
+        return dict(sorted(Counter(values).items()))
 
-    return {"count": len(photos), "per_split": count(lambda p: p.split),
-            "per_category": count(lambda p: p.category), "per_package": count(lambda p: p.package),
+    return {"count": len(photos), "per_split": count(p.split for p in photos),
+            "per_category": count(p.category for p in photos), "per_package": count(p.package for p in photos),
             "test_categories": sorted({p.category for p in photos if p.split == "test"})}
 
 

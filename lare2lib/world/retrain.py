@@ -89,11 +89,12 @@ def _claim_workdir(out: Path, stage: str, recipe: WorldRecipe, crops_key: str, s
     corpus or the recipe changed would silently continue a different training.
     """
     inputs = {"stage": stage, "recipe": _stage_recipe(stage, recipe), "crops_key": crops_key, "seed": seed}
+    inputs = json.loads(json.dumps(inputs))  # as it reads back from disk (tuples become lists)
     record = out / "inputs.json"
     if record.is_file():
         previous = json.loads(record.read_text())
-        if previous != json.loads(json.dumps(inputs)):
-            changed = sorted(k for k in inputs if previous.get(k) != json.loads(json.dumps(inputs[k])))
+        if previous != inputs:
+            changed = sorted(k for k in inputs if previous.get(k) != inputs[k])
             raise RuntimeError(f"{out} holds a training of other inputs (changed: {', '.join(changed)}); "
                                f"delete that folder to train '{stage}' from scratch")
     elif (out / "checkpoint.safetensors").is_file():
