@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lare2lib.world.quality import kid, psnr_db
+from lare2lib.world.quality import KIDReference, kid, psnr_db
 
 
 def mmd2_by_pairs(x: np.ndarray, y: np.ndarray) -> float:
@@ -57,3 +57,16 @@ def test_psnr_matches_the_definition_and_is_capped_for_identical_images():
     got = psnr_db(a, b)
     assert got[0].item() == pytest.approx(10 * np.log10(255.0 ** 2 / 100.0))
     assert got[1].item() == pytest.approx(10 * np.log10(255.0 ** 2 / 1e-10))  # finite, not inf
+
+
+def test_kid_reference_scores_batches_against_fixed_reals_with_a_floor():
+    generator = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(96, 3, 32, 32, generator=generator), 5, 1, 2)
+    reals = (smooth * 255).to(torch.uint8)
+    reference = KIDReference(reals[:48], reals[48:], size=32)
+    near = reference(reals[48:])  # the floor's own images: KID equals the floor
+    assert near["kid"] == pytest.approx(near["kid_floor"]) and near["kid_std"] >= 0
+    noise = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    far = reference(noise)
+    assert far["kid"] > 10 * max(near["kid_floor"], 1e-6)
+    assert far["kid_floor"] == near["kid_floor"]  # computed once

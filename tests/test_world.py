@@ -301,8 +301,13 @@ def test_unet_training_is_deterministic_and_measures_the_premise(tmp_path):
     log = runs[0][2]
     premise = [e["premise"] for e in log if "premise" in e]
     assert [e["step"] for e in log if "premise" in e] == list(SMOKE.unet.premise_steps)
-    assert all(set(p) == {"real_loss", "generated_loss", "gap", "auc"} for p in premise)
+    assert all(set(p) == {"real_loss", "generated_loss", "gap", "auc", "auc_low", "auc_high", "samples",
+                          "kid", "kid_std", "kid_floor"} for p in premise)
     assert all(abs(p["gap"] - (p["real_loss"] - p["generated_loss"])) < 1e-6 for p in premise)
+    assert all(p["auc_low"] <= p["auc"] <= p["auc_high"] and p["samples"] == len(val) for p in premise)
+    assert len({p["kid_floor"] for p in premise}) == 1  # one floor for the whole training
+    compute = [e["step_seconds"] for e in log]
+    assert all(0 < a < b for a, b in zip(compute, compute[1:]))
 
 
 def test_single_step_loss_matches_a_plain_computation(tmp_path):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-__all__ = ["kid", "pretrained_features", "psnr_db"]
+__all__ = ["kid", "pretrained_features", "psnr_db", "KIDReference"]
 
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -68,3 +68,36 @@ def pretrained_features(pixels: torch.Tensor, model: torch.nn.Module, mean: tupl
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         out.append(model((x - mean_t) / std_t).float().numpy())
     return np.concatenate(out)
+
+
+class KIDReference:
+    """KID of image batches against one fixed set of real crops, with its real-vs-real floor.
+
+    For measuring realism at training checkpoints: the pretrained feature model and the
+    reference features are computed once, on first use (so resuming between checkpoints costs
+    nothing). The floor is the KID of ``floor_pixels`` (other real photos, e.g. training crops)
+    against the same reference, so every checkpoint's KID reads as a multiple of it.
+    """
+
+    def __init__(self, reference_pixels: torch.Tensor, floor_pixels: torch.Tensor, size: int = 128,
+                 seed: int = 0):
+        self._reference_pixels, self._floor_pixels = reference_pixels, floor_pixels
+        self.size, self.seed = size, seed
+        self._model = None
+
+    def _features(self, pixels: torch.Tensor) -> np.ndarray:
+        if self._model is None:
+            from lare2lib.models.backbones import create_classifier
+
+            self._model = create_classifier("efficientnet_lite0", num_classes=0).eval()
+            cfg = self._model.pretrained_cfg
+            self._norm = (cfg["mean"], cfg["std"])
+            self._reference = pretrained_features(self._reference_pixels, self._model, *self._norm, size=self.size)
+            self.floor = kid(pretrained_features(self._floor_pixels, self._model, *self._norm, size=self.size),
+                             self._reference, seed=self.seed)
+        return pretrained_features(pixels, self._model, *self._norm, size=self.size)
+
+    def __call__(self, pixels: torch.Tensor) -> dict[str, float]:
+        """``{"kid", "kid_std", "kid_floor"}`` of uint8 ``pixels`` ``(N, 3, H, W)``."""
+        value, spread = kid(self._features(pixels), self._reference, seed=self.seed)
+        return {"kid": value, "kid_std": spread, "kid_floor": self.floor[0]}

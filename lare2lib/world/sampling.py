@@ -8,7 +8,7 @@ from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
 from lare2lib.data.imagesets import ImageSet, to_model_range, to_uint8
-from lare2lib.eval.metrics import rank_auc
+from lare2lib.eval.metrics import auc_interval
 from lare2lib.models.conditioning import ClassPromptEncoder
 from lare2lib.models.schedulers import sd_training_scheduler
 from lare2lib.world.recipes import GeneratorSpec, UNetRecipe, step_generator
@@ -78,11 +78,13 @@ def single_step_loss(ae, unet, prompts: ClassPromptEncoder, scaling_factor: floa
 
 @torch.no_grad()
 def premise_check(ae, unet, prompts, scaling_factor: float, heldout: ImageSet, recipe: UNetRecipe,
-                  seed: int, timestep: int = 200) -> dict:
+                  seed: int, timestep: int = 200, realism=None) -> dict:
     """Does the model assign its own samples a lower t=200 loss than held-out real crops?
 
     LaRE's premise. Returns the mean loss of each, the gap (real − generated; positive = the
-    premise holds) and the AUC of "lower loss ⇒ generated".
+    premise holds) and the AUC of "lower loss ⇒ generated" with its 95 % bootstrap interval
+    (``auc_low``, ``auc_high``). ``realism`` (a :class:`lare2lib.world.quality.KIDReference`)
+    adds the KID of the same samples and its real floor, so fit and realism are logged together.
     """
     n = min(recipe.premise_samples, len(heldout))
     reals = heldout.subset(torch.randperm(len(heldout), generator=step_generator(seed, "premise"))[:n])
@@ -93,5 +95,8 @@ def premise_check(ae, unet, prompts, scaling_factor: float, heldout: ImageSet, r
                                  reals.ids, timestep, seed=seed).numpy()
     fake_loss = single_step_loss(ae, unet, prompts, scaling_factor, fake_pixels, reals.class_index,
                                  fake_ids, timestep, seed=seed).numpy()
-    return {"real_loss": float(real_loss.mean()), "generated_loss": float(fake_loss.mean()),
-            "gap": float(real_loss.mean() - fake_loss.mean()), "auc": rank_auc(-real_loss, -fake_loss)}
+    auc = auc_interval(-real_loss, -fake_loss, seed=seed)
+    out = {"real_loss": float(real_loss.mean()), "generated_loss": float(fake_loss.mean()),
+           "gap": float(real_loss.mean() - fake_loss.mean()), "auc": auc["auc"],
+           "auc_low": auc["low"], "auc_high": auc["high"], "samples": n}
+    return out | (realism(fake_pixels) if realism is not None else {})

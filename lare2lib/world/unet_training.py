@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from lare2lib.data.imagesets import ImageSet, to_model_range
 from lare2lib.models.conditioning import ClassPromptEncoder
 from lare2lib.models.schedulers import sd_training_scheduler
+from lare2lib.world.quality import KIDReference
 from lare2lib.world.recipes import UNetRecipe, step_generator
 from lare2lib.world.sampling import premise_check
 from lare2lib.world.training_state import cosine_lr, resume_checkpoint, save_checkpoint
@@ -90,8 +91,9 @@ def train_unet(recipe: UNetRecipe, ae, scaling_factor: float, train: ImageSet, v
     """Train (or resume) a class-conditional latent UNet with SD's objective.
 
     Returns the EMA UNet and prompt encoder plus a log holding, every ``eval_every`` steps, the
-    held-out denoising loss and, at ``premise_steps``, the premise measurement (see
-    :func:`premise_check`).
+    held-out denoising loss and the training compute so far (``step_seconds``, summed over
+    resumed runs), and at ``premise_steps`` the premise and the KID of the same samples (see
+    :func:`premise_check`): fit and realism against compute.
     """
     torch.manual_seed(seed)
     table = _latent_table(ae, train)
@@ -107,8 +109,12 @@ def train_unet(recipe: UNetRecipe, ae, scaling_factor: float, train: ImageSet, v
     start, log = resume_checkpoint(workdir, unet, optimizer, extra={"prompts": prompts, "ema_unet": ema.shadow["unet"],
                                                           "ema_prompts": ema.shadow["prompts"]})
     val_table = _latent_table(ae, val.subset(slice(0, 256)))
+    realism = _realism_reference(train, val, seed)
+    # Training compute so far, summed over resumed runs; evaluation time is left out.
+    step_seconds = log[-1].get("step_seconds", 0.0) if log else 0.0
     bar = tqdm(range(start, recipe.steps), initial=start, total=recipe.steps, disable=not progress, desc=name)
     for step in bar:
+        step_started = time.perf_counter()
         generator = step_generator(seed, name, "unet", step)
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, recipe.steps, recipe.lr, recipe.warmup_steps)
@@ -119,20 +125,27 @@ def train_unet(recipe: UNetRecipe, ae, scaling_factor: float, train: ImageSet, v
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         ema.update(modules, step)
+        step_seconds += time.perf_counter() - step_started
         done = step + 1
         if done % recipe.eval_every == 0 or done in recipe.premise_steps or done == recipe.steps:
-            entry = {"step": done, "train_loss": loss.item(), "time": time.time(),
+            entry = {"step": done, "train_loss": loss.item(), "time": time.time(), "step_seconds": step_seconds,
                      "val_loss": _heldout_loss(ema.shadow["unet"], ema.shadow["prompts"], scheduler,
                                                val_table, scaling_factor, seed)}
             if done in recipe.premise_steps or done == recipe.steps:
                 entry["premise"] = premise_check(ae, ema.shadow["unet"], ema.shadow["prompts"], scaling_factor,
-                                                 val, recipe, seed)
+                                                 val, recipe, seed, realism=realism)
             log.append(entry)
             bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{entry['val_loss']:.4f}")
             save_checkpoint(workdir, unet, optimizer, done, log,
                         extra={"prompts": prompts, "ema_unet": ema.shadow["unet"],
                                "ema_prompts": ema.shadow["prompts"]})
     return ema.shadow["unet"], ema.shadow["prompts"], log
+
+
+def _realism_reference(train: ImageSet, val: ImageSet, seed: int, floor_size: int = 1024) -> KIDReference:
+    """KID against the held-out crops; the floor is a fixed subset of training crops (other photos)."""
+    floor = torch.randperm(len(train), generator=step_generator(seed, "kid-floor"))[:floor_size]
+    return KIDReference(val.pixels, train.pixels[floor], seed=seed)
 
 
 def _denoising_loss(unet, prompts, scheduler, table: _LatentTable, scaling_factor: float,
