@@ -14,6 +14,8 @@ import torch
 
 from lare2lib.data.imagesets import ImageSet
 from lare2lib.world.build import World
+from lare2lib.eval.metrics import auc_interval
+from lare2lib.world.photos import CLASS_NAMES, downscaled, find_photos
 from lare2lib.world.quality import kid, pretrained_features, psnr_db
 from lare2lib.world.sampling import single_step_loss
 
@@ -28,6 +30,10 @@ __all__ = [
     "autoencoder_psnr",
     "kid_table",
     "premise_gap",
+    "smoothness",
+    "scale_windows",
+    "premise_by_scale",
+    "premise_scale_figure",
     "metrics_record",
     "write_metrics",
 ]
@@ -122,12 +128,25 @@ def premise_curve(manifest: dict):
     from matplotlib.ticker import NullFormatter
 
     table = premise_table(manifest)
-    fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    with_kid = "kid" in table and table["kid"].notna().any()
+    fig, axes = plt.subplots(1, 3 if with_kid else 2, figsize=(15 if with_kid else 10, 3.6))
+    ax_loss, ax_auc = axes[:2]
     for name, group in table.groupby("ldm"):
         line, = ax_loss.plot(group["step"], group["real_loss"], marker="o", ms=3, label=f"{name}: held-out real")
         ax_loss.plot(group["step"], group["generated_loss"], marker="s", ms=3, ls="--", color=line.get_color(),
                      label=f"{name}: its samples")
-        ax_auc.plot(group["step"], group["auc"], marker="o", ms=3, label=name)
+        ax_auc.plot(group["step"], group["auc"], marker="o", ms=3, label=name, color=line.get_color())
+        if "auc_low" in group and group["auc_low"].notna().all():  # logs of world v1 have no interval
+            ax_auc.fill_between(group["step"], group["auc_low"], group["auc_high"], alpha=0.2,
+                                color=line.get_color(), lw=0)
+        if with_kid:
+            axes[2].plot(group["step"], group["kid"] / group["kid_floor"], marker="o", ms=3, label=name,
+                         color=line.get_color())
+    if with_kid:
+        axes[2].axhline(2.0, color="grey", lw=1, ls=":", label="target: 2× the real floor")
+        axes[2].set(xlabel="UNet training step", ylabel="KID / real floor", xscale="log", yscale="log",
+                    title="Realism of the same samples")
+        axes[2].legend(fontsize=8)
     ax_loss.set(xlabel="UNet training step", ylabel="single-step loss at t=200", xscale="log",
                 title="LaRE's premise during training")
     ax_loss.legend(fontsize=8)
@@ -136,7 +155,7 @@ def premise_curve(manifest: dict):
                title="Separation by mean loss")
     ax_auc.legend(fontsize=8)
     steps = sorted(table["step"].unique()) if len(table) else []
-    for ax in (ax_loss, ax_auc):  # label the checkpoints themselves, not log-scale minor ticks
+    for ax in axes:  # label the checkpoints themselves, not log-scale minor ticks
         ax.set_xticks(steps, [str(s) for s in steps])
         ax.xaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
@@ -184,18 +203,122 @@ def premise_gap(world: World, timestep: int = 200) -> dict:
                                      timestep, seed=world.profile.seed)
         fake_loss = single_step_loss(ae, unet, prompts, scale, fakes.pixels, fakes.class_index, fakes.ids,
                                      timestep, seed=world.profile.seed)
+        auc = auc_interval(-real_loss.numpy(), -fake_loss.numpy(), seed=world.profile.seed)
         out[spec.name] = {"real_loss": float(real_loss.mean()), "generated_loss": float(fake_loss.mean()),
-                          "gap": float(real_loss.mean() - fake_loss.mean())}
+                          "gap": float(real_loss.mean() - fake_loss.mean()),
+                          "auc": auc["auc"], "auc_low": auc["low"], "auc_high": auc["high"]}
     return out
+
+
+def smoothness(pixels: torch.Tensor) -> torch.Tensor:
+    """Mean |Laplacian| of each image's luminance in [0, 1]: ``(N,)``, lower = smoother.
+
+    A measure of how much fine detail a crop holds, the property crop scale and sampler change.
+    """
+    luma = pixels.float().mean(1, keepdim=True) / 255.0
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+    return torch.nn.functional.conv2d(luma, kernel).abs().mean(dim=(1, 2, 3))
+
+
+def scale_windows(world: World, short_side: int | None, per_photo: int = 24, split: str = "test") -> ImageSet:
+    """Fixed-size windows cut from the ``split`` photos shrunk to ``short_side`` (None: as stored).
+
+    The world's own crops mix scales (a random crop size, then resized to the image size); these
+    windows hold one scale each, so the real side of the premise can be varied alone.
+    """
+    size = world.profile.world.image_size
+    rng = np.random.default_rng(world.profile.seed)
+    tiles, classes, ids = [], [], []
+    for photo in find_photos(world.profile.world.max_photos):
+        if photo.split != split:
+            continue
+        image = downscaled(photo, short_side or 10 ** 6)
+        for k in range(per_photo):
+            left, top = int(rng.integers(0, image.width - size + 1)), int(rng.integers(0, image.height - size + 1))
+            tiles.append(np.asarray(image.crop((left, top, left + size, top + size))))
+            classes.append(CLASS_NAMES.index(photo.category))
+            ids.append(f"{photo.photo_id}@{short_side or 'stored'}#{k}")
+    pixels = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(f"windows@{short_side or 'stored'}", pixels, torch.tensor(classes), ids)
+
+
+def premise_by_scale(world: World, scales: tuple[int | None, ...] = (96, 192, 384, None), per_photo: int = 24,
+                     timestep: int = 200) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The premise of every generator against held-out reals at several scales.
+
+    Returns ``(auc, points)``: ``auc`` has one row per (generator, real set) with the AUC of
+    "lower loss ⇒ generated" and its 95 % interval; ``points`` one row per image (set, kind,
+    LDM, loss, smoothness) for :func:`premise_scale_figure`. Real sets: the world's test crops
+    and :func:`scale_windows` at each scale; each generator is scored by its own LDM.
+    """
+    seed = world.profile.seed
+    reals = {"world crops": world.real["test"]}
+    reals.update({f"{s or 'stored'} px": scale_windows(world, s, per_photo) for s in scales})
+    rows, points = [], []
+
+    def losses(ldm: str, images: ImageSet) -> np.ndarray:
+        ae, unet, prompts, scale = world.ldm(ldm)
+        return single_step_loss(ae, unet, prompts, scale, images.pixels, images.class_index, images.ids,
+                                timestep, seed=seed).numpy()
+
+    def add_points(name: str, kind: str, ldm: str, images: ImageSet, loss: np.ndarray) -> None:
+        points.append(pd.DataFrame({"set": name, "kind": kind, "ldm": ldm, "loss": loss,
+                                    "smoothness": smoothness(images.pixels).numpy()}))
+
+    for ldm in sorted({spec.ldm for spec in world.generators}):
+        real_loss = {name: losses(ldm, images) for name, images in reals.items()}
+        for name, images in reals.items():
+            add_points(name, "real", ldm, images, real_loss[name])
+        for spec in (s for s in world.generators if s.ldm == ldm):
+            fakes = world.generated(spec.name)
+            fake_loss = losses(ldm, fakes)
+            add_points(spec.name, "generated", ldm, fakes, fake_loss)
+            for name, loss in real_loss.items():
+                auc = auc_interval(-loss, -fake_loss, seed=seed)
+                rows.append({"generator": spec.name, "ldm": ldm, "reals": name, "auc": auc["auc"],
+                             "low": auc["low"], "high": auc["high"], "real_loss": float(loss.mean()),
+                             "generated_loss": float(fake_loss.mean())})
+    return pd.DataFrame(rows), pd.concat(points, ignore_index=True)
+
+
+def premise_scale_figure(auc: pd.DataFrame, points: pd.DataFrame, max_points: int = 300, seed: int = 0):
+    """Left: premise AUC per generator against each real set. Right: loss vs smoothness per image."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_auc, ax_scatter) = plt.subplots(1, 2, figsize=(12, 4))
+    real_sets = list(dict.fromkeys(auc["reals"]))
+    for offset, (name, group) in enumerate(auc.groupby("generator", sort=False)):
+        x = np.arange(len(real_sets)) + 0.1 * (offset - 1)
+        group = group.set_index("reals").loc[real_sets]
+        ax_auc.errorbar(x, group["auc"], yerr=[group["auc"] - group["low"], group["high"] - group["auc"]],
+                        marker="o", ms=4, capsize=3, label=name)
+    ax_auc.axhline(0.5, color="grey", lw=1, ls=":")
+    ax_auc.set_xticks(range(len(real_sets)), real_sets)
+    ax_auc.set(xlabel="held-out reals (test photos; windows at a short side of …)", ylim=(0, 1),
+               ylabel="AUC (lower loss ⇒ generated)", title="The premise depends on the real crops' scale")
+    ax_auc.legend(fontsize=8)
+    rng = np.random.default_rng(seed)
+    shown = points[points["ldm"] == points["ldm"].iloc[0]]  # one LDM's view: its own loss for every set
+    for name, group in shown.groupby("set", sort=False):
+        group = group.iloc[rng.permutation(len(group))[:max_points]]
+        marker = "o" if group["kind"].iloc[0] == "real" else "x"
+        ax_scatter.scatter(group["smoothness"], group["loss"], s=6, alpha=0.4, marker=marker, label=name)
+    ax_scatter.set(xlabel="mean |Laplacian| (fine detail)", ylabel="single-step loss at t=200",
+                   xscale="log", yscale="log", title=f"Loss follows detail for reals ({shown['ldm'].iloc[0]})")
+    ax_scatter.legend(fontsize=7, markerscale=2)
+    fig.tight_layout()
+    return fig
 
 
 # -- metrics.json -----------------------------------------------------------------------------
 def metrics_record(profile, world: World, *, crops: dict, generators: dict, train_fakes: dict,
                    reconstructions: dict, ae_psnr: dict, kid: dict, premise: dict,
-                   premise_during_training: pd.DataFrame, seconds: float) -> dict[str, Any]:
+                   premise_during_training: pd.DataFrame, premise_by_scale: pd.DataFrame,
+                   seconds: float) -> dict[str, Any]:
     """Notebook 00's headline numbers in the schema of its ``metrics.json``.
 
     ``premise``: :func:`premise_gap`; ``premise_during_training``: :func:`premise_table`;
+    ``premise_by_scale``: the AUC table of :func:`premise_by_scale`;
     ``train_fakes``: split → images of the training generator.
     """
     return {
@@ -213,6 +336,8 @@ def metrics_record(profile, world: World, *, crops: dict, generators: dict, trai
         "ae_psnr_db": ae_psnr,
         "kid": kid,
         "premise_gap": {name: entry["gap"] for name, entry in premise.items()},
+        "premise_auc": {name: {k: entry[k] for k in ("auc", "auc_low", "auc_high")} for name, entry in premise.items()},
+        "premise_by_scale": premise_by_scale.to_dict(orient="records"),
         "premise_losses": premise,
         "premise_during_training": premise_during_training.to_dict(orient="records"),
         "seconds": seconds,

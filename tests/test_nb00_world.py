@@ -1,0 +1,35 @@
+"""Notebook 00's premise study (lare2lib.studies.nb00_world): detail measure and scale windows."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from lare2lib.core.profiles import get_profile
+from lare2lib.studies import nb00_world
+from lare2lib.world import photos
+
+
+def test_smoothness_is_zero_on_flat_images_and_grows_with_detail():
+    flat = torch.full((1, 3, 16, 16), 128, dtype=torch.uint8)
+    checker = ((torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 255).to(torch.uint8).expand(1, 3, 16, 16)
+    ramp = torch.linspace(0, 255, 16).round().to(torch.uint8).expand(1, 3, 16, 16)
+    values = nb00_world.smoothness(torch.cat([flat, ramp, checker]))
+    assert values[0] == 0 and values[1] < 1e-2  # a linear ramp has (almost) no second derivative
+    assert values[2] == 4.0  # |4·1 − 0| at every pixel of a unit checkerboard
+
+
+def test_scale_windows_cut_test_photos_at_one_scale_and_shrinking_adds_detail():
+    world = SimpleNamespace(profile=get_profile("mini"))
+    test_photos = [p for p in photos.find_photos() if p.split == "test"]
+    shrunk = nb00_world.scale_windows(world, 96, per_photo=6)
+    stored = nb00_world.scale_windows(world, None, per_photo=6)
+    assert len(shrunk) == len(stored) == 6 * len(test_photos)
+    assert shrunk.pixels.shape[1:] == (3, 64, 64) and shrunk.pixels.dtype == torch.uint8
+    assert {i.split("@")[0] for i in shrunk.ids} == {p.photo_id for p in test_photos}
+    assert [photos.CLASS_NAMES[c] for c in shrunk.class_index[::6]] == [p.category for p in test_photos]
+    # The premise study's reason to vary scale: a window of a shrunk photo holds more edges.
+    assert nb00_world.smoothness(shrunk.pixels).mean() > 1.5 * nb00_world.smoothness(stored.pixels).mean()
+    again = nb00_world.scale_windows(world, 96, per_photo=6)
+    assert torch.equal(again.pixels, shrunk.pixels)  # seeded by the profile
