@@ -151,6 +151,15 @@ print(nb00_world.premise_verdict(premise))
 premise
 
 # %% [markdown]
+# How far are the targets (premise AUC ≥ 0.65; KID ≤ 2× the real floor, where the log has
+# KID), if the last three checkpoints' trend went on? A line through logit(AUC) or log(KID /
+# floor) against log(step) is solved for the target; `inf` means the trend points away from
+# it. This extrapolates the present rate of improvement; only more training can confirm it.
+
+# %%
+nb00_world.premise_extrapolation(premise)
+
+# %% [markdown]
 # **What the committed models show.** The gap closes steadily as the UNets train: early
 # checkpoints give their own samples a far *higher* loss than real photos (AUC ≈ 0, the
 # under-fit regime in which LaRE's premise is inverted), and every later checkpoint moves the

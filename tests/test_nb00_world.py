@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from lare2lib.core.profiles import get_profile
@@ -33,3 +34,34 @@ def test_scale_windows_cut_test_photos_at_one_scale_and_shrinking_adds_detail():
     assert nb00_world.smoothness(shrunk.pixels).mean() > 1.5 * nb00_world.smoothness(stored.pixels).mean()
     again = nb00_world.scale_windows(world, 96, per_photo=6)
     assert torch.equal(again.pixels, shrunk.pixels)  # seeded by the profile
+
+
+def _premise_log(steps, aucs, kid_ratios, seconds_per_step=2.0):
+    import pandas as pd
+
+    return pd.DataFrame({"ldm": "kl_ldm", "step": steps, "step_seconds": [s * seconds_per_step for s in steps],
+                         "auc": aucs, "kid": [0.05 * r for r in kid_ratios], "kid_floor": 0.05})
+
+
+def test_premise_extrapolation_solves_the_fitted_power_law():
+    import numpy as np
+
+    steps = [1000, 2000, 4000]
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    # logit(AUC) rises by 0.5 per doubling from 0.3: it meets logit(0.65) at 1000 · 2^((l(.65)−l(.3))/.5)
+    aucs = [1 / (1 + np.exp(-(logit(0.3) + 0.5 * k))) for k in range(3)]
+    ratios = [8.0, 4.0, 2.0 * 1.5]  # not a clean power law: the fit is least squares
+    out = nb00_world.premise_extrapolation(_premise_log(steps, aucs, ratios)).set_index("measure")
+    expected = 1000 * 2 ** ((logit(0.65) - logit(0.3)) / 0.5)
+    assert out.loc["premise AUC", "steps_needed"] == pytest.approx(expected, rel=1e-6)
+    assert out.loc["premise AUC", "cpu_hours_needed"] == pytest.approx(expected * 2.0 / 3600, rel=1e-6)
+    assert not out.loc["premise AUC", "reached"]
+    slope, intercept = np.polyfit(np.log10(steps), np.log(ratios), 1)
+    assert out.loc["KID / floor", "steps_needed"] == pytest.approx(10 ** ((np.log(2.0) - intercept) / slope))
+
+
+def test_premise_extrapolation_says_when_a_target_is_reached_or_moving_away():
+    out = nb00_world.premise_extrapolation(_premise_log([1000, 2000], [0.30, 0.25], [1.5, 1.8]))
+    out = out.set_index("measure")
+    assert out.loc["premise AUC", "steps_needed"] == float("inf")  # getting worse: never at this rate
+    assert out.loc["KID / floor", "reached"] and out.loc["KID / floor", "steps_needed"] == 2000

@@ -27,6 +27,7 @@ __all__ = [
     "premise_curve",
     "premise_table",
     "premise_verdict",
+    "premise_extrapolation",
     "autoencoder_psnr",
     "kid_table",
     "premise_gap",
@@ -106,7 +107,55 @@ def premise_table(manifest: dict) -> pd.DataFrame:
         if "premise" not in frame:
             continue
         for _, entry in frame.dropna(subset=["premise"]).iterrows():
-            rows.append({"ldm": name, "step": int(entry["step"]), **entry["premise"]})
+            compute = entry.get("step_seconds", np.nan)  # logs of world v1 do not record it
+            rows.append({"ldm": name, "step": int(entry["step"]), "step_seconds": compute, **entry["premise"]})
+    return pd.DataFrame(rows)
+
+
+def _steps_to_target(steps: np.ndarray, values: np.ndarray, target: float) -> float:
+    """Step at which a straight line through (log10 step, value) reaches ``target``.
+
+    ``inf`` when the fitted line does not move towards the target (it would never get there at
+    the present rate).
+    """
+    slope, intercept = np.polyfit(np.log10(steps), values, 1)
+    if slope == 0 or (target - values[-1]) * slope < 0:
+        return float("inf")
+    return float(10 ** ((target - intercept) / slope))
+
+
+def premise_extrapolation(table: pd.DataFrame, target_auc: float = 0.65, target_kid_ratio: float = 2.0,
+                          last: int = 3) -> pd.DataFrame:
+    """How much more training the targets would take, from the trend of the last checkpoints.
+
+    Per LDM, a line is fitted through the ``last`` premise checkpoints: logit(AUC) and
+    log(KID / floor) against log10(step) (a power law in compute; the curves of world v1 bent
+    over, so the fit is deliberately local). Returns per LDM and measure the value at the last
+    checkpoint, the target, whether it is reached, and the extrapolated step and CPU-hours
+    (at the run's measured seconds per step) at which the line meets the target; ``inf`` when
+    the trend points away from it. An extrapolation, not a measurement: it says what the present
+    rate of improvement would need, which later checkpoints can only confirm or refute.
+    """
+    rows = []
+    for name, group in table.sort_values("step").groupby("ldm"):
+        tail = group.tail(last)
+        steps = tail["step"].to_numpy(float)
+        rate = tail["step_seconds"].iloc[-1] / steps[-1] if tail["step_seconds"].notna().all() else np.nan
+        measures = {"premise AUC": (tail["auc"].to_numpy(float), target_auc, True)}
+        if "kid" in tail and tail["kid"].notna().all():
+            measures["KID / floor"] = ((tail["kid"] / tail["kid_floor"]).to_numpy(float), target_kid_ratio, False)
+        for measure, (values, target, higher_is_better) in measures.items():
+            if higher_is_better:
+                clipped = np.clip(values, 1e-3, 1 - 1e-3)
+                transformed, goal = np.log(clipped / (1 - clipped)), np.log(target / (1 - target))
+            else:
+                transformed, goal = np.log(np.maximum(values, 1e-6)), np.log(target)
+            reached = values[-1] >= target if higher_is_better else values[-1] <= target
+            needed = float(steps[-1]) if reached else (_steps_to_target(steps, transformed, goal)
+                                                      if len(steps) >= 2 else float("nan"))
+            rows.append({"ldm": name, "measure": measure, "last_step": int(steps[-1]), "value": float(values[-1]),
+                         "target": target, "reached": bool(reached), "steps_needed": needed,
+                         "cpu_hours_needed": needed * rate / 3600})
     return pd.DataFrame(rows)
 
 
