@@ -60,6 +60,7 @@ if TAEF2_DIR:
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import Markdown, display
 
 from lare2lib.core import paths
 from lare2lib.core.environment import environment_report
@@ -157,22 +158,18 @@ premise
 # it. This extrapolates the present rate of improvement; only more training can confirm it.
 
 # %%
-nb00_world.premise_extrapolation(premise)
+extrapolation = nb00_world.premise_extrapolation(premise)
+display(extrapolation)
+display(Markdown(nb00_world.training_findings(premise, extrapolation)))
 
 # %% [markdown]
-# **What the committed models show.** The gap closes steadily as the UNets train: early
-# checkpoints give their own samples a far *higher* loss than real photos (AUC ≈ 0, the
-# under-fit regime in which LaRE's premise is inverted), and every later checkpoint moves the
-# samples closer to the model's manifold. At the end of the committed budget (4000 steps,
-# about 45 minutes per UNet on one core, held-out loss flat under the annealed learning rate)
-# the in-training probe (64 samples, 25 DDIM steps, validation crops) still puts the samples slightly above the real
-# photos. Section 8 repeats the measurement with the final sets (512 samples per generator,
-# test crops), where the verdict can differ per generator. The premise is a property of a
-# *well-fitted* model; Stable Diffusion is trained for hundreds of thousands of GPU steps, far
-# beyond this world. Later notebooks therefore treat the LaRE *map* as a learned feature (EGRE),
-# which does not need the sign of the mean gap, and report the mean-loss AUC as measured,
-# whichever way it falls. Longer training (`RETRAIN=True` with a larger `UNetRecipe.steps`) is
-# the first thing to try at scale.
+# **How to read it.** An under-fit model gives its own samples a *higher* loss than real
+# photos (AUC below 0.5: the premise inverted); as it fits, its samples move onto its manifold.
+# The in-training probe uses validation crops and the reference sampler (25 DDIM steps,
+# guidance 2); section 8 repeats it with the final sets on the test crops, where the verdict
+# can differ per generator. Stable Diffusion is trained for hundreds of thousands of GPU steps,
+# far beyond this world, so the mean-loss AUC is reported as measured, whichever way it falls;
+# EGRE uses the LaRE *map* as a learned feature and does not need its sign.
 
 # %% [markdown]
 # ## 5 · Generated images
@@ -262,7 +259,8 @@ scale_auc.pivot(index="generator", columns="reals", values="auc").style.format("
 
 # %%
 detail = scale_points.groupby(["ldm", "set", "kind"], sort=False)[["smoothness", "loss"]].mean()
-detail.style.format("{:.4f}")
+display(detail.style.format("{:.4f}"))
+display(Markdown(nb00_world.premise_findings(gap, scale_auc, scale_points)))
 
 # %% [markdown]
 # ## 9 · Explorer (interactive only)

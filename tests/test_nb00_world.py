@@ -65,3 +65,29 @@ def test_premise_extrapolation_says_when_a_target_is_reached_or_moving_away():
     out = out.set_index("measure")
     assert out.loc["premise AUC", "steps_needed"] == float("inf")  # getting worse: never at this rate
     assert out.loc["KID / floor", "reached"] and out.loc["KID / floor", "steps_needed"] == 2000
+
+
+def test_detail_residuals_measure_samples_against_the_reals_trend():
+    import numpy as np
+    import pandas as pd
+
+    detail = np.array([0.02, 0.05, 0.1, 0.2])
+    real = pd.DataFrame({"set": "r", "kind": "real", "ldm": "kl_ldm", "smoothness": detail, "loss": 0.5 * detail ** 0.8})
+    fake = pd.DataFrame({"set": "g", "kind": "generated", "ldm": "kl_ldm", "smoothness": [0.03, 0.07],
+                         "loss": 3.0 * 0.5 * np.array([0.03, 0.07]) ** 0.8})  # three times the reals' loss
+    out = nb00_world.detail_residuals(pd.concat([real, fake])).iloc[0]
+    assert out["ratio"] == pytest.approx(3.0) and out["slope"] == pytest.approx(0.8)
+    gap = {"g": {"auc": 0.3, "auc_low": 0.25, "auc_high": 0.35}}
+    scale = pd.DataFrame({"generator": "g", "reals": ["a", "b"], "auc": [0.3, 0.6]})
+    text = nb00_world.premise_findings(gap, scale, pd.concat([real, fake]))
+    assert "is inverted" in text and "misses the target" in text and "from 0.300 (a) to 0.600 (b)" in text
+    assert "above the reals' loss-vs-detail trend" in text and "× 3.00" in text
+
+
+def test_training_findings_state_reached_and_extrapolated_targets():
+    log = _premise_log([1000, 2000, 4000], [0.5, 0.6, 0.7], [4.0, 3.0, 2.5])
+    log["auc_low"], log["auc_high"] = log["auc"] - 0.05, log["auc"] + 0.05
+    text = nb00_world.training_findings(log, nb00_world.premise_extrapolation(log))
+    assert "0.700 [0.650, 0.750] at step 4000" in text and "2.5× the real floor" in text
+    assert "premise AUC target (0.65) reached by step 4000" in text
+    assert "KID / floor would reach 2.0 near step" in text and "CPU-hours" in text

@@ -28,6 +28,7 @@ __all__ = [
     "premise_table",
     "premise_verdict",
     "premise_extrapolation",
+    "training_findings",
     "autoencoder_psnr",
     "kid_table",
     "premise_gap",
@@ -35,6 +36,8 @@ __all__ = [
     "scale_windows",
     "premise_by_scale",
     "premise_scale_figure",
+    "detail_residuals",
+    "premise_findings",
     "metrics_record",
     "write_metrics",
 ]
@@ -357,6 +360,75 @@ def premise_scale_figure(auc: pd.DataFrame, points: pd.DataFrame, max_points: in
     ax_scatter.legend(fontsize=7, markerscale=2)
     fig.tight_layout()
     return fig
+
+
+def training_findings(table: pd.DataFrame, extrapolation: pd.DataFrame) -> str:
+    """Markdown bullets on the premise during training and what the targets would take."""
+    lines = []
+    for name, group in table.sort_values("step").groupby("ldm"):
+        first, last = group.iloc[0], group.iloc[-1]
+        interval = (f" [{last['auc_low']:.3f}, {last['auc_high']:.3f}]"
+                    if "auc_low" in group and pd.notna(last.get("auc_low")) else "")
+        line = (f"- **{name}**: premise AUC {first['auc']:.3f} at step {int(first['step'])}, "
+                f"{last['auc']:.3f}{interval} at step {int(last['step'])}")
+        if "kid" in group and pd.notna(last.get("kid")):
+            line += f"; KID {last['kid'] / last['kid_floor']:.1f}× the real floor"
+        lines.append(line + ".")
+    for _, row in extrapolation.iterrows():
+        if row["reached"]:
+            lines.append(f"- {row['ldm']}: {row['measure']} target ({row['target']}) reached by step {row['last_step']}.")
+        elif np.isinf(row["steps_needed"]):
+            lines.append(f"- {row['ldm']}: {row['measure']} is not moving towards its target ({row['target']}) "
+                         f"over the last checkpoints: more steps of this model would not reach it.")
+        else:
+            hours = (f", about {row['cpu_hours_needed']:.0f} CPU-hours at this run's speed"
+                     if pd.notna(row["cpu_hours_needed"]) else "")
+            lines.append(f"- {row['ldm']}: at the present trend {row['measure']} would reach {row['target']} "
+                         f"near step {row['steps_needed']:,.0f}{hours} (extrapolated).")
+    return "\n".join(lines)
+
+
+def _verdict(low: float, high: float) -> str:
+    return ("holds (interval above 0.5)" if low > 0.5 else "is inverted (interval below 0.5)" if high < 0.5
+            else "is undecided (interval contains 0.5)")
+
+
+def detail_residuals(points: pd.DataFrame) -> pd.DataFrame:
+    """Per LDM and generated set: how far its loss lies off the reals' loss-vs-detail trend.
+
+    The trend is a least-squares line of log loss against log smoothness over every real image
+    the LDM scored (all scales). ``ratio`` = exp(mean residual of the set's images): 1 means the
+    samples are scored like reals of the same detail; above 1, the model predicts the noise on
+    its own samples *worse* than on equally detailed photos, which is what an under-fit model does.
+    """
+    rows = []
+    for ldm, group in points.groupby("ldm"):
+        real = group[group["kind"] == "real"]
+        slope, intercept = np.polyfit(np.log(real["smoothness"]), np.log(real["loss"]), 1)
+        for name, fakes in group[group["kind"] == "generated"].groupby("set", sort=False):
+            residual = np.log(fakes["loss"]) - (slope * np.log(fakes["smoothness"]) + intercept)
+            rows.append({"ldm": ldm, "generator": name, "ratio": float(np.exp(residual.mean())),
+                         "slope": float(slope)})
+    return pd.DataFrame(rows)
+
+
+def premise_findings(gap: dict, scale_auc: pd.DataFrame, points: pd.DataFrame, target: float = 0.65) -> str:
+    """Markdown bullets on the premise from this run's numbers (no number is typed in)."""
+    lines = []
+    for name, entry in gap.items():
+        met = "meets" if entry["auc_low"] > 0.5 and entry["auc"] >= target else "misses"
+        lines.append(f"- **{name}**, on the world's test crops: AUC {entry['auc']:.3f} "
+                     f"[{entry['auc_low']:.3f}, {entry['auc_high']:.3f}]; the premise {_verdict(entry['auc_low'], entry['auc_high'])} "
+                     f"and {met} the target (≥ {target}, interval above 0.5).")
+    for name, group in scale_auc.groupby("generator", sort=False):
+        low, high = group.loc[group["auc"].idxmin()], group.loc[group["auc"].idxmax()]
+        lines.append(f"- {name} against the real sets: AUC from {low['auc']:.3f} ({low['reals']}) to "
+                     f"{high['auc']:.3f} ({high['reals']}); the same samples, only the reals changed.")
+    for _, row in detail_residuals(points).iterrows():
+        side = "above" if row["ratio"] > 1 else "below"
+        lines.append(f"- {row['generator']}'s samples lie {side} the reals' loss-vs-detail trend of {row['ldm']} "
+                     f"(loss × {row['ratio']:.2f} of equally detailed reals; real loss ∝ detail^{row['slope']:.2f}).")
+    return "\n".join(lines)
 
 
 # -- metrics.json -----------------------------------------------------------------------------
