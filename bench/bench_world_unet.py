@@ -7,7 +7,10 @@ each variant takes exactly the step :func:`lare2lib.world.unet_training.train_un
 batch of 4×16×16 latents (the KL autoencoder's latents of 64 px crops). Variants are timed
 round-robin after one untimed warm-up step each, so a change of machine load hits them alike.
 Reported per variant: parameters, the fastest step (``timeit``'s convention), its ratio to
-``mini``, and the hours that ``--steps`` steps would take at that speed on the threads used.
+``mini``, the hours that ``--steps`` steps would take at that speed on the threads used, and
+what sampling costs with it: the fastest no-grad forward per image and the minutes notebook 00
+spends on the UNet when it samples the default world (every generator's images × DDIM steps,
+doubled under guidance).
 
 Usage::
 
@@ -86,14 +89,46 @@ def run(args: argparse.Namespace) -> dict:
             step(*model, batch)
             times[name].append(time.perf_counter() - started)
     reference = min(times[args.variants[0]])
+    forward = _forward_seconds(models, batch, args.repeats)
+    bill = _world_sampling_forwards()
     rows = {}
     for name, model in models.items():
         best = min(times[name])
         rows[name] = {"overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in CANDIDATES[name].items()},
                       "params_m": sum(p.numel() for p in model[2]) / 1e6, "step_s": best,
-                      "ratio": best / reference, "hours_for_steps": best * args.steps / 3600}
-    return {"threads": args.threads, "batch": args.batch, "steps": args.steps, "repeats": args.repeats,
+                      "ratio": best / reference, "hours_for_steps": best * args.steps / 3600,
+                      "forward_ms_per_image": 1e3 * forward[name] / args.batch,
+                      "world_sampling_min": forward[name] / args.batch * bill / 60}
+    return {"world_sampling_image_forwards": bill, "threads": args.threads, "batch": args.batch, "steps": args.steps, "repeats": args.repeats,
             "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "variants": rows}
+
+
+@torch.no_grad()
+def _forward_seconds(models: dict, batch: dict, repeats: int) -> dict[str, float]:
+    """Fastest no-grad forward of one batch per variant (a sampling step without guidance)."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, (unet, prompts, _, _) in models.items():
+            unet.eval()
+            started = time.perf_counter()
+            unet(batch["noisy"], batch["t"], prompts(batch["classes"]))
+            times[name].append(time.perf_counter() - started)
+    return {name: min(t[1:]) for name, t in times.items()}
+
+
+def _world_sampling_forwards() -> int:
+    """Image-forwards notebook 00 spends sampling the default mini world (guidance doubles a step)."""
+    from lare2lib.core.profiles import get_profile
+    from lare2lib.world.recipes import generator_specs
+
+    world = get_profile("mini").world
+    total = 0
+    for spec in generator_specs(world.ddim_steps, world.guidance_scale):
+        count = world.generated_per_generator
+        if spec.name == world.train_generator:
+            count += world.generated_train + world.generated_val
+        total += count * spec.steps * (2 if spec.guidance != 1.0 else 1)
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,10 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     result = run(args)
-    print(f"{'variant':<10} {'params M':>9} {'s/step':>8} {'ratio':>6} {'h/' + str(args.steps):>9}")
+    print(f"{'variant':<10} {'params M':>9} {'s/step':>8} {'ratio':>6} {'h/' + str(args.steps):>9} "
+          f"{'fwd ms/img':>10} {'sampling min':>12}")
     for name, row in result["variants"].items():
         print(f"{name:<10} {row['params_m']:>9.2f} {row['step_s']:>8.3f} {row['ratio']:>6.2f} "
-              f"{row['hours_for_steps']:>9.1f}")
+              f"{row['hours_for_steps']:>9.1f} {row['forward_ms_per_image']:>10.2f} {row['world_sampling_min']:>12.1f}")
+    print(f"(sampling min: notebook 00's {result['world_sampling_image_forwards']:,} image-forwards "
+          f"on {args.threads} thread(s), decoding excluded)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")

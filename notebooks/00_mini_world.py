@@ -66,7 +66,7 @@ from lare2lib.core import paths
 from lare2lib.core.environment import environment_report
 from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
-from lare2lib.studies import nb00_world
+from lare2lib.studies import nb00_premise, nb00_world
 from lare2lib.world.build import load_world
 from lare2lib.world.weights import record_quality
 
@@ -144,11 +144,11 @@ pd.DataFrame({name: {"steps": r["log"][-1]["step"] if r["log"] else 0, "minutes"
 # t = 200 loss with held-out (validation) real crops.
 
 # %%
-premise = nb00_world.premise_table(manifest)
-fig = nb00_world.premise_curve(manifest)
+premise = nb00_premise.premise_table(manifest)
+fig = nb00_premise.premise_curve(manifest)
 save_figure(fig, out_dir, "premise_during_training")
 plt.show()
-print(nb00_world.premise_verdict(premise))
+print(nb00_premise.premise_verdict(premise))
 premise
 
 # %% [markdown]
@@ -158,9 +158,9 @@ premise
 # it. This extrapolates the present rate of improvement; only more training can confirm it.
 
 # %%
-extrapolation = nb00_world.premise_extrapolation(premise)
+extrapolation = nb00_premise.premise_extrapolation(premise)
 display(extrapolation)
-display(Markdown(nb00_world.training_findings(premise, extrapolation)))
+display(Markdown(nb00_premise.training_findings(premise, extrapolation)))
 
 # %% [markdown]
 # **How to read it.** An under-fit model gives its own samples a *higher* loss than real
@@ -228,7 +228,7 @@ pd.DataFrame(kid).T.style.format("{:.4f}")
 # samples, each scored by the LDM that generated it. Positive means LaRE's premise holds.
 
 # %%
-gap = nb00_world.premise_gap(world)
+gap = nb00_premise.premise_gap(world)
 for name, entry in gap.items():
     print(f"{name}: premise {'holds' if entry['gap'] > 0 else 'does not hold'} (gap {entry['gap']:+.4f}, "
           f"AUC {entry['auc']:.3f} [{entry['auc_low']:.3f}, {entry['auc_high']:.3f}])")
@@ -251,8 +251,8 @@ pd.DataFrame(gap).T
 # would decide the AUC; samples *above* the trend mean the model has not fit what it draws.
 
 # %%
-scale_auc, scale_points = nb00_world.premise_by_scale(world)
-fig = nb00_world.premise_scale_figure(scale_auc, scale_points)
+scale_auc, scale_points = nb00_premise.premise_by_scale(world)
+fig = nb00_premise.premise_scale_figure(scale_auc, scale_points)
 save_figure(fig, out_dir, "premise_by_scale")
 plt.show()
 scale_auc.pivot(index="generator", columns="reals", values="auc").style.format("{:.3f}")
@@ -260,7 +260,7 @@ scale_auc.pivot(index="generator", columns="reals", values="auc").style.format("
 # %%
 detail = scale_points.groupby(["ldm", "set", "kind"], sort=False)[["smoothness", "loss"]].mean()
 display(detail.style.format("{:.4f}"))
-display(Markdown(nb00_world.premise_findings(gap, scale_auc, scale_points)))
+display(Markdown(nb00_premise.premise_findings(gap, scale_auc, scale_points)))
 
 # %% [markdown]
 # ## 9 · Explorer (interactive only)

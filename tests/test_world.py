@@ -13,7 +13,7 @@ from lare2lib.core.profiles import get_profile
 from lare2lib.data.imagesets import ImageSet, to_uint8
 from lare2lib.models import conditioning, schedulers
 from lare2lib.world import autoencoder_training, build, photos, recipes, sampling, unet_training, weights
-from lare2lib.studies import nb00_world
+from lare2lib.studies import nb00_premise
 
 SMOKE = recipes.RECIPES["smoke"]
 
@@ -364,10 +364,10 @@ def test_smoke_world_builds_exports_and_verifies(smoke_profile):
     assert recon.pixels.shape == built.real["test"].pixels.shape
 
     # notebook 00's premise study runs on the built world: one AUC per generator and real set
-    auc, points = nb00_world.premise_by_scale(built, scales=(32, None), per_photo=2)
+    auc, points = nb00_premise.premise_by_scale(built, scales=(32, None), per_photo=2)
     assert len(auc) == len(built.generators) * 3 and set(auc["reals"]) == {"world crops", "32 px", "stored px"}
     assert ((auc["low"] <= auc["auc"]) & (auc["auc"] <= auc["high"])).all()
-    gap = nb00_world.premise_gap(built)
+    gap = nb00_premise.premise_gap(built)
     for spec in built.generators:  # the same losses, so the same AUC on the world's test crops
         row = auc[(auc["generator"] == spec.name) & (auc["reals"] == "world crops")].iloc[0]
         assert row["auc"] == gap[spec.name]["auc"]
