@@ -36,7 +36,8 @@
 #   **10 tries** = the mean of 10 crops' sigmoids; crop k of an image is drawn from
 #   (seed, image id), so the 1-try crop is the first of the 10. Images smaller than the crop
 #   are reflect-padded, never upscaled (the released code crashes on them);
-# * **metrics**: TPR at 0.1 % FPR (threshold = the 99.9th percentile of the real test scores),
+# * **metrics**: TPR at 0.1 % FPR (the ROC definition, as AEROBLADE's `tpr_at_max_fpr`: the
+#   largest TPR whose FPR on the real test scores is at most 0.1 %),
 #   TPR at 5 % FPR and ROC AUC, mean over seeds with a 95 % percentile-bootstrap interval of
 #   that mean, on every generator and on held-out reconstructions by each autoencoder.
 #
@@ -173,8 +174,8 @@ nb03_metrics.training_frame(runs, plan.seeds)
 # the 10-tries score the mean of crops 1-10. Bars: mean over seeds; whiskers: 95 % bootstrap
 # interval of that mean (test images resampled, reals and fakes separately).
 #
-# **Reading TPR at 0.1 % FPR.** Its threshold is the 99.9th percentile of the real scores; with
-# a few hundred test reals that is simply the **highest real score**, so one unusual real photo
+# **Reading TPR at 0.1 % FPR.** It allows floor(N · 0.001) false positives among N reals; with
+# fewer than 1000 test reals that is none, so the threshold is simply the **highest real score**: so one unusual real photo
 # decides it. The bootstrap interval (often wide) is the honest part of that number; TPR at
 # 5 % FPR and AUC are far more stable.
 

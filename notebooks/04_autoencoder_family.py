@@ -31,8 +31,8 @@
 # of the 64 px images. Every row sees the same real crops; only the autoencoder differs.
 # Columns: held-out reals against every autoencoder's reconstructions of them and against
 # every generator's samples (`kl_ldm`, `kl_ldm_fast`: KL decoder; `vq_ldm`: VQ decoder). Cells:
-# ROC AUC and TPR at 0.1 % FPR (threshold at the 99.9th percentile of the real scores, the
-# paper's metric), with percentile-bootstrap intervals (reals and fakes resampled separately).
+# ROC AUC and TPR at 0.1 % FPR (the paper's metric, in the ROC definition: the largest TPR whose
+# FPR on the reals is at most 0.1 %), with percentile-bootstrap intervals (reals and fakes resampled separately).
 #
 # **What the artifacts look like.** The mean log-magnitude spectrum of `recon − real` per
 # autoencoder: a decoder that upsamples by `f` leaves energy on a grid of `k/f` cycles per

@@ -122,7 +122,7 @@ show("egre_ablation")
 # %% [markdown]
 # ## 4 · The reconstruction detector at low false-positive rates, and AEROBLADE (03)
 #
-# TPR at 0.1 % FPR (threshold at the 99.9th percentile of the reals' scores) and AUC per
+# TPR at 0.1 % FPR (the largest TPR whose FPR on the reals is at most 0.1 %) and AUC per
 # generator, for one crop and for the mean of 10 crops, with bootstrap intervals; AEROBLADE's
 # AP, which needs no training. Then the same detector's AUC under post-processing of the test
 # images (both classes alike).

@@ -31,14 +31,44 @@ def test_auc_and_ap_match_definitions():
     assert M.average_precision(scores, labels) == pytest.approx((1 + 2 / 3) / 2)
 
 
-def test_tpr_at_fpr_threshold_is_the_real_quantile():
+def _release_tpr_at_max_fpr(labels, scores, max_fpr):
+    """AEROBLADE's released ``tpr_at_max_fpr``: the ROC curve's last TPR before FPR exceeds max_fpr."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(y_true=labels, y_score=scores, drop_intermediate=False)
+    return tpr[np.argmax(fpr > max_fpr) - 1]
+
+
+def test_tpr_at_fpr_allows_the_false_positives_the_roc_curve_allows():
     real = np.arange(1000) / 1000.0  # 0.000 … 0.999
     fake = np.array([0.9985, 0.9995, 0.5, 0.999])
     scores = np.concatenate([real, fake])
     labels = np.concatenate([np.zeros(1000, int), np.ones(4, int)])
-    assert M.threshold_at_fpr(real, 0.001) == pytest.approx(0.999)
-    assert M.tpr_at_fpr(scores, labels, 0.001) == pytest.approx(0.25)  # only 0.9995 > 0.999
+    # 1000 reals at 0.1 % FPR: one false positive allowed, so the threshold is the 2nd-highest real
+    assert M.threshold_at_fpr(real, 0.001) == pytest.approx(0.998)
+    assert M.tpr_at_fpr(scores, labels, 0.001) == pytest.approx(0.75)
+    assert M.tpr_at_fpr(scores, labels, 0.001) == _release_tpr_at_max_fpr(labels, scores, 0.001)
+    # the pre-v2 quantile definition allows none: one real short of the ROC curve
+    assert M.threshold_at_fpr(real, 0.001, definition="quantile") == pytest.approx(0.999)
+    assert M.tpr_at_fpr(scores, labels, 0.001, definition="quantile") == pytest.approx(0.25)
     assert M.tpr_at_fpr(scores, labels, 0.05) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="valid: roc, quantile"):
+        M.tpr_at_fpr(scores, labels, 0.05, definition="percentile")
+
+
+@pytest.mark.parametrize("n_real", [7, 100, 999, 1000, 2000, 3000, 6000])
+@pytest.mark.parametrize("fpr", [0.001, 0.01, 0.05, 0.5, 1.0])
+def test_tpr_at_fpr_equals_the_released_definition(n_real, fpr):
+    rng = np.random.default_rng(n_real)
+    # rounded scores make ties, within the reals and across the classes
+    real = np.round(rng.normal(0, 1, n_real), 2)
+    fake = np.round(rng.normal(1.5, 1, 300), 2)
+    scores = np.concatenate([real, fake])
+    labels = np.concatenate([np.zeros(n_real, int), np.ones(300, int)])
+    expected = _release_tpr_at_max_fpr(labels, scores, fpr)
+    assert M.tpr_at_fpr(scores, labels, fpr) == pytest.approx(expected, abs=1e-12)
+    rows = M.tpr_rows(np.stack([real, real[::-1]]), np.stack([fake, fake]), fpr)
+    np.testing.assert_allclose(rows, expected, atol=1e-12)
 
 
 def test_tpr_with_few_reals_uses_the_top_real_score():
@@ -47,6 +77,8 @@ def test_tpr_with_few_reals_uses_the_top_real_score():
     assert M.tpr_at_fpr(scores, labels, 0.001) == 1.0
     scores[1] = 0.75
     assert M.tpr_at_fpr(scores, labels, 0.001) == 0.5
+    scores[4] = 0.75  # a fake tied with the top real is not above it (the ROC point would take both)
+    assert M.tpr_at_fpr(scores, labels, 0.001) == _release_tpr_at_max_fpr(labels, scores, 0.001) == 0.5
 
 
 def test_oracle_accuracy_is_at_least_any_fixed_threshold():

@@ -9,8 +9,8 @@ What each paper reports:
 * LaRE² / EGRE: ACC at the fixed threshold 0.5 ("rawAcc") and AP, per GenImage subset and
   averaged. The released logs also print an accuracy at the best threshold found *on the test
   set itself*; :func:`oracle_accuracy` computes it, under a name that says what it is.
-* Reconstruction detectors (Vesnin et al.): TPR at 0.1 % FPR, the threshold being the 99.9th
-  percentile of the real scores, and ROC AUC.
+* Reconstruction detectors (Vesnin et al.): TPR at 0.1 % FPR (the ROC definition: the largest
+  TPR whose FPR ≤ 0.1 %, see :func:`threshold_at_fpr`) and ROC AUC.
 * AEROBLADE: AP and TPR at 5 % FPR.
 
 A TPR at 0.1 % FPR is decided by the top ~N/1000 real scores: with a few hundred reals it is the
@@ -31,6 +31,7 @@ __all__ = [
     "accuracy",
     "average_precision",
     "roc_auc",
+    "TPR_DEFINITIONS",
     "tpr_at_fpr",
     "threshold_at_fpr",
     "oracle_accuracy",
@@ -96,23 +97,50 @@ def roc_auc(scores: Any, labels: Any) -> float:
     return float(roc_auc_score(labels, scores))
 
 
-def threshold_at_fpr(real_scores: Any, fpr: float) -> float:
-    """The ``1 - fpr`` quantile of the real scores (``higher`` method: an observed score).
+TPR_DEFINITIONS = ("roc", "quantile")
+"""How TPR at a fixed FPR picks its threshold (see :func:`threshold_at_fpr`)."""
 
-    With fewer than ``1 / fpr`` reals this is the largest real score, so the measured FPR is 0:
-    the conservative reading of "the 99.9th percentile of real scores".
+
+def _false_positives_allowed(n_real: int, fpr: float) -> int:
+    """``floor(n_real · fpr)``, robust to the float error of e.g. ``3000 * 0.001``."""
+    return int(math.floor(n_real * fpr + 1e-9))
+
+
+def threshold_at_fpr(real_scores: Any, fpr: float, definition: str = "roc") -> float:
+    """The score a fake must exceed (strictly) to be called fake at false-positive rate ``fpr``.
+
+    ``roc`` (default; the released AEROBLADE ``tpr_at_max_fpr`` and sklearn's ``roc_curve``):
+    with k = floor(N · fpr) false positives allowed, the (k+1)-th highest real score, so the TPR
+    is the largest on the ROC curve whose FPR ≤ ``fpr``; below ``1 / fpr`` reals that is the top
+    real score. ``quantile``: the ``1 - fpr`` quantile of the reals (``higher`` method), this
+    project's definition before v2: whenever N · fpr is whole it allows one false positive fewer
+    (at 1000 reals and 0.1 % FPR: none instead of one).
     """
     real = np.asarray(real_scores, dtype=np.float64).reshape(-1)
     if real.size == 0:
         raise ValueError("no real scores to set a threshold on")
-    return float(np.quantile(real, 1.0 - fpr, method="higher"))
+    return float(_thresholds(real[None], fpr, definition)[0])
 
 
-def tpr_at_fpr(scores: Any, labels: Any, fpr: float = 0.001) -> float:
-    """Fraction of fakes scoring strictly above the real scores' ``1 - fpr`` quantile."""
+def _thresholds(real: np.ndarray, fpr: float, definition: str) -> np.ndarray:
+    """Row-wise :func:`threshold_at_fpr` of ``(R, N)`` real scores."""
+    if definition == "quantile":
+        return np.quantile(real, 1.0 - fpr, axis=1, method="higher")
+    if definition != "roc":
+        raise ValueError(f"unknown TPR definition {definition!r}; valid: {', '.join(TPR_DEFINITIONS)}")
+    n_real = real.shape[1]
+    allowed = _false_positives_allowed(n_real, fpr)
+    if allowed >= n_real:
+        return np.full(real.shape[0], -np.inf)
+    # the (allowed + 1)-th highest score of each row, i.e. ascending position n - 1 - allowed
+    return np.partition(real, n_real - 1 - allowed, axis=1)[:, n_real - 1 - allowed]
+
+
+def tpr_at_fpr(scores: Any, labels: Any, fpr: float = 0.001, definition: str = "roc") -> float:
+    """Fraction of fakes scoring strictly above :func:`threshold_at_fpr` of the reals."""
     scores, labels = _arrays(scores, labels)
     _both_classes(labels)
-    threshold = threshold_at_fpr(scores[labels == 0], fpr)
+    threshold = threshold_at_fpr(scores[labels == 0], fpr, definition)
     return float((scores[labels == 1] > threshold).mean())
 
 
@@ -165,11 +193,12 @@ def rank_auc(real: Any, fake: Any) -> float:
     return float(auc_rows(np.reshape(real, -1), np.reshape(fake, -1))[0])
 
 
-def tpr_rows(real: Any, fake: Any, fpr: float) -> np.ndarray:
-    """Row-wise :func:`tpr_at_fpr`: fakes strictly above each row's ``1 - fpr`` real quantile."""
+def tpr_rows(real: Any, fake: Any, fpr: float, definition: str = "roc") -> np.ndarray:
+    """Row-wise :func:`tpr_at_fpr`: fakes strictly above each row's real threshold."""
     real, fake = np.atleast_2d(np.asarray(real, np.float64)), np.atleast_2d(np.asarray(fake, np.float64))
-    threshold = np.quantile(real, 1.0 - fpr, axis=1, method="higher")
-    return (fake > threshold[:, None]).mean(axis=1)
+    if real.shape[1] == 0 or fake.shape[1] == 0:
+        raise ValueError("this metric needs both real (0) and fake (1) examples")
+    return (fake > _thresholds(real, fpr, definition)[:, None]).mean(axis=1)
 
 
 def row_metric(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:

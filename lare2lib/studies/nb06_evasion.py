@@ -143,7 +143,7 @@ def write_metrics(out_dir: str | Path, *, profile: Profile, config: Config, orig
         "profile": profile.name,
         "seed": profile.seed,
         "fpr": FPR,
-        "threshold_rule": "1-FPR quantile of each detector's clean held-out real scores",
+        "threshold_rule": "ROC threshold at the FPR on each detector's clean held-out real scores",
         "detectors": origin,
         "n_real": len(reals),
         "n_fake_per_generator": {name: len(images) for name, images in fakes.items()},

@@ -122,7 +122,7 @@ class Suite:
 
 
 def thresholds_at(real_scores: Mapping[str, np.ndarray], fpr: float = FPR) -> dict[str, float]:
-    """Each detector's threshold: the ``1 - fpr`` quantile of its clean real scores."""
+    """Each detector's threshold at ``fpr`` on its clean real scores (:func:`metrics.threshold_at_fpr`)."""
     return {name: metrics.threshold_at_fpr(scores, fpr) for name, scores in real_scores.items()}
 
 
