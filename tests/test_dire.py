@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from test_lare import CONFIG, IDS, IMAGE_SIZE, PROMPTS, batch, random_images
@@ -64,3 +66,33 @@ def test_inversion_starts_from_the_same_latent_as_lare(tiny_kl_ldm):
 def test_unknown_space_is_named(tiny_kl_ldm):
     with pytest.raises(ValueError, match="pixel.*latent"):
         DireExtractor(tiny_kl_ldm, CONFIG, space="pixels")
+
+
+class _NoNoise(torch.nn.Module):
+    """A UNet that predicts zero noise: DDIM then only rescales x0, linearly unless it clips."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # device and dtype come from a parameter
+
+    def forward(self, latents, t, encoder_hidden_states=None):
+        return type("Out", (), {"sample": torch.zeros_like(latents)})()
+
+
+def test_clip_sample_stays_off_on_a_default_scheduler_config(tiny_kl_ldm):
+    """diffusers drops config keys that were only defaults: clip_sample must survive anyway."""
+    from diffusers import DDPMScheduler
+
+    default = DDPMScheduler()  # every key a default, clip_sample (True) among them
+    assert "clip_sample" in default.config["_use_default_values"]
+    ldm = dataclasses.replace(tiny_kl_ldm, scheduler=default, unet=_NoNoise())
+    z0 = 3.0 * torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))  # |x0| > 1
+    embeddings = torch.zeros(2, 1, 1)
+    plain = DireExtractor(ldm, CONFIG, steps=4, space="latent")
+    assert plain.sampler.config.clip_sample is False and plain.inverter.config.clip_sample is False
+    # Without clipping the zero-noise DDIM round trip is linear in z0; clipping x0 at 1 is not.
+    once, twice = plain.reconstruct(z0, embeddings), plain.reconstruct(2 * z0, embeddings)
+    torch.testing.assert_close(twice, 2 * once)
+    clipped = DireExtractor(ldm, CONFIG, steps=4, space="latent", clip_sample=True)
+    assert clipped.config_dict()["clip_sample"] and not plain.config_dict()["clip_sample"]
+    assert not torch.allclose(clipped.reconstruct(2 * z0, embeddings), 2 * clipped.reconstruct(z0, embeddings))

@@ -13,8 +13,12 @@ same model, this module runs the same recipe in the latent space of the LaRE LDM
 
 Both schedulers are built from the LDM's own scheduler config (``DDIMScheduler.from_config``,
 ``DDIMInverseScheduler.from_config``), conditioned on the same prompt embeddings as LaRE, with
-``clip_sample`` switched off: clipping ``x0`` to [-1, 1] is right for ADM's pixels but would
-truncate latents. In pixel mode ``x̂`` also carries the autoencoder's own reconstruction error
+``clip_sample`` off by default: clipping ``x0`` to [-1, 1] is right for ADM's pixels (the
+release's ``clip_denoised=True``) but truncates latents. It is passed to ``from_config`` as a
+keyword, not written into the config dict: diffusers drops config keys listed in
+``_use_default_values`` (a key that was only a default when the config was saved), so a dict
+edit of ``clip_sample`` is silently ignored on a default config and the class default (``True``)
+comes back. In pixel mode ``x̂`` also carries the autoencoder's own reconstruction error
 (the decoder never reproduces ``x`` exactly): that is part of what a DIRE on an LDM measures.
 """
 
@@ -51,12 +55,14 @@ class DireExtractor:
             deterministic).
         steps: DDIM steps each way (DIRE: 20), so ``network_passes = 2 * steps``.
         space: ``"pixel"`` (decode, as DIRE) or ``"latent"`` (skip the decoder).
+        clip_sample: Clip each step's predicted ``x0`` to [-1, 1] (ADM's pixel-space DIRE does;
+            off for latents, whose range is wider).
     """
 
     method = "dire"
 
     def __init__(self, components, config: LareConfig = LareConfig(), *, seed: int = 0,
-                 steps: int = 20, space: str = "pixel"):
+                 steps: int = 20, space: str = "pixel", clip_sample: bool = False):
         from diffusers import DDIMInverseScheduler, DDIMScheduler
 
         if space not in DIRE_SPACES:
@@ -70,10 +76,10 @@ class DireExtractor:
         self.space = space
         self.device, self.dtype = model_device_dtype(components.unet)
         check_precision(self.device, self.dtype)
-        scheduler_config = dict(components.scheduler.config)
-        scheduler_config["clip_sample"] = False
-        self.sampler = DDIMScheduler.from_config(scheduler_config)
-        self.inverter = DDIMInverseScheduler.from_config(scheduler_config)
+        self.clip_sample = clip_sample
+        config = components.scheduler.config
+        self.sampler = DDIMScheduler.from_config(config, clip_sample=clip_sample)
+        self.inverter = DDIMInverseScheduler.from_config(config, clip_sample=clip_sample)
         self.embed = PromptEmbedder(components.encode_prompts)
         self.unet_calls = 0
 
@@ -89,7 +95,7 @@ class DireExtractor:
 
     def config_dict(self) -> dict[str, Any]:
         return {"method": self.method, "seed": self.seed, "steps": self.steps,
-                "space": self.space, "dtype": str(self.dtype).removeprefix("torch."),
+                "space": self.space, "clip_sample": self.clip_sample, "dtype": str(self.dtype).removeprefix("torch."),
                 "image_size": self.image_size}
 
     def _denoise(self, scheduler, latents: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
