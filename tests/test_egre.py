@@ -68,6 +68,90 @@ def test_esr_bias_moves_attention_towards_the_high_error_token():
         esr(torch.randn(1, 16, 4, 4), hot)
 
 
+def _release_esr(esr: SpatialRefinement, features: torch.Tensor, error_map: torch.Tensor) -> torch.Tensor:
+    """The released ESR (METHODS.md §2) written out head by head and image by image: tokens with
+    the mean prepended plus positions, the mean token as the single query, logits biased by the
+    pooled map, and ``LayerNorm(query + out)``."""
+    batch, channels, height, width = features.shape
+    bias = esr.bias(torch.nn.functional.adaptive_avg_pool2d(error_map, (height, width))).flatten(2)
+    rows = []
+    for b in range(batch):
+        tokens = features[b].reshape(channels, -1).T                          # (HW, C)
+        x = torch.cat([tokens.mean(0, keepdim=True), tokens]) + esr.position  # (L, C)
+        q, k, v = esr.q(x[0]), esr.k(x), esr.v(x)
+        heads = []
+        for h in range(esr.heads):
+            part = slice(h * esr.head_dim, (h + 1) * esr.head_dim)
+            head_bias = torch.cat([bias[b, h].mean(0, keepdim=True), bias[b, h]])
+            logits = k[:, part] @ q[part] / esr.head_dim ** 0.5 + head_bias     # (L,)
+            heads.append(logits.softmax(0) @ v[:, part])
+        out = esr.out(torch.cat(heads))
+        rows.append(torch.nn.functional.layer_norm(x[0] + out, (channels,), esr.norm.weight, esr.norm.bias))
+    return torch.stack(rows)
+
+
+def test_esr_equals_the_released_attention_pool():
+    torch.manual_seed(0)
+    esr = SpatialRefinement(32, (3, 3), heads=4).eval()
+    with torch.no_grad():  # non-trivial LayerNorm and bias, so every term is exercised
+        esr.norm.weight.uniform_(0.5, 1.5), esr.norm.bias.normal_(), esr.bias.weight.normal_()
+    features, error_map = torch.randn(3, 32, 3, 3), torch.rand(3, 4, 12, 12)
+    with torch.no_grad():
+        ours, _ = esr(features, error_map)
+        torch.testing.assert_close(ours, _release_esr(esr, features, error_map), rtol=1e-5, atol=1e-5)
+    # the output projection is initialised as released: xavier-uniform weight, zero bias
+    bound = (6 / (esr.out.in_features + esr.out.out_features)) ** 0.5
+    assert float(esr.out.weight.detach().abs().max()) <= bound and float(esr.out.bias.detach().abs().sum()) == 0
+
+
+class _ReleaseBlock(torch.nn.Module):
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.c1, self.b1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False), torch.nn.BatchNorm2d(cout)
+        self.c2, self.b2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(cout)
+        self.skip = torch.nn.Sequential()
+        if stride != 1 or cin != cout:  # the release's shortcut: a 3×3 convolution
+            self.skip = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                                            torch.nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = torch.relu(self.b1(self.c1(x)))
+        return torch.relu(self.b2(self.c2(y)) + self.skip(x))
+
+
+def test_lare_cnn_is_the_released_resnet():
+    """[2, 2, 2] basic blocks of 16/32/64 channels, 3×3 shortcuts, written out independently."""
+    torch.manual_seed(0)
+    release = torch.nn.Sequential(
+        torch.nn.Conv2d(4, 16, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+        _ReleaseBlock(16, 16), _ReleaseBlock(16, 16), _ReleaseBlock(16, 32, 2), _ReleaseBlock(32, 32),
+        _ReleaseBlock(32, 64, 2), _ReleaseBlock(64, 64),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, 2)).eval()
+    with torch.no_grad():
+        for module in release.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):  # non-trivial running statistics
+                module.running_mean.normal_(), module.running_var.uniform_(0.5, 2.0)
+    ours = LareCNN().eval()
+    theirs = release.state_dict()
+    assert [v.shape for v in ours.state_dict().values()] == [v.shape for v in theirs.values()]
+    ours.load_state_dict(dict(zip(ours.state_dict(), theirs.values())))
+    error_map = torch.rand(2, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(error_map), release(error_map))
+
+
+def test_backbone_only_l2_normalises_the_global_vector_as_released():
+    batch = batch_for(tiny_detector())
+    norms = {}
+    for variant, flag in (("backbone", None), ("esr", None), ("backbone", False)):
+        model = tiny_detector(variant, l2_global=flag).eval()
+        norms[variant, flag] = model.components(batch)["x_g"].norm(dim=1)
+        assert model.config["l2_global"] == (variant == "backbone" and flag is None)
+    torch.testing.assert_close(norms["backbone", None], torch.ones(2))
+    assert not torch.allclose(norms["esr", None], torch.ones(2))
+    assert not torch.allclose(norms["backbone", False], torch.ones(2))
+
+
 def test_ecr_gates_the_pooled_features():
     ecr = ChannelRefinement(8, hidden=16)
     features, error_map = torch.randn(3, 8, 5, 5), torch.rand(3, 4, 7, 7)

@@ -20,7 +20,7 @@ embedding 197·1024, q/k/v 3·(1024·512 + 512), output 512·1024 + 1024, LayerN
 unused weights to every checkpoint).
 
 One class, :class:`EgreDetector` (``kind = "egre"``), covers every ablation through its config:
-``variant`` ``"backbone"`` (``[x_g]`` only), ``"esr"`` (``[x_g ‖ x_s]``), ``"ecr"``
+``variant`` ``"backbone"`` (``[x_g]`` only, L2-normalised as released), ``"esr"`` (``[x_g ‖ x_s]``), ``"ecr"``
 (``[x_g ‖ x_c]``, which the release has no class for), ``"egre"`` (both), ``"lare_cnn"`` (a small
 ResNet on the map alone, no backbone); ``feature`` ``"lare"`` or ``"dire"`` (a DIRE-style latent
 error map of the same shape, :mod:`lare2lib.signals.dire`); ``aligned`` (the map crop that covers the
@@ -96,7 +96,10 @@ class EgreDetector(nn.Module):
         dire_steps: DDIM steps each way of the DIRE-style map (``feature="dire"``).
         map_channels: Channels of the error map (the LDM's latent channels).
         heads, dropout, ecr_hidden: ESR heads and dropout, ECR hidden width (released: 8, 0.1, 128).
-        cnn_width: Base width of the ``lare_cnn`` variant.
+        cnn_width, cnn_blocks, cnn_shortcut: Base width, blocks per stage and shortcut kernel of
+            the ``lare_cnn`` variant (released: 16, [2, 2, 2], 3; see :class:`LareCNN`).
+        l2_global: L2-normalise ``x_g`` before the head. ``None``: as released, only in the
+            ``backbone`` variant (the released ESR/ECR models feed the raw attention-pool output).
     """
 
     kind: ClassVar[str] = "egre"
@@ -106,7 +109,8 @@ class EgreDetector(nn.Module):
                  freeze_backbone: bool = False, crop_size: int = 224, feature: str = "lare",
                  aligned: bool = True, ldm: str = "stable-diffusion-v1-5/stable-diffusion-v1-5",
                  lare: dict[str, Any] | None = None, dire_steps: int = 20, map_channels: int = 4,
-                 heads: int = 8, dropout: float = 0.1, ecr_hidden: int = 128, cnn_width: int = 32):
+                 heads: int = 8, dropout: float = 0.1, ecr_hidden: int = 128, cnn_width: int = 16,
+                 cnn_blocks: Sequence[int] = (2, 2, 2), cnn_shortcut: int = 3, l2_global: bool | None = None):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown EGRE variant {variant!r}; valid: {list(VARIANTS)}")
@@ -118,13 +122,15 @@ class EgreDetector(nn.Module):
                       freeze_backbone=bool(freeze_backbone), crop_size=int(crop_size),
                       feature=feature, aligned=bool(aligned), ldm=str(ldm), lare=lare,
                       dire_steps=int(dire_steps), map_channels=int(map_channels), heads=int(heads),
-                      dropout=float(dropout), ecr_hidden=int(ecr_hidden), cnn_width=int(cnn_width))
+                      dropout=float(dropout), ecr_hidden=int(ecr_hidden), cnn_width=int(cnn_width),
+                      cnn_blocks=[int(b) for b in cnn_blocks], cnn_shortcut=int(cnn_shortcut),
+                      l2_global=bool(variant == "backbone" if l2_global is None else l2_global))
         self.config = json.loads(json.dumps(config))  # JSON-normal: what a checkpoint stores
         self.variant = variant
         self._reference = None  # LDMComponents for score_images, loaded on first use
         self.backbone = self.esr = self.ecr = self.head = self.cnn = None
         if variant == "lare_cnn":
-            self.cnn = LareCNN(map_channels, cnn_width)
+            self.cnn = LareCNN(map_channels, cnn_width, tuple(self.config["cnn_blocks"]), cnn_shortcut)
             self.input_mean, self.input_std = (0.5,) * 3, (0.5,) * 3  # unused: no pixels seen
             return
         from lare2lib.models.backbones import FeatureBackbone
@@ -177,6 +183,8 @@ class EgreDetector(nn.Module):
         """Everything the head reads: ``x_g``, and per variant ``x_s`` + ``attention`` (ESR's
         weights, ``(B, heads, 1 + H·W)``) and ``x_c`` + ``gate`` (ECR, ``(B, C)``)."""
         feature_map, global_vector = self.backbone_features(batch)
+        if self.config["l2_global"]:
+            global_vector = nn.functional.normalize(global_vector, dim=1)
         parts = {"x_g": global_vector}
         if self.esr is not None:
             parts["x_s"], parts["attention"] = self.esr(feature_map, batch["lare"])

@@ -2,10 +2,12 @@
 
 * :class:`SpatialRefinement` (ESR): CLIP's attention pool written out, one query (the mean
   token), a per-head additive bias on the attention logits from the LaRE map pooled to the token
-  grid (a 1×1 conv, 4 → 8 channels); ``x_s = LayerNorm(mean_token + dropout(out))``.
+  grid (a 1×1 conv, 4 → 8 channels); ``x_s = LayerNorm(query + dropout(out))``, the query
+  token being the mean token plus row 0 of the positional embedding, as released.
 * :class:`ChannelRefinement` (ECR): a squeeze-and-excite gate from the globally pooled map,
   ``w = sigmoid(W2 relu(W1 GAP(LaRE)))`` (4 → 128 → C, no biases); ``x_c = GAP(F) ⊙ w``.
-* :class:`LareCNN`: a small ResNet on the map alone (the ``lare_cnn`` ablation row).
+* :class:`LareCNN`: a small ResNet on the map alone (the ``lare_cnn`` ablation row; released:
+  [2, 2, 2] basic blocks of 16/32/64 channels with 3×3 shortcut convolutions).
 
 The detector that combines them with a backbone: :class:`lare2lib.detectors.egre.EgreDetector`.
 """
@@ -52,6 +54,8 @@ class SpatialRefinement(nn.Module):
             nn.init.xavier_uniform_(projection.weight)
             nn.init.zeros_(projection.bias)
         self.out = nn.Linear(inner, channels)
+        nn.init.xavier_uniform_(self.out.weight)  # as released (PyTorch's default is kaiming-uniform)
+        nn.init.zeros_(self.out.bias)
         self.attention_dropout = nn.Dropout(dropout)
         self.output_dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(channels)
@@ -81,7 +85,8 @@ class SpatialRefinement(nn.Module):
         logits = logits + self.attention_bias(error_map)[:, :, None, :]
         weights = logits.softmax(dim=-1)
         out = (self.attention_dropout(weights) @ v).transpose(1, 2).reshape(batch, -1)
-        x_s = self.norm(mean[:, 0] + self.output_dropout(self.out(out)))
+        # the residual is the query token itself (mean + its positional row), as in CLIP's pool
+        x_s = self.norm(x[:, 0] + self.output_dropout(self.out(out)))
         return x_s, weights[:, :, 0]
 
 
@@ -109,16 +114,21 @@ class ChannelRefinement(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """ResNet's basic block (two 3×3 convs, BN, identity or 1×1 projection shortcut)."""
+    """ResNet's basic block (two 3×3 convs, BN, identity or a projection shortcut).
 
-    def __init__(self, cin: int, cout: int, stride: int = 1):
+    ``shortcut_kernel``: the projection's kernel when the shape changes (ResNet: 1; the released
+    LaRE-only CNN: 3, padding 1).
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, shortcut_kernel: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            nn.Conv2d(cin, cout, shortcut_kernel, stride, shortcut_kernel // 2, bias=False),
+            nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -126,16 +136,28 @@ class BasicBlock(nn.Module):
 
 
 class LareCNN(nn.Module):
-    """The LaRE-only baseline: a small ResNet (stem + 3 basic blocks, widths w, 2w, 4w) on the
-    map alone, global average pool, ``Linear(4w → 2)``. No image pixels are seen."""
+    """The LaRE-only baseline: a small ResNet on the map alone, global average pool, ``Linear → 2``.
 
-    def __init__(self, map_channels: int = 4, width: int = 32):
+    A 3×3 stem to ``width``, then one stage per entry of ``blocks`` (stage i: ``width · 2^i``
+    channels, stride 2 from the second stage on). Defaults are the release's: [2, 2, 2] blocks of
+    16/32/64 channels with 3×3 shortcuts. Before v2 this project used ``width=32,
+    blocks=(1, 1, 1), shortcut_kernel=1``. No image pixels are seen.
+    """
+
+    def __init__(self, map_channels: int = 4, width: int = 16, blocks: tuple[int, ...] = (2, 2, 2),
+                 shortcut_kernel: int = 3):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(map_channels, width, 3, 1, 1, bias=False),
                                   nn.BatchNorm2d(width), nn.ReLU())
-        self.blocks = nn.Sequential(BasicBlock(width, width), BasicBlock(width, 2 * width, 2),
-                                    BasicBlock(2 * width, 4 * width, 2))
-        self.fc = nn.Linear(4 * width, 2)
+        layers, cin = [], width
+        for stage, count in enumerate(blocks):
+            cout = width * 2 ** stage
+            for index in range(count):
+                stride = 2 if stage > 0 and index == 0 else 1
+                layers.append(BasicBlock(cin, cout, stride, shortcut_kernel))
+                cin = cout
+        self.blocks = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, 2)
 
     def forward(self, error_map: torch.Tensor) -> torch.Tensor:
         return self.fc(self.blocks(self.stem(error_map)).mean(dim=(2, 3)))
