@@ -16,9 +16,10 @@ def encoder():
     return ClassPromptEncoder(class_names=CLASSES, dim=8, seq_len=3)
 
 
-def test_class_prompt_uses_the_article_of_the_first_letter():
-    assert class_prompt("animal") == "a photo of an animal"
-    assert class_prompt("person") == "a photo of a person"
+def test_class_prompt_writes_the_release_article_unless_asked_for_grammar():
+    assert class_prompt("animal") == "a photo of a animal"  # as the release writes it
+    assert class_prompt("animal", "grammatical") == "a photo of an animal"
+    assert class_prompt("person", "grammatical") == "a photo of a person"
 
 
 def test_every_prompt_policy_maps_to_its_index(encoder):

@@ -155,7 +155,7 @@ def test_each_distinct_prompt_is_embedded_once(tiny_kl_ldm):
 
 @pytest.mark.parametrize(("policy", "class_name", "expected"), [
     ("class", "cat", "a photo of a cat"),
-    ("class", "apple", "a photo of an apple"),
+    ("class", "apple", "a photo of a apple"),  # the release's literal article
     ("class", "zebra", "a photo"),          # unknown to the model: fall back
     ("class", None, "a photo"),
     ("photo", "cat", "a photo"),
@@ -163,6 +163,13 @@ def test_each_distinct_prompt_is_embedded_once(tiny_kl_ldm):
 ])
 def test_prompt_policies(policy, class_name, expected):
     assert prompt_for(policy, class_name, CLASSES) == expected
+
+
+def test_grammatical_article_is_a_flag():
+    assert prompt_for("class", "apple", CLASSES, article="grammatical") == "a photo of an apple"
+    assert prompt_for("class", "cat", CLASSES, article="grammatical") == "a photo of a cat"
+    with pytest.raises(ValueError, match="grammatical"):
+        prompt_for("class", "apple", CLASSES, article="an")
 
 
 def test_prompt_policy_typo_names_the_valid_ones():

@@ -89,3 +89,46 @@ def test_genimage_subsets_are_found_by_shape_with_labels_and_classes(tmp_path):
     assert records[0].class_name is not None  # "001_…" names ImageNet class 1
     with pytest.raises(ValueError, match="no GenImage"):
         genimage_records(root, "midjourney", "val")
+
+
+def test_genimage_val_reals_get_their_class_from_the_release_mapping(tmp_path):
+    import json
+
+    from lare2lib.data.imagenet import class_name, load_val_classes
+    from lare2lib.signals.lare import check_prompts_by_label, prompt_for
+
+    root = tmp_path / "GenImage"
+    subset = "stable_diffusion_v_1_4/imagenet_ai_0419_sdv4"
+    save(root / subset / "val" / "nature" / "ILSVRC2012_val_00000001.JPEG")
+    save(root / subset / "val" / "nature" / "ILSVRC2012_val_00000002.JPEG")
+    save(root / subset / "val" / "ai" / "001_sdv4_00007.png")
+    unmapped = genimage_records(root, subset, "val")
+    prompts = [prompt_for("class", r.class_name) for r in unmapped]
+    with pytest.raises(ValueError, match="differ by label.*filename_to_folder.json"):
+        check_prompts_by_label(prompts, [r.label for r in unmapped])  # only the fake is classed
+
+    # the release's anns/filename_to_folder.json: file name → class folder (a wnid)
+    mapping = tmp_path / "filename_to_folder.json"
+    mapping.write_text(json.dumps({"ILSVRC2012_val_00000001.JPEG": "n01751748",
+                                   "ILSVRC2012_val_00000002.JPEG": "n09193705"}))
+    records = {r.image_id.rsplit("/", 1)[-1]: r for r in genimage_records(root, subset, "val", val_classes=mapping)}
+    assert records["ILSVRC2012_val_00000001.JPEG"].class_name == class_name("n01751748") == "sea snake"
+    assert records["ILSVRC2012_val_00000002.JPEG"].class_name == class_name("n09193705")
+    check_prompts_by_label([prompt_for("class", r.class_name) for r in records.values()],
+                           [r.label for r in records.values()])  # both classes classed: accepted
+    # Kaggle's LOC_val_solution.csv gives the same classes
+    solution = tmp_path / "LOC_val_solution.csv"
+    solution.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01751748 1 2 3 4 \n"
+                        "ILSVRC2012_val_00000002,n09193705 5 6 7 8 n09193705 1 1 2 2\n")
+    assert load_val_classes(solution) == load_val_classes(mapping)
+    mapping.write_text(json.dumps({"ILSVRC2012_val_00000001.JPEG": "n99999999"}))
+    with pytest.raises(ValueError, match="not an ImageNet-1k class"):
+        load_val_classes(mapping)
+
+
+def test_prompt_check_accepts_class_free_and_unlabelled_sets():
+    from lare2lib.signals.lare import check_prompts_by_label
+
+    check_prompts_by_label(["a photo", "a photo"], [0, 1])
+    check_prompts_by_label(["a photo of a cat", "a photo"], [None, None])
+    check_prompts_by_label(["a photo of a cat", "a photo", "a photo of a dog"], [0, 0, 1])  # mixed, both classed

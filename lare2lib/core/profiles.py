@@ -102,6 +102,9 @@ class LareConfig:
     """The whole image is resized (squashed, bicubic) to this side before encoding."""
     prompt: str = "class"
     """``class`` → "a photo of a {class}"; ``photo`` → "a photo"; ``empty`` → ""."""
+    article: str = "a"
+    """``a``: "a photo of a {class}" for every class, as released (also "a photo of a apple");
+    ``grammatical``: "an" before a vowel."""
     batch_size: int = 32
     """Images per batch; a map does not depend on it (noise is drawn per image)."""
 

@@ -10,8 +10,9 @@ class-free prompt ``"a photo"``):
 file name                   where it occurs                             class
 ==========================  ==========================================  ========================
 ``n01440764_10026.JPEG``    real training images (ImageNet train)       wnid ``n01440764``
-``ILSVRC2012_val_*.JPEG``   real validation images (ImageNet val)       ``None``: the val labels
-                                                                        are not in the file name
+``ILSVRC2012_val_*.JPEG``   real validation images (ImageNet val)       from a mapping file
+                                                                        (:func:`load_val_classes`),
+                                                                        else ``None``
 ``000_sdv4_00020.png``      fakes of SD v1.4/v1.5, BigGAN, ADM,         leading integer = class
 ``0_adm_153.PNG``           Wukong, Midjourney: ``{index}_{gen}_{n}``   index 0..999
 ``0_wukong_image128.png``
@@ -46,6 +47,7 @@ __all__ = [
     "class_name",
     "class_index_from_filename",
     "class_name_from_filename",
+    "load_val_classes",
 ]
 
 NUM_CLASSES = 1000
@@ -138,13 +140,52 @@ def class_name(label: int | str) -> str:
     return _metadata()[1][wnid].split(",")[0].strip()
 
 
-def class_index_from_filename(filename: str | PurePath, *, include_inferred: bool = True) -> int | None:
+def load_val_classes(path: str | PurePath) -> dict[str, int]:
+    """ImageNet-1k index of each validation image, keyed by file stem (``ILSVRC2012_val_00000001``).
+
+    Reads the release's ``anns/filename_to_folder.json`` (file name → class folder, i.e. a wnid,
+    or an index) or Kaggle's ``LOC_val_solution.csv`` (``ImageId,PredictionString`` whose first
+    word is the wnid). Unknown wnids and malformed rows raise, naming the file.
+    """
+    import csv
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"val class mapping {path} not found")
+    if path.suffix.lower() == ".json":
+        pairs = json.loads(path.read_text()).items()
+    else:
+        with path.open(newline="") as handle:
+            pairs = [(row["ImageId"], row["PredictionString"].split()[0]) for row in csv.DictReader(handle)]
+    mapping = {}
+    for name, label in pairs:
+        index = _val_label(label)
+        if index is None or not 0 <= index < NUM_CLASSES:
+            raise ValueError(f"{path}: {name!r} maps to {label!r}, not an ImageNet-1k class")
+        mapping[PurePath(name).stem] = int(index)
+    return mapping
+
+
+def _val_label(label: int | str) -> int | None:
+    """An index (``65`` or ``"65"``) or anything holding a wnid (``"n01751748"``, ``"val/n01751748"``)."""
+    if isinstance(label, int) or str(label).isdigit():
+        return int(label)
+    found = re.search(r"n\d{8}", str(label))
+    return wnid_to_index(found.group(0)) if found else None
+
+
+def class_index_from_filename(filename: str | PurePath, *, include_inferred: bool = True,
+                              val_classes: dict[str, int] | None = None) -> int | None:
     """ImageNet-1k index encoded in a GenImage file name, or None when it carries no class.
 
     Only the file name is looked at (folders are ignored). See the module docstring for the
-    supported patterns; ``include_inferred=False`` ignores the GLIDE/VQDM guess.
+    supported patterns; ``include_inferred=False`` ignores the GLIDE/VQDM guess;
+    ``val_classes`` (:func:`load_val_classes`) gives the classes names do not carry.
     """
     stem = PurePath(filename).stem
+    if val_classes and stem in val_classes:
+        return val_classes[stem]
     for pattern in GENIMAGE_FILENAME_PATTERNS:
         if pattern.inferred and not include_inferred:
             continue
@@ -159,7 +200,8 @@ def class_index_from_filename(filename: str | PurePath, *, include_inferred: boo
     return None
 
 
-def class_name_from_filename(filename: str | PurePath, *, include_inferred: bool = True) -> str | None:
+def class_name_from_filename(filename: str | PurePath, *, include_inferred: bool = True,
+                             val_classes: dict[str, int] | None = None) -> str | None:
     """Class name for ``"a photo of a {class}"`` from a GenImage file name, or None (use ``"a photo"``)."""
-    index = class_index_from_filename(filename, include_inferred=include_inferred)
+    index = class_index_from_filename(filename, include_inferred=include_inferred, val_classes=val_classes)
     return None if index is None else class_name(index)

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -345,13 +345,18 @@ def genimage_records(
     report: DecodeReport | None = None,
     include_inferred_classes: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    val_classes: str | os.PathLike | Mapping[str, int] | None = None,
 ) -> list[ImageRecord]:
     """Records of one GenImage subset and split: ``nature`` → label 0, ``ai`` → label 1.
 
     Ids are relative to ``root``; ``source`` is the subset; ``class_name`` comes from the file
-    name (:mod:`lare2lib.data.imagenet`), None where the name carries no class.
+    name (:mod:`lare2lib.data.imagenet`), or for ``ILSVRC2012_val_*`` reals from ``val_classes``
+    (a mapping file or ``{stem: index}``); None where neither gives one.
     """
-    from lare2lib.data.imagenet import class_name_from_filename
+    from lare2lib.data.imagenet import class_name_from_filename, load_val_classes
+
+    if val_classes is not None and not isinstance(val_classes, Mapping):
+        val_classes = load_val_classes(val_classes)
 
     subsets = discover_genimage(root)
     if subset not in subsets or split not in subsets[subset]:
@@ -359,7 +364,8 @@ def genimage_records(
         raise ValueError(f"no GenImage {subset!r}/{split!r} under {root}; found {available}")
 
     def class_name_fn(name: str) -> str | None:
-        return class_name_from_filename(name, include_inferred=include_inferred_classes)
+        return class_name_from_filename(name, include_inferred=include_inferred_classes,
+                                        val_classes=val_classes)
 
     records = []
     for class_folder, folder in sorted(subsets[subset][split].items()):

@@ -69,7 +69,16 @@ _USES_ECR = {"ecr", "egre"}
 
 
 def _default_lare() -> dict[str, Any]:
-    return {"timestep": 200, "ensemble": 4, "image_size": 256, "prompt": "class"}
+    return {"timestep": 200, "ensemble": 4, "image_size": 256, "prompt": "class", "article": "a"}
+
+
+def lare_config(lare: Mapping[str, Any], **overrides: Any):
+    """The :class:`~lare2lib.core.profiles.LareConfig` of a detector config's ``lare`` dict
+    (checkpoints from before ``article`` existed wrote the release's "a")."""
+    from lare2lib.core.profiles import LareConfig
+
+    return LareConfig(timestep=lare["timestep"], ensemble=lare["ensemble"], image_size=lare["image_size"],
+                      prompt=lare["prompt"], article=lare.get("article", "a"), **overrides)
 
 
 class EgreDetector(nn.Module):
@@ -217,12 +226,9 @@ class EgreDetector(nn.Module):
 
     def map_extractor(self, seed: int = 0):
         """The LaRE (or DIRE-style, latent space) extractor the config names."""
-        from lare2lib.core.profiles import LareConfig
         from lare2lib.signals.extract import make_extractor
 
-        lare = self.config["lare"]
-        config = LareConfig(timestep=lare["timestep"], ensemble=lare["ensemble"],
-                            image_size=lare["image_size"], prompt=lare["prompt"])
+        config = lare_config(self.config["lare"])
         options = ({"steps": self.config["dire_steps"], "space": "latent"}
                    if self.config["feature"] == "dire" else {})
         return make_extractor(self.config["feature"], self.reference(), config, seed=seed,

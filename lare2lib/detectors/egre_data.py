@@ -329,7 +329,8 @@ def maps_of_images(extractor, images: Sequence[torch.Tensor], ids: Sequence[str]
 
     known = tuple(getattr(extractor.components, "class_names", ()) or ())
     pixels = torch.stack([_squashed(image, extractor.image_size) for image in images])
-    prompts = [prompt_for(policy, name, known) for name in class_names]
+    article = getattr(extractor, "article", "a")
+    prompts = [prompt_for(policy, name, known, article) for name in class_names]
     return extractor(pixels, list(ids), prompts).float().cpu()
 
 

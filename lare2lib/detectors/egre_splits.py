@@ -222,13 +222,11 @@ def _prepare(train: _Split, val: _Split, tests: dict[str, _Split], config: Mappi
 def _feature_maps(feature: str, splits: dict[str, _Split], config: Mapping[str, Any],
                   budget: SplitBudget, reference, root: Path, map_seed: int,
                   progress: bool, num_workers: int) -> dict[str, torch.Tensor]:
-    from lare2lib.core.profiles import LareConfig
+    from lare2lib.detectors import egre  # egre imports this module
     from lare2lib.signals.extract import make_extractor
 
     lare = config["lare"]
-    lare_config = LareConfig(timestep=lare["timestep"], ensemble=lare["ensemble"],
-                             image_size=lare["image_size"], prompt=lare["prompt"],
-                             batch_size=budget.map_batch_size)
+    lare_config = egre.lare_config(lare, batch_size=budget.map_batch_size)
     # the detector config is the one source of the DIRE step count (score_images reads it too)
     options = {"steps": config.get("dire_steps", 20), "space": "latent"} if feature == "dire" else {}
     extractor = make_extractor(feature, reference, lare_config, seed=map_seed, **options)

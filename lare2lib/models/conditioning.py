@@ -20,15 +20,22 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-__all__ = ["ClassPromptEncoder", "class_prompt"]
+__all__ = ["ARTICLES", "ClassPromptEncoder", "class_prompt"]
 
 _PROMPT = re.compile(r"^a photo of an? (?P<name>.+)$")
 
 
-def class_prompt(name: str) -> str:
-    """The LaRE prompt for a class name: "a photo of a {name}" (article by first letter)."""
-    article = "an" if name[:1].lower() in "aeiou" else "a"
-    return f"a photo of {article} {name}"
+ARTICLES = ("a", "grammatical")
+"""``a``: "a photo of a {name}" for every class, as the release writes it ("a photo of a
+apple"; 110 ImageNet classes start with a vowel); ``grammatical``: "an" before a vowel."""
+
+
+def class_prompt(name: str, article: str = "a") -> str:
+    """The LaRE prompt for a class name: "a photo of a {name}" (see :data:`ARTICLES`)."""
+    if article not in ARTICLES:
+        raise ValueError(f"unknown prompt article {article!r}; valid: {list(ARTICLES)}")
+    word = "an" if article == "grammatical" and name[:1].lower() in "aeiou" else "a"
+    return f"a photo of {word} {name}"
 
 
 class ClassPromptEncoder(ModelMixin, ConfigMixin):

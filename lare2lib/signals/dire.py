@@ -71,6 +71,7 @@ class DireExtractor:
             raise ValueError(f"steps must be at least 1, got {steps}")
         self.components = components
         self.image_size = config.image_size
+        self.article = config.article  # how callers write this extractor's class prompts
         self.seed = seed
         self.steps = steps
         self.space = space

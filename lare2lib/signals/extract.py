@@ -27,6 +27,7 @@ from lare2lib.signals.lare import (
     PROMPT_POLICIES,
     Extractor,
     LareExtractor,
+    check_prompts_by_label,
     pixels_from_image,
     prompt_for,
 )
@@ -74,13 +75,16 @@ class _Item:
     source: str | Callable[[], Any]
     """A file path, or a function returning a PIL image (in-memory sets; num_workers=0)."""
     class_name: str | None
+    label: int | None = None
+    """0 real, 1 generated, None unknown: only used to refuse prompts that differ by label."""
 
 
 def _as_item(record) -> _Item:
     if isinstance(record, (tuple, list)):
         source = record[1] if callable(record[1]) else str(record[1])
         return _Item(str(record[0]), source, record[2] if len(record) > 2 else None)
-    return _Item(record.image_id, str(record.path), getattr(record, "class_name", None))
+    return _Item(record.image_id, str(record.path), getattr(record, "class_name", None),
+                 getattr(record, "label", None))
 
 
 def _load_rgb(source: str | Callable[[], Any]):
@@ -139,7 +143,8 @@ def make_extractor(method: str, components, config: LareConfig = LareConfig(), *
 
 def extraction_config(extractor: Extractor, model: str, prompt_policy: str) -> dict[str, Any]:
     """What a store's features depend on (batch size, device and workers do not)."""
-    return {**extractor.config_dict(), "model": model, "prompt": prompt_policy}
+    return {**extractor.config_dict(), "model": model, "prompt": prompt_policy,
+            "article": getattr(extractor, "article", "a")}
 
 
 def extract_to_store(method: str | Extractor, components, records, store,
@@ -175,6 +180,8 @@ def extract_to_store(method: str | Extractor, components, records, store,
     policy = prompt or config.prompt
     known_classes = tuple(getattr(components, "class_names", ()) or ())
     items = [_as_item(record) for record in records]
+    check_prompts_by_label([prompt_for(policy, item.class_name, known_classes, config.article) for item in items],
+                           [item.label for item in items])
     from lare2lib.data.store import manifest_hash
 
     manifest = manifest_hash(item.image_id for item in items)  # the whole run's inputs
@@ -204,7 +211,7 @@ def extract_to_store(method: str | Extractor, components, records, store,
                 summary.bad[pending[index].image_id] = reason
             if indices:
                 batch = [pending[i] for i in indices]
-                prompts = [prompt_for(policy, item.class_name, known_classes) for item in batch]
+                prompts = [prompt_for(policy, item.class_name, known_classes, config.article) for item in batch]
                 ids = [item.image_id for item in batch]
                 store.append(ids, extractor(pixels, ids, prompts).cpu(), manifest=manifest)
                 summary.done += len(batch)
@@ -240,6 +247,8 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--class-from", choices=("none", "imagenet"), default="none",
                         help="class names of a scanned folder: none, or ImageNet ids in file "
                              "names (GenImage); a manifest's class_name column always counts")
+    parser.add_argument("--val-classes", help="class of each ILSVRC2012_val_* file: the release's "
+                                              "anns/filename_to_folder.json or LOC_val_solution.csv")
     parser.add_argument("--store-dtype", choices=("float32", "float16"), default="float32",
                         help="on-disk precision of the maps")
     parser.add_argument("--num-workers", type=int, default=2, help="image decoding processes")
@@ -251,20 +260,24 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 
-def class_name_function(class_from: str = "none"):
+def class_name_function(class_from: str = "none", val_classes: str | None = None):
     """File name → class name for ``--class-from``: None for ``"none"``; for ``"imagenet"``,
-    the ImageNet class a GenImage file name encodes (or None when it encodes none)."""
+    the ImageNet class a GenImage file name encodes, else the one ``val_classes`` (a mapping
+    file, :func:`lare2lib.data.imagenet.load_val_classes`) gives it, else None."""
     if class_from == "none":
+        if val_classes:
+            raise ValueError("--val-classes needs --class-from imagenet")
         return None
     if class_from == "imagenet":
-        from lare2lib.data.imagenet import class_name_from_filename
+        from lare2lib.data.imagenet import class_name_from_filename, load_val_classes
 
-        return class_name_from_filename
+        mapping = load_val_classes(val_classes) if val_classes else None
+        return lambda name: class_name_from_filename(name, val_classes=mapping)
     raise ValueError(f"class_from must be 'none' or 'imagenet', got {class_from!r}")
 
 
-def read_records(images: str, class_from: str = "none",
-                  root: str | None = None) -> tuple[list, dict[str, str]]:
+def read_records(images: str, class_from: str = "none", root: str | None = None,
+                 val_classes: str | None = None) -> tuple[list, dict[str, str]]:
     """Records of a folder or manifest, and ``{image_id: reason}`` of files a folder scan
     could not even open (they are reported like images that fail to decode). A manifest that
     names a path outside its data root raises :class:`lare2lib.data.manifests.ManifestError`."""
@@ -276,7 +289,7 @@ def read_records(images: str, class_from: str = "none",
         return read_manifest(source, root=root), {}
     if not source.is_dir():
         raise FileNotFoundError(f"--images {images!r} is neither a folder nor a manifest file")
-    class_name_fn = class_name_function(class_from)
+    class_name_fn = class_name_function(class_from, val_classes)
     report = DecodeReport()
     records = scan_folder(source, report=report, class_name_fn=class_name_fn)
     bad = {failure.image_id or failure.path: f"{failure.reason}: {failure.message}"
@@ -322,7 +335,8 @@ def extract_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or profile.device)
     try:
         dtype = resolve_dtype(args.dtype or profile.dtype, device)
-        records, unreadable = read_records(args.images, args.class_from, args.root)
+        records, unreadable = read_records(args.images, args.class_from, args.root,
+                                           getattr(args, "val_classes", None))
     except (ValueError, FileNotFoundError) as error:  # ManifestError is a ValueError
         kind = "manifest" if isinstance(error, ManifestError) else "error"
         print(f"lare2 extract: {kind}: {error}", file=sys.stderr)

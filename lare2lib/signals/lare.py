@@ -40,6 +40,7 @@ from lare2lib.core.rng import LARE_NOISE_STREAM, POSTERIOR_STREAM, image_generat
 __all__ = [
     "PROMPT_POLICIES",
     "prompt_for",
+    "check_prompts_by_label",
     "pixels_from_image",
     "scaled_latents",
     "latent_shape",
@@ -60,11 +61,13 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 # -- inputs -------------------------------------------------------------------------------
-def prompt_for(policy: str, class_name: str | None, known_classes: Sequence[str] = ()) -> str:
+def prompt_for(policy: str, class_name: str | None, known_classes: Sequence[str] = (),
+               article: str = "a") -> str:
     """The LaRE prompt of one image under ``policy`` (see :data:`PROMPT_POLICIES`).
 
     ``known_classes`` is the model's class vocabulary (empty = any name, as with CLIP); a class
-    outside it falls back to "a photo" rather than failing.
+    outside it falls back to "a photo" rather than failing. ``article``: see
+    :data:`lare2lib.models.conditioning.ARTICLES` (default: the release's literal "a").
     """
     from lare2lib.models.conditioning import class_prompt
 
@@ -77,7 +80,30 @@ def prompt_for(policy: str, class_name: str | None, known_classes: Sequence[str]
     known = {name.lower() for name in known_classes}
     if not class_name or (known and class_name.lower() not in known):
         return "a photo"
-    return class_prompt(class_name)
+    return class_prompt(class_name, article)
+
+
+def check_prompts_by_label(prompts: Sequence[str], labels: Sequence[int | None]) -> None:
+    """Refuse prompts that tell the classes apart: one label all "a photo", another class prompts.
+
+    GenImage's ``ILSVRC2012_val_*`` reals carry no class in their names while its fakes do, so
+    without a class mapping only the fakes' maps would be conditioned on their class, and any
+    map-based detector could learn the prompt instead of the image.
+    """
+    generic = {"", "a photo"}
+    by_label: dict[int, list[bool]] = {}
+    for prompt, label in zip(prompts, labels):
+        if label is not None:
+            by_label.setdefault(int(label), []).append(prompt not in generic)
+    share = {label: sum(flags) / len(flags) for label, flags in by_label.items()}
+    if len(share) > 1 and min(share.values()) == 0 < max(share.values()):
+        counts = ", ".join(f"label {label}: {sum(by_label[label])}/{len(by_label[label])}"
+                           for label in sorted(by_label))
+        raise ValueError(
+            f"class prompts would differ by label ({counts} get 'a photo of a {{class}}'): the maps "
+            "would encode the label. Give the unclassed images their classes (GenImage val reals: "
+            "val_classes= / --val-classes with the release's anns/filename_to_folder.json or "
+            "LOC_val_solution.csv), or use the prompt policy 'photo' for every image")
 
 
 def pixels_from_image(image, size: int) -> torch.Tensor:
@@ -213,6 +239,7 @@ class LareExtractor:
         self.seed = seed
         self.posterior = posterior
         self.image_size = config.image_size
+        self.article = config.article  # how callers write this extractor's class prompts
         self.device, self.dtype = model_device_dtype(components.unet)
         check_precision(self.device, self.dtype)
         self.embed = PromptEmbedder(components.encode_prompts)

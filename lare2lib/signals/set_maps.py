@@ -20,9 +20,9 @@ __all__ = ["set_prompts", "set_pixels", "batches", "lare_maps"]
 
 
 def set_prompts(images: ImageSet, class_names: Sequence[str], known_classes: Sequence[str] = (),
-                policy: str = "class") -> list[str]:
+                policy: str = "class", article: str = "a") -> list[str]:
     """The LaRE prompt of every image: "a photo of a {class}" from its class index."""
-    return [prompt_for(policy, class_names[int(i)], known_classes) for i in images.class_index]
+    return [prompt_for(policy, class_names[int(i)], known_classes, article) for i in images.class_index]
 
 
 def set_pixels(images: ImageSet, size: int) -> torch.Tensor:
@@ -52,6 +52,6 @@ def lare_maps(components, images: ImageSet, class_names: Sequence[str],
     maps = []
     for chunk in tqdm(list(batches(images, batch_size)), desc=f"LaRE {images.name}",
                       disable=not progress):
-        prompts = set_prompts(chunk, class_names, components.class_names, config.prompt)
+        prompts = set_prompts(chunk, class_names, components.class_names, config.prompt, config.article)
         maps.append(extractor(set_pixels(chunk, config.image_size), chunk.ids, prompts))
     return torch.cat(maps)

@@ -209,7 +209,7 @@ def _load_batches(records: Sequence[Record], config: LareConfig, batch_size: int
         for _, path, _ in chunk:
             with Image.open(path) as image:
                 pixels.append(pixels_from_image(image, config.image_size))
-        prompts = [prompt_for(config.prompt, name, known_classes) for _, _, name in chunk]
+        prompts = [prompt_for(config.prompt, name, known_classes, config.article) for _, _, name in chunk]
         batches.append((torch.stack(pixels), [r[0] for r in chunk], prompts))
     return batches
 
@@ -256,7 +256,7 @@ def _per_image_loop(components, config: LareConfig, records, seed: int) -> Calla
         for image_id, path, class_name in records:
             with Image.open(path) as image:
                 reference_lare_per_image(components, image, image_id,
-                                         prompt_for(config.prompt, class_name, known), config,
+                                         prompt_for(config.prompt, class_name, known, config.article), config,
                                          seed=seed)
     return run
 

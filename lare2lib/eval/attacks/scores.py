@@ -109,7 +109,7 @@ def _prompts(extractor, class_names: Sequence[str | None] | None, policy: str,
 
     known = tuple(getattr(extractor.components, "class_names", ()) or ())
     names = list(class_names) if class_names is not None else [None] * count
-    return [prompt_for(policy, name, known) for name in names]
+    return [prompt_for(policy, name, known, getattr(extractor, "article", "a")) for name in names]
 
 
 def lare_maps_with_grad(extractor, x01: torch.Tensor, image_ids: Sequence[str],
