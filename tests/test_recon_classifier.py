@@ -272,8 +272,21 @@ def test_config_rebuilds_the_model_and_round_trips_through_the_detector_file(cla
                                classifier.score_images(images, ["a", "b"], tries=2), rtol=0, atol=0)
 
 
+def test_normalisation_is_imagenet_for_every_backbone_as_released():
+    imagenet = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # the release's transforms.Normalize
+    for name in ("efficientnet_lite0", "tf_efficientnetv2_b0", "eva02_large_patch14_clip_224"):
+        model = ReconClassifier(name, pretrained=False, crop_size=32, create_kwargs=(
+            {"img_size": 28, "embed_dim": 32, "depth": 1, "num_heads": 2} if name.startswith("eva") else {}))
+        assert model.config["mean"] == pytest.approx(imagenet[0]) and model.config["std"] == pytest.approx(imagenet[1])
+    own = ReconClassifier("eva02_large_patch14_clip_224", pretrained=False, crop_size=28, normalisation="model",
+                          create_kwargs={"img_size": 28, "embed_dim": 32, "depth": 1, "num_heads": 2})
+    assert own.config["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])  # CLIP's statistics
+    with pytest.raises(ValueError, match="imagenet.*model"):
+        ReconClassifier("efficientnet_lite0", pretrained=False, normalisation="clip")
+
+
 def test_packaged_backbone_keeps_its_normalisation_after_reload(tmp_path):
-    model = ReconClassifier("efficientnet_lite0", pretrained=True, crop_size=32)
+    model = ReconClassifier("efficientnet_lite0", pretrained=True, crop_size=32, normalisation="model")
     assert model.config["mean"] == [0.5, 0.5, 0.5] and model.config["std"] == [0.5, 0.5, 0.5]
     loaded = registry.load_detector(registry.save_detector(model, tmp_path / "lite0.safetensors"))
     assert loaded.config["mean"] == [0.5, 0.5, 0.5] and torch.equal(loaded.mean, model.mean)

@@ -17,16 +17,24 @@ from lare2lib.core.rng import image_generator
 from lare2lib.data import transforms
 from lare2lib.detectors.recon_classifier.pixels import from_pil, to_pil
 
-__all__ = ["CROP_STREAM", "ReconClassifier"]
+__all__ = ["CROP_STREAM", "NORMALISATIONS", "ReconClassifier"]
 
 CROP_STREAM = "crop-tries"
 """:mod:`lare2lib.core.rng` stream of the inference crops: try k of an image is the k-th draw."""
 
 
-def _resolve_normalisation(model: nn.Module, mean, std) -> tuple[list[float], list[float]]:
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
+NORMALISATIONS = ("imagenet", "model")
+"""``imagenet``: ImageNet mean/std for every backbone, as the released code does (also EVA-02,
+pretrained with CLIP's statistics, and the EfficientNets, with 0.5/0.5); ``model``: the statistics
+in the backbone's own timm ``pretrained_cfg``."""
+
+
+def _resolve_normalisation(model: nn.Module, mean, std, normalisation: str) -> tuple[list[float], list[float]]:
     from lare2lib.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {normalisation!r}; valid: {list(NORMALISATIONS)}")
+    cfg = (getattr(model, "pretrained_cfg", {}) or {}) if normalisation == "model" else {}
     mean = list(mean if mean is not None else cfg.get("mean", IMAGENET_MEAN))
     std = list(std if std is not None else cfg.get("std", IMAGENET_STD))
     return [float(v) for v in mean], [float(v) for v in std]
@@ -39,6 +47,8 @@ class ReconClassifier(nn.Module):
     H, W ≥ ``crop_size``: in training mode it takes one uniformly placed crop per image (torch's
     global random state, which :func:`lare2lib.detectors.train.fit` seeds per step), in eval mode the
     centre crop; then normalises with ``mean``/``std`` and returns logits ``(B,)``.
+
+    ``mean``/``std`` default to ``normalisation``'s (:data:`NORMALISATIONS`; the release: ImageNet's).
     """
 
     kind = "classifier"
@@ -46,7 +56,8 @@ class ReconClassifier(nn.Module):
     def __init__(self, backbone: str = "efficientnet_lite0", pretrained: bool = True,
                  crop_size: int = 256, small_image_policy: str = "reflect",
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 architecture: str | None = None, create_kwargs: dict[str, Any] | None = None):
+                 architecture: str | None = None, create_kwargs: dict[str, Any] | None = None,
+                 normalisation: str = "imagenet"):
         super().__init__()
         from lare2lib.models.backbones import create_classifier
 
@@ -62,7 +73,7 @@ class ReconClassifier(nn.Module):
         else:  # rebuilding a checkpoint: the architecture alone, every weight comes from the file
             self.model = create_classifier(architecture or backbone, num_classes=1, pretrained=False,
                                            **create_kwargs)
-        mean, std = _resolve_normalisation(self.model, mean, std)
+        mean, std = _resolve_normalisation(self.model, mean, std, normalisation)
         self.config = {
             "backbone": os.fspath(backbone), "pretrained": bool(pretrained), "crop_size": int(crop_size),
             "small_image_policy": small_image_policy, "mean": mean, "std": std,
