@@ -96,3 +96,29 @@ def test_clip_sample_stays_off_on_a_default_scheduler_config(tiny_kl_ldm):
     clipped = DireExtractor(ldm, CONFIG, steps=4, space="latent", clip_sample=True)
     assert clipped.config_dict()["clip_sample"] and not plain.config_dict()["clip_sample"]
     assert not torch.allclose(clipped.reconstruct(2 * z0, embeddings), 2 * clipped.reconstruct(z0, embeddings))
+
+
+def test_dire_input_is_the_released_resize_and_centre_crop(tiny_kl_ldm, tmp_path):
+    """Short side to the size, then the centre square (torchvision's Resize + CenterCrop, as the
+    released DIRE); LaRE keeps squashing the whole image."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms
+
+    from lare2lib.signals.extract import _PixelDataset, _Item
+    from lare2lib.signals.lare import pixels_from_image
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8))
+    release = transforms.Compose([transforms.Resize(IMAGE_SIZE), transforms.CenterCrop(IMAGE_SIZE),
+                                  transforms.PILToTensor()])(image).float() / 127.5 - 1.0
+    ours = pixels_from_image(image, IMAGE_SIZE, resize="center_crop")
+    torch.testing.assert_close(ours, release, rtol=0, atol=1e-6)
+    dire = DireExtractor(tiny_kl_ldm, CONFIG, steps=1)
+    assert dire.resize == "center_crop" and dire.config_dict()["resize"] == "center_crop"
+    path = tmp_path / "wide.png"
+    image.save(path)
+    _, pixels = _PixelDataset([_Item("wide", str(path), None)], IMAGE_SIZE, dire.resize)[0]
+    torch.testing.assert_close(pixels, release, rtol=0, atol=1e-6)
+    assert not torch.allclose(pixels_from_image(image, IMAGE_SIZE), release)  # squash differs
+    with pytest.raises(ValueError, match="squash.*center_crop"):
+        DireExtractor(tiny_kl_ldm, CONFIG, resize="crop")

@@ -229,7 +229,8 @@ class EgreDetector(nn.Module):
         from lare2lib.signals.extract import make_extractor
 
         config = lare_config(self.config["lare"])
-        options = ({"steps": self.config["dire_steps"], "space": "latent"}
+        # squash as LaRE: the map must cover the whole image for the crop alignment
+        options = ({"steps": self.config["dire_steps"], "space": "latent", "resize": "squash"}
                    if self.config["feature"] == "dire" else {})
         return make_extractor(self.config["feature"], self.reference(), config, seed=seed,
                               **options)

@@ -228,7 +228,8 @@ def _feature_maps(feature: str, splits: dict[str, _Split], config: Mapping[str, 
     lare = config["lare"]
     lare_config = egre.lare_config(lare, batch_size=budget.map_batch_size)
     # the detector config is the one source of the DIRE step count (score_images reads it too)
-    options = {"steps": config.get("dire_steps", 20), "space": "latent"} if feature == "dire" else {}
+    options = ({"steps": config.get("dire_steps", 20), "space": "latent", "resize": "squash"}
+               if feature == "dire" else {})  # squash as LaRE: the map covers the whole image
     extractor = make_extractor(feature, reference, lare_config, seed=map_seed, **options)
     store = map_store(root / "maps", extractor, config["ldm"], lare["prompt"])
     return {key: ensure_maps(store, extractor, reference, part.extraction_records(), lare_config,

@@ -32,6 +32,7 @@ import torch
 from lare2lib.core.profiles import LareConfig
 from lare2lib.core.rng import POSTERIOR_STREAM, randn_per_image
 from lare2lib.signals.lare import (
+    RESIZE_POLICIES,
     PromptEmbedder,
     check_batch,
     check_precision,
@@ -57,16 +58,23 @@ class DireExtractor:
         space: ``"pixel"`` (decode, as DIRE) or ``"latent"`` (skip the decoder).
         clip_sample: Clip each step's predicted ``x0`` to [-1, 1] (ADM's pixel-space DIRE does;
             off for latents, whose range is wider).
+        resize: How callers bring images to ``image_size`` (:data:`~lare2lib.signals.lare.RESIZE_POLICIES`):
+            ``center_crop`` (default, the released DIRE: short side, then the centre square) or
+            ``squash`` (as LaRE).
     """
 
     method = "dire"
 
     def __init__(self, components, config: LareConfig = LareConfig(), *, seed: int = 0,
-                 steps: int = 20, space: str = "pixel", clip_sample: bool = False):
+                 steps: int = 20, space: str = "pixel", clip_sample: bool = False,
+                 resize: str = "center_crop"):
         from diffusers import DDIMInverseScheduler, DDIMScheduler
 
         if space not in DIRE_SPACES:
             raise ValueError(f"unknown DIRE space {space!r}; valid: {list(DIRE_SPACES)}")
+        if resize not in RESIZE_POLICIES:
+            raise ValueError(f"unknown resize policy {resize!r}; valid: {list(RESIZE_POLICIES)}")
+        self.resize = resize
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         self.components = components
@@ -96,7 +104,7 @@ class DireExtractor:
 
     def config_dict(self) -> dict[str, Any]:
         return {"method": self.method, "seed": self.seed, "steps": self.steps,
-                "space": self.space, "clip_sample": self.clip_sample, "dtype": str(self.dtype).removeprefix("torch."),
+                "space": self.space, "clip_sample": self.clip_sample, "resize": self.resize, "dtype": str(self.dtype).removeprefix("torch."),
                 "image_size": self.image_size}
 
     def _denoise(self, scheduler, latents: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:

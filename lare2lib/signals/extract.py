@@ -100,16 +100,17 @@ def _load_rgb(source: str | Callable[[], Any]):
 class _PixelDataset(torch.utils.data.Dataset):
     """Decodes and squashes images in DataLoader workers; failures become reasons, not crashes."""
 
-    def __init__(self, items: Sequence[_Item], image_size: int):
+    def __init__(self, items: Sequence[_Item], image_size: int, resize: str = "squash"):
         self.items = list(items)
         self.image_size = image_size
+        self.resize = resize
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
         try:
-            return index, pixels_from_image(_load_rgb(self.items[index].source), self.image_size)
+            return index, pixels_from_image(_load_rgb(self.items[index].source), self.image_size, self.resize)
         except Exception as error:  # any decoder failure is a reportable bad image
             return index, _failure_reason(error)
 
@@ -198,7 +199,7 @@ def extract_to_store(method: str | Extractor, components, records, store,
         store.mark_bad(image_id, reason)
         summary.bad[image_id] = reason
     loader = torch.utils.data.DataLoader(
-        _PixelDataset(pending, extractor.image_size), batch_size=batch_size or config.batch_size,
+        _PixelDataset(pending, extractor.image_size, getattr(extractor, "resize", "squash")), batch_size=batch_size or config.batch_size,
         num_workers=num_workers, collate_fn=_collate, pin_memory=extractor.device.type == "cuda")
     from tqdm.auto import tqdm
 
@@ -256,6 +257,8 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="DDIM inversion steps = reconstruction steps (DIRE only)")
     parser.add_argument("--dire-space", choices=("pixel", "latent"), default="pixel",
                         help="where the DIRE error |x - x̂| is taken")
+    parser.add_argument("--dire-resize", choices=("center_crop", "squash"), default="center_crop",
+                        help="DIRE input: short side + centre crop (released DIRE) or squashed (as LaRE)")
     return parser
 
 
@@ -347,7 +350,8 @@ def extract_command(args: argparse.Namespace) -> int:
         device = state.device  # cuda:<local rank> on GPUs
     tag = f"[process {rank}/{world}] " if world > 1 else ""
     components = load_ldm(model, device=device, dtype=dtype)
-    options = ({"steps": args.dire_steps, "space": args.dire_space}
+    options = ({"steps": args.dire_steps, "space": args.dire_space,
+                "resize": getattr(args, "dire_resize", "center_crop")}
                if args.method == "dire" else {})
     extractor = make_extractor(args.method, components, config, seed=profile.seed, **options)
     store = FeatureStore(args.out, extraction_config(extractor, model, config.prompt),

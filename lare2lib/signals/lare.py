@@ -106,12 +106,30 @@ def check_prompts_by_label(prompts: Sequence[str], labels: Sequence[int | None])
             "LOC_val_solution.csv), or use the prompt policy 'photo' for every image")
 
 
-def pixels_from_image(image, size: int) -> torch.Tensor:
-    """A PIL image → ``(3, size, size)`` float32 in [-1, 1]: the whole image squashed
-    (aspect ratio not kept, nothing cropped) with bicubic resampling, as the release does."""
+RESIZE_POLICIES = ("squash", "center_crop")
+"""How an image becomes ``size × size``: ``squash`` (the whole image, aspect ratio not kept,
+bicubic: the released LaRE); ``center_crop`` (short side to ``size``, bilinear, then the centre
+square: torchvision's ``Resize(size)`` + ``CenterCrop(size)``, the released DIRE)."""
+
+
+def pixels_from_image(image, size: int, resize: str = "squash") -> torch.Tensor:
+    """A PIL image → ``(3, size, size)`` float32 in [-1, 1] by the ``resize`` policy
+    (:data:`RESIZE_POLICIES`; default: squashed, as the released LaRE does)."""
     from PIL import Image
 
-    resized = image.convert("RGB").resize((size, size), Image.BICUBIC)
+    image = image.convert("RGB")
+    if resize == "squash":
+        resized = image.resize((size, size), Image.BICUBIC)
+    elif resize == "center_crop":
+        width, height = image.size
+        scale = size / min(width, height)
+        # torchvision's Resize(int): the long side is truncated, not rounded
+        new = (size, int(height * scale)) if width <= height else (int(width * scale), size)
+        image = image.resize(new, Image.BILINEAR)
+        left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
+        resized = image.crop((left, top, left + size, top + size))
+    else:
+        raise ValueError(f"unknown resize policy {resize!r}; valid: {list(RESIZE_POLICIES)}")
     array = np.asarray(resized, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
@@ -240,6 +258,7 @@ class LareExtractor:
         self.posterior = posterior
         self.image_size = config.image_size
         self.article = config.article  # how callers write this extractor's class prompts
+        self.resize = "squash"  # how callers bring images to image_size (pixels_from_image)
         self.device, self.dtype = model_device_dtype(components.unet)
         check_precision(self.device, self.dtype)
         self.embed = PromptEmbedder(components.encode_prompts)
