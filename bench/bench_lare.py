@@ -16,6 +16,14 @@ Usage::
     python bench/bench_lare.py --model mini:kl_ldm --images 64 --batch-sizes 8 32 --out bench/results/lare_mini.json
     python bench/bench_lare.py --model /path/to/ldm_folder --images-from random
     python bench/bench_lare.py --images 32                  # tiny random SD-shaped LDM, random images
+    python bench/bench_lare.py --model sd15-random --images 4 --batch-sizes 4 --dire-images 2 \
+        --per-image-images 4 --out bench/results/lare_sd15.json   # SD v1.5's size, 256² (CPU)
+    python bench/bench_lare.py --model sd15-random --device cuda --dtype bfloat16 ...  # + bf16 map error
+
+``sd15-random`` is Stable Diffusion v1.5's exact architecture with random weights
+(:mod:`lare2lib.models.sd_architecture`): the cost at the paper's model size without a download.
+With ``--dtype`` bfloat16/float16 (GPU) the variants run in that precision and the report adds
+the map error against float32 (:func:`lare2lib.signals.lare.precision_error`).
 
 ``mini:<name>`` and mini-layout folders take their images from the mini world's held-out real
 crops (``--profile smoke`` for the smoke world); other models get random PNGs of mixed sizes.
@@ -80,7 +88,11 @@ def world_records(folder: Path, count: int, profile_name: str, seed: int = 0) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="LDM for lare2lib.models.ldm.load_ldm: mini:kl_ldm, a mini-layout "
-                                        "or diffusers folder, a hub id (default: a tiny random LDM)")
+                                        "or diffusers folder, a hub id; sd15-random: SD v1.5's "
+                                        "architecture, random weights (default: a tiny random LDM)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="precision of the timed variants (half types on GPU only)")
     parser.add_argument("--images", type=int, default=64, help="images per measurement")
     parser.add_argument("--images-from", help="mini, smoke (the world's held-out reals) or random "
                                               "(default: the --profile world for mini-layout models)")
@@ -102,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     ldm, config, image_source = _model_and_config(args)
+    precision = _precision(ldm, config, args.dtype)
+    if precision is not None:
+        ldm = _cast(ldm, getattr(torch, args.dtype))
     results: dict = {"model": args.model or "tiny-random", "images": args.images,
+                     "device": args.device, "dtype": args.dtype, "precision_error": precision,
                      "image_source": image_source, "image_size": config.image_size,
                      "ensemble": config.ensemble, "repeats": args.repeats,
                      "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
@@ -138,16 +154,41 @@ def _model_and_config(args):
     from lare2lib.core.profiles import LareConfig
 
     if not args.model:
-        ldm = tiny_random_ldm(args.image_size or 64)
+        ldm = tiny_random_ldm(args.image_size or 64).to(args.device)
         source = "random"
+    elif args.model == "sd15-random":
+        from lare2lib.models.sd_architecture import sd15_random_components
+
+        ldm = sd15_random_components(device=args.device)
+        source = "random"
+        return ldm, LareConfig(image_size=args.image_size or 256, ensemble=args.ensemble), source
     else:
         from lare2lib.models.ldm import load_ldm
 
-        ldm = load_ldm(args.model, device="cpu", dtype=torch.float32)
+        ldm = load_ldm(args.model, device=args.device, dtype=torch.float32)
         mini_layout = args.model.startswith("mini:") or (Path(args.model) / "ldm.json").is_file()
         source = args.images_from or (args.profile if mini_layout else "random")
     size = args.image_size or (64 if source == "random" else _world_image_size(source))
     return ldm, LareConfig(image_size=size, ensemble=args.ensemble), source
+
+
+def _precision(ldm, config, dtype_name: str) -> dict | None:
+    """bf16/fp16 map error against float32 on two random images (None for a float32 run)."""
+    if dtype_name == "float32":
+        return None
+    from lare2lib.signals.lare import precision_error
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.rand(2, 3, config.image_size, config.image_size, generator=generator) * 2 - 1
+    return precision_error(ldm, pixels.to(ldm.device), ["p0", "p1"], ["a photo", "a photo"], config,
+                           dtype=getattr(torch, dtype_name))
+
+
+def _cast(ldm, dtype: torch.dtype):
+    """The same components with VAE and UNet in ``dtype`` (prompts stay float32, as SD pipelines do)."""
+    import dataclasses
+
+    return dataclasses.replace(ldm, vae=ldm.vae.to(dtype), unet=ldm.unet.to(dtype))
 
 
 def _world_image_size(profile_name: str) -> int:

@@ -316,3 +316,42 @@ def test_components_refuse_half_on_cpu(tiny_sd):
         ldm.to("cpu", torch.float16)
     with pytest.raises(ValueError, match="float32"):
         load_ldm(tiny_sd, dtype="bfloat16")
+
+
+# -- Stable Diffusion v1.5's architecture, random weights (bench at the paper's size) ----------
+
+
+def test_sd15_architecture_has_the_released_parameter_counts():
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from lare2lib.models import sd_architecture as sd
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        built = {"unet": UNet2DConditionModel(**sd.SD15_UNET), "vae": AutoencoderKL(**sd.SD_VAE),
+                 "text_encoder": CLIPTextModel(CLIPTextConfig(**sd.CLIP_L_TEXT))}
+    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in built.items()}
+    assert counts == {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480} == sd.SD15_PARAMETERS
+
+
+def test_sd15_random_components_assemble_an_ldm_that_lare_runs_on(monkeypatch):
+    """The assembly, on the same code path with the configs shrunk (the real size is 4.3 GB)."""
+    from lare2lib.core.profiles import LareConfig
+    from lare2lib.models import sd_architecture as sd
+    from lare2lib.signals.lare import LareExtractor
+
+    monkeypatch.setattr(sd, "SD15_UNET", {**sd.SD15_UNET, "block_out_channels": [32, 64], "norm_num_groups": 8,
+                                          "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+                                          "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+                                          "cross_attention_dim": 32, "attention_head_dim": 2, "layers_per_block": 1})
+    monkeypatch.setattr(sd, "SD_VAE", {**sd.SD_VAE, "block_out_channels": [32, 32], "norm_num_groups": 8,
+                                       "down_block_types": ["DownEncoderBlock2D"] * 2,
+                                       "up_block_types": ["UpDecoderBlock2D"] * 2, "layers_per_block": 1})
+    monkeypatch.setattr(sd, "CLIP_L_TEXT", {**sd.CLIP_L_TEXT, "hidden_size": 32, "intermediate_size": 37,
+                                            "num_hidden_layers": 1, "num_attention_heads": 2, "projection_dim": 32})
+    ldm = sd.sd15_random_components(seed=1)
+    assert ldm.scaling_factor == 0.18215 and ldm.vae_scale_factor == 2
+    maps = LareExtractor(ldm, LareConfig(image_size=32, ensemble=2))(torch.zeros(1, 3, 32, 32), ["x"], ["a photo"])
+    assert maps.shape == (1, 4, 16, 16) and torch.isfinite(maps).all()
+    again = sd.sd15_random_components(seed=1)
+    assert torch.equal(next(again.unet.parameters()), next(ldm.unet.parameters()))  # seeded
