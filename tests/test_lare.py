@@ -299,3 +299,36 @@ def test_extract_command_end_to_end(tiny_kl_ldm, tmp_path, monkeypatch, capsys):
     assert sorted(store.report["bad"]) == sorted(bad)
     assert len(store) == 3 and store.config["ensemble"] == 2
     assert store.config["model"] == "mini:kl_ldm"
+
+
+def test_lare_reads_files_as_the_release_does_unless_corrected(tmp_path):
+    """The released LaRE reads ``Image.open(path).convert("RGB")``: no EXIF orientation, alpha
+    dropped. Both corrections are flags of LareConfig (exif_orientation, alpha)."""
+    from PIL import ImageOps
+
+    from lare2lib.signals.extract import _Item, _PixelDataset
+
+    rng = np.random.default_rng(0)
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated by 90°
+    Image.fromarray(rng.integers(0, 256, (20, 40, 3), dtype=np.uint8)).save(rotated, exif=exif.tobytes())
+    transparent = tmp_path / "transparent.png"
+    rgba = rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
+    rgba[:16, :, 3] = 0  # half the image transparent, storing random colours
+    Image.fromarray(rgba, "RGBA").save(transparent)
+
+    def read(path, config):
+        extractor_decode = {"exif": config.exif_orientation, "alpha": config.alpha}
+        return _PixelDataset([_Item(path.name, str(path), None)], IMAGE_SIZE, "squash", extractor_decode)[0][1]
+
+    for path in (rotated, transparent):
+        with Image.open(path) as image:
+            release = pixels_from_image(image.convert("RGB"), IMAGE_SIZE)
+        assert torch.equal(read(path, LareConfig()), release)
+    corrected = LareConfig(exif_orientation=True, alpha="composite")
+    with Image.open(rotated) as image:
+        upright = pixels_from_image(ImageOps.exif_transpose(image).convert("RGB"), IMAGE_SIZE)
+    assert torch.equal(read(rotated, corrected), upright)
+    on_white = read(transparent, corrected)
+    assert on_white[:, : IMAGE_SIZE // 4].min() > 0.99  # the transparent top is white

@@ -105,6 +105,12 @@ class LareConfig:
     article: str = "a"
     """``a``: "a photo of a {class}" for every class, as released (also "a photo of a apple");
     ``grammatical``: "an" before a vowel."""
+    exif_orientation: bool = False
+    """Apply the EXIF orientation before LaRE. The released LaRE reads the pixels as stored
+    (``Image.open(...).convert("RGB")``); True is this project's correction."""
+    alpha: str = "drop"
+    """Transparency before LaRE: ``drop`` (the release: Pillow's ``convert("RGB")``) or
+    ``composite`` (over white, this project's correction; :data:`lare2lib.data.images.ALPHA_POLICIES`)."""
     batch_size: int = 32
     """Images per batch; a map does not depend on it (noise is drawn per image)."""
 

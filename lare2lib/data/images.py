@@ -195,8 +195,14 @@ def _full_decode(image: Image.Image, path: Path) -> None:
         raise BadImageError(path, "corrupt", f"{type(error).__name__}: {error}") from None
 
 
-def _to_rgb8(image: Image.Image, background: tuple[int, int, int], notes: list[str], path: Path) -> Image.Image:
-    """Any Pillow mode → 8-bit RGB (see :data:`ALPHA_BACKGROUND` for transparency)."""
+ALPHA_POLICIES = ("composite", "drop")
+"""``composite``: transparent pixels over :data:`ALPHA_BACKGROUND`; ``drop``: Pillow's plain
+``convert("RGB")``, which keeps whatever colour a transparent pixel stores (the released LaRE)."""
+
+
+def _to_rgb8(image: Image.Image, background: tuple[int, int, int] | None, notes: list[str],
+             path: Path) -> Image.Image:
+    """Any Pillow mode → 8-bit RGB (see :data:`ALPHA_BACKGROUND`; ``background=None`` drops alpha)."""
     mode = image.mode
     if mode == "RGB" and "transparency" not in image.info:
         return image
@@ -207,7 +213,7 @@ def _to_rgb8(image: Image.Image, background: tuple[int, int, int], notes: list[s
         image = high_byte(image)
     has_alpha = image.mode in ALPHA_MODES or "transparency" in image.info
     try:
-        if has_alpha:
+        if has_alpha and background is not None:
             # CMYK files (Adobe's inverted CMYK included) are handled by Pillow's JPEG reader;
             # conversion to RGB is its plain formula without ICC colour management.
             rgba = image.convert("RGBA")
@@ -224,13 +230,19 @@ def decode_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     background: tuple[int, int, int] = ALPHA_BACKGROUND,
+    exif: bool = True,
+    alpha: str = "composite",
 ) -> DecodedImage:
     """Decode one file to 8-bit RGB with a record of what was converted.
 
     Order: header checks (missing, unreadable, empty, not an image, over ``max_pixels``), full
-    decode of the first frame (truncated or corrupt data raise here), EXIF orientation, bit depth,
-    palette/grey/CMYK/alpha → RGB. Raises :class:`BadImageError`; never returns a placeholder.
+    decode of the first frame (truncated or corrupt data raise here), EXIF orientation (unless
+    ``exif=False``: the pixels as stored, as the released LaRE reads them), bit depth,
+    palette/grey/CMYK/alpha → RGB (``alpha``: :data:`ALPHA_POLICIES`). Raises
+    :class:`BadImageError`; never returns a placeholder.
     """
+    if alpha not in ALPHA_POLICIES:
+        raise ValueError(f"unknown alpha policy {alpha!r}; valid: {list(ALPHA_POLICIES)}")
     path = Path(path)
     with _open_checked(path, max_pixels) as image:
         n_frames = int(getattr(image, "n_frames", 1) or 1)
@@ -240,14 +252,16 @@ def decode_image(
         notes = ["animated"] if n_frames > 1 else []
         if wide_samples and image.mode not in HIGH_BIT_DEPTH_MODES:
             notes.append("from:16bit")  # Pillow already kept the high byte (16-bit RGB/RGBA PNG)
-        image = exif_transpose(image, notes)
-        rgb = _to_rgb8(image, background, notes, path)
+        if exif:
+            image = exif_transpose(image, notes)
+        rgb = _to_rgb8(image, background if alpha == "composite" else None, notes, path)
     return DecodedImage(rgb, source_mode, source_format, n_frames, tuple(notes))
 
 
-def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, exif: bool = True,
+               alpha: str = "composite") -> Image.Image:
     """8-bit RGB image of ``path`` (see :func:`decode_image`); raises :class:`BadImageError`."""
-    return decode_image(path, max_pixels=max_pixels).image
+    return decode_image(path, max_pixels=max_pixels, exif=exif, alpha=alpha).image
 
 
 def probe_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:

@@ -87,30 +87,34 @@ def _as_item(record) -> _Item:
                  getattr(record, "label", None))
 
 
-def _load_rgb(source: str | Callable[[], Any]):
+def _load_rgb(source: str | Callable[[], Any], decode: dict | None = None):
     """8-bit RGB PIL image: :func:`lare2lib.data.images.load_image` converts grey, palette, CMYK,
-    16-bit, alpha and animated files and raises ``BadImageError`` for the rest."""
+    16-bit, alpha and animated files (``decode``: its ``exif`` and ``alpha`` options) and raises
+    ``BadImageError`` for the rest."""
     if callable(source):
         return source().convert("RGB")
     from lare2lib.data.images import load_image
 
-    return load_image(source)
+    return load_image(source, **(decode or {}))
 
 
 class _PixelDataset(torch.utils.data.Dataset):
     """Decodes and squashes images in DataLoader workers; failures become reasons, not crashes."""
 
-    def __init__(self, items: Sequence[_Item], image_size: int, resize: str = "squash"):
+    def __init__(self, items: Sequence[_Item], image_size: int, resize: str = "squash",
+                 decode: dict | None = None):
         self.items = list(items)
         self.image_size = image_size
         self.resize = resize
+        self.decode = decode
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
         try:
-            return index, pixels_from_image(_load_rgb(self.items[index].source), self.image_size, self.resize)
+            image = _load_rgb(self.items[index].source, self.decode)
+            return index, pixels_from_image(image, self.image_size, self.resize)
         except Exception as error:  # any decoder failure is a reportable bad image
             return index, _failure_reason(error)
 
@@ -199,7 +203,8 @@ def extract_to_store(method: str | Extractor, components, records, store,
         store.mark_bad(image_id, reason)
         summary.bad[image_id] = reason
     loader = torch.utils.data.DataLoader(
-        _PixelDataset(pending, extractor.image_size, getattr(extractor, "resize", "squash")), batch_size=batch_size or config.batch_size,
+        _PixelDataset(pending, extractor.image_size, getattr(extractor, "resize", "squash"),
+                      getattr(extractor, "decode", None)), batch_size=batch_size or config.batch_size,
         num_workers=num_workers, collate_fn=_collate, pin_memory=extractor.device.type == "cuda")
     from tqdm.auto import tqdm
 
