@@ -162,3 +162,17 @@ def test_default_distances_per_profile(empty_torch_home):
     assert set(mini) == {"efficientnet_lite0_blocks.0", "pixel_mse"}
     with pytest.raises(ModelNotAvailableError):
         aeroblade.default_distances("full")
+
+
+def test_autoencoders_reconstruct_in_half_precision_off_the_cpu_as_released():
+    from lare2lib.detectors import aeroblade as A
+
+    on_cpu = torch.nn.Linear(2, 2)
+    assert A._in_precision(on_cpu, "release") is on_cpu  # float32 on the CPU
+    with torch.device("meta"):  # stands in for a GPU: any device but the CPU
+        elsewhere = torch.nn.Linear(2, 2)
+    half = A._in_precision(elsewhere, "release")
+    assert half.weight.dtype == torch.float16 and elsewhere.weight.dtype == torch.float32  # a copy
+    assert A._in_precision(elsewhere, "float32") is elsewhere
+    with pytest.raises(ValueError, match="release.*float32"):
+        A.aeroblade([], [], {}, {}, ae_precision="fp16")

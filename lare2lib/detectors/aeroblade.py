@@ -46,6 +46,7 @@ __all__ = [
     "LpipsVggDistance",
     "VGG16_FILE",
     "AerobladeResult",
+    "AE_PRECISIONS",
     "aeroblade",
     "default_distances",
 ]
@@ -209,6 +210,19 @@ def _distances_of(distance: nn.Module, cut: Sequence[torch.Tensor], recon: Seque
     return out
 
 
+AE_PRECISIONS = ("release", "float32")
+
+
+def _in_precision(ae: nn.Module, ae_precision: str) -> nn.Module:
+    """The autoencoder AEROBLADE reconstructs with: a float16 copy on a GPU under ``release``."""
+    parameter = next(ae.parameters())
+    if ae_precision == "float32" or parameter.device.type == "cpu" or parameter.dtype == torch.float16:
+        return ae
+    import copy
+
+    return copy.deepcopy(ae).half()
+
+
 def aeroblade(
     images: Sequence[torch.Tensor],
     image_ids: Sequence[str],
@@ -218,14 +232,21 @@ def aeroblade(
     seed: int = 0,
     batch_size: int = 32,
     progress: bool = False,
+    ae_precision: str = "release",
 ) -> dict[str, AerobladeResult]:
     """Distance name → :class:`AerobladeResult` for uint8 ``(3, H, W)`` images of any sizes.
 
     Each autoencoder reconstructs every image once (cut to its multiple, at native
     resolution); every distance is then measured on the same reconstructions.
+    ``ae_precision``: ``release`` reconstructs in float16 on a GPU, as the released AEROBLADE
+    loads its autoencoders (float32 on the CPU, where half convolutions are slow or missing);
+    ``float32`` always reconstructs in float32.
     """
+    if ae_precision not in AE_PRECISIONS:
+        raise ValueError(f"unknown ae_precision {ae_precision!r}; valid: {list(AE_PRECISIONS)}")
     columns: dict[str, list[np.ndarray]] = {name: [] for name in distances}
     for ae_name, ae in tqdm(autoencoders.items(), desc="AEROBLADE", disable=not progress):
+        ae = _in_precision(ae, ae_precision)
         cut, recon = reconstruct_images(ae, images, image_ids, seed=seed, batch_size=batch_size,
                                         quantize=False, rounding="truncate")
         for name, distance in distances.items():
