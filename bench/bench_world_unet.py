@@ -60,12 +60,10 @@ def build(overrides: dict, batch_size: int):
 
 
 def step(unet, prompts, params, optimizer, batch: dict) -> None:
+    from lare2lib.world.unet_training import apply_gradients
+
     prediction = unet(batch["noisy"], batch["t"], prompts(batch["classes"])).sample
-    loss = torch.nn.functional.mse_loss(prediction, batch["noise"])
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    optimizer.step()
+    apply_gradients(torch.nn.functional.mse_loss(prediction, batch["noise"]), optimizer, params)
 
 
 def make_batch(batch_size: int) -> dict[str, torch.Tensor]:
@@ -117,18 +115,11 @@ def _forward_seconds(models: dict, batch: dict, repeats: int) -> dict[str, float
 
 
 def _world_sampling_forwards() -> int:
-    """Image-forwards notebook 00 spends sampling the default mini world (guidance doubles a step)."""
+    """Image-forwards notebook 00 spends sampling the default mini world."""
     from lare2lib.core.profiles import get_profile
-    from lare2lib.world.recipes import generator_specs
+    from lare2lib.world.build import sampling_image_forwards
 
-    world = get_profile("mini").world
-    total = 0
-    for spec in generator_specs(world.ddim_steps, world.guidance_scale):
-        count = world.generated_per_generator
-        if spec.name == world.train_generator:
-            count += world.generated_train + world.generated_val
-        total += count * spec.steps * (2 if spec.guidance != 1.0 else 1)
-    return total
+    return sampling_image_forwards(get_profile("mini").world)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import torch
 
 from lare2lib.core.profiles import get_profile
 from lare2lib.data.imagesets import ImageSet, to_uint8
+from lare2lib.eval import metrics
 from lare2lib.models import conditioning, schedulers
 from lare2lib.world import autoencoder_training, build, photos, recipes, sampling, unet_training, weights
 from lare2lib.studies import nb00_premise
@@ -367,10 +368,15 @@ def test_smoke_world_builds_exports_and_verifies(smoke_profile):
     auc, points = nb00_premise.premise_by_scale(built, scales=(32, None), per_photo=2)
     assert len(auc) == len(built.generators) * 3 and set(auc["reals"]) == {"world crops", "32 px", "stored px"}
     assert ((auc["low"] <= auc["auc"]) & (auc["auc"] <= auc["high"])).all()
-    gap = nb00_premise.premise_gap(built)
-    for spec in built.generators:  # the same losses, so the same AUC on the world's test crops
-        row = auc[(auc["generator"] == spec.name) & (auc["reals"] == "world crops")].iloc[0]
-        assert row["auc"] == gap[spec.name]["auc"]
+    gap = nb00_premise.premise_gap(auc)
+    reals = built.real["test"]
+    for spec in built.generators:  # checked against the losses computed directly
+        ae, unet, prompts, scale = built.ldm(spec.ldm)
+        fakes = built.generated(spec.name)
+        real_loss, fake_loss = (sampling.single_step_loss(ae, unet, prompts, scale, s.pixels, s.class_index, s.ids,
+                                                          200, seed=smoke_profile.seed) for s in (reals, fakes))
+        assert gap[spec.name]["gap"] == pytest.approx(float(real_loss.mean() - fake_loss.mean()))
+        assert gap[spec.name]["auc"] == pytest.approx(metrics.rank_auc(-real_loss.numpy(), -fake_loss.numpy()))
     assert set(points["kind"]) == {"real", "generated"} and points["smoothness"].ge(0).all()
     assert torch.equal(built.reconstructions("kl_ae", "test").pixels, recon.pixels)  # cached, identical
 
@@ -379,6 +385,15 @@ def test_smoke_world_builds_exports_and_verifies(smoke_profile):
     weight.write_bytes(weight.read_bytes()[:-1] + b"\x00")
     with pytest.raises(weights.WeightsError, match="do not match"):
         weights.verify_weights("smoke")
+
+
+def test_the_sampling_bill_counts_every_split_of_every_generator():
+    world = get_profile("mini").world
+    # kl_ldm: train + val + test at 25 guided steps; vq_ldm: test at 25 guided; kl_ldm_fast: test at 5
+    assert build.sampling_image_forwards(world) == (1536 + 256 + 512) * 25 * 2 + 512 * 25 * 2 + 512 * 5
+    assert build.sample_count(world, "kl_ldm", "train") == 1536
+    with pytest.raises(ValueError, match="only the training generator"):
+        build.sample_count(world, "vq_ldm", "val")
 
 
 def test_missing_weights_say_how_to_build_them(tmp_path, monkeypatch):

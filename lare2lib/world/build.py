@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from lare2lib.core import paths
-from lare2lib.core.profiles import Profile
+from lare2lib.core.profiles import Profile, WorldConfig
 from lare2lib.data.imagesets import ImageSet
 from lare2lib.models.autoencoders import load_autoencoder as load_any_autoencoder
 from lare2lib.world.autoencoder_training import reconstruct
@@ -30,7 +30,30 @@ from lare2lib.world.retrain import retrain_world
 from lare2lib.world.sampling import sample_images
 from lare2lib.world.weights import AE_NAMES, LDM_AE, load_autoencoder, load_ldm_parts, verify_weights
 
-__all__ = ["World", "load_world", "taef2_reconstruct"]
+__all__ = ["World", "load_world", "sample_count", "sampling_image_forwards", "taef2_reconstruct"]
+
+SPLITS = ("train", "val", "test")
+
+
+def sample_count(world: WorldConfig, generator: str, split: str) -> int:
+    """How many images ``generator`` samples for ``split``: every generator has test images;
+    only the training generator (detectors train on its samples) has train and val ones."""
+    if split == "test":
+        return world.generated_per_generator
+    if generator != world.train_generator:
+        raise ValueError(f"only the training generator '{world.train_generator}' has '{split}' samples; "
+                         f"'{generator}' has only 'test'")
+    return {"train": world.generated_train, "val": world.generated_val}[split]
+
+
+def sampling_image_forwards(world: WorldConfig) -> int:
+    """UNet image-forwards it takes to sample every set of the world (guidance doubles a step)."""
+    total = 0
+    for spec in generator_specs(world.ddim_steps, world.guidance_scale):
+        splits = SPLITS if spec.name == world.train_generator else ("test",)
+        images = sum(sample_count(world, spec.name, split) for split in splits)
+        total += images * spec.steps * (2 if spec.guidance != 1.0 else 1)
+    return total
 
 
 @dataclass
@@ -79,22 +102,13 @@ class World:
             self._models[name] = load_ldm_parts(name, self.profile.world.recipe)
         return self._models[name]
 
-    def _count(self, generator: str, split: str) -> int:
-        w = self.profile.world
-        if split == "test":
-            return w.generated_per_generator
-        if generator != w.train_generator:
-            raise ValueError(f"only the training generator '{w.train_generator}' has '{split}' samples; "
-                             f"'{generator}' has only 'test'")
-        return {"train": w.generated_train, "val": w.generated_val}[split]
-
     def generated(self, name: str, split: str = "test") -> ImageSet:
         """Samples of a generator; classes cycle through the categories (balanced)."""
         path = self.folder / f"gen_{name}_{split}.safetensors"
         if path.is_file():
             return ImageSet.load(path)
         spec = self.generator(name)
-        count = self._count(name, split)
+        count = sample_count(self.profile.world, name, split)
         ae, unet, prompts, scale = self.ldm(spec.ldm)
         classes = torch.arange(count) % len(CLASS_NAMES)
         seed = self.profile.seed + {"train": 1000, "val": 2000, "test": 0}[split]

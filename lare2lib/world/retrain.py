@@ -53,7 +53,7 @@ def train_stage(stage: str, profile: Profile, threads: int | None = None, progre
     out = train_dir(profile.world.recipe, stage)
     _claim_workdir(out, stage, recipe, info["crops_key"], profile.seed)
     if stage in AE_NAMES:
-        ae_recipe = recipe.kl_ae if stage == "kl_ae" else recipe.vq_ae
+        ae_recipe = _autoencoder_recipes(recipe)[stage]
         ae, log = train_autoencoder(ae_recipe, sets["train"], sets["val"], out, profile.seed, progress)
         ae.register_to_config(scaling_factor=latent_scaling_factor(ae, sets["train"].pixels))
         ae.save_pretrained(out / "final")
@@ -74,9 +74,13 @@ def train_stage(stage: str, profile: Profile, threads: int | None = None, progre
     return result
 
 
+def _autoencoder_recipes(recipe: WorldRecipe) -> dict:
+    return {"kl_ae": recipe.kl_ae, "vq_ae": recipe.vq_ae}
+
+
 def _stage_recipe(stage: str, recipe: WorldRecipe) -> dict:
     """The part of the world's recipe a stage trains with (an LDM also depends on its autoencoder's)."""
-    own = {"kl_ae": recipe.kl_ae, "vq_ae": recipe.vq_ae}
+    own = _autoencoder_recipes(recipe)
     if stage in own:
         return {stage: asdict(own[stage])}
     return {stage: asdict(recipe.unet), LDM_AE[stage]: asdict(own[LDM_AE[stage]])}

@@ -120,10 +120,7 @@ def train_unet(recipe: UNetRecipe, ae, scaling_factor: float, train: ImageSet, v
             group["lr"] = cosine_lr(step, recipe.steps, recipe.lr, recipe.warmup_steps)
         unet.train()
         loss = _denoising_loss(unet, prompts, scheduler, table, scaling_factor, recipe, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        apply_gradients(loss, optimizer, params)
         ema.update(modules, step)
         step_seconds += time.perf_counter() - step_started
         done = step + 1
@@ -140,6 +137,14 @@ def train_unet(recipe: UNetRecipe, ae, scaling_factor: float, train: ImageSet, v
                         extra={"prompts": prompts, "ema_unet": ema.shadow["unet"],
                                "ema_prompts": ema.shadow["prompts"]})
     return ema.shadow["unet"], ema.shadow["prompts"], log
+
+
+def apply_gradients(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list, max_norm: float = 1.0) -> None:
+    """One optimiser update from ``loss``: backward, gradient-norm clip at ``max_norm``, step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
 
 
 def _realism_reference(train: ImageSet, val: ImageSet, seed: int, floor_size: int = 1024) -> KIDReference:
