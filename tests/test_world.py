@@ -353,9 +353,15 @@ def test_smoke_world_builds_exports_and_verifies(smoke_profile):
     built = build.load_world(smoke_profile, progress=False)
     manifest = built.manifest
     assert set(manifest["training"]) == {"kl_ae", "vq_ae", "kl_ldm", "vq_ldm"}
+    from safetensors import safe_open
+
     for name in ("kl_ldm", "vq_ldm"):
         spec = json.loads((weights.weights_root("smoke") / name / "ldm.json").read_text())
         assert spec["vae"] == f"../{weights.LDM_AE[name]}"
+        stored = weights.weights_root("smoke") / name / "unet" / "diffusion_pytorch_model.safetensors"
+        with safe_open(str(stored), "pt") as handle:  # committed in half precision ...
+            assert {handle.get_slice(k).get_dtype() for k in handle.keys()} == {"F16"}
+        assert next(built.ldm(name)[1].parameters()).dtype == torch.float32  # ... computed in float32
     generated = built.generated("vq_ldm")
     assert len(generated) == smoke_profile.world.generated_per_generator
     assert built.generated("kl_ldm", "train").pixels.shape[0] == smoke_profile.world.generated_train

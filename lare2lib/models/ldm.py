@@ -196,7 +196,7 @@ def _load_mini_ldm(ref: ModelRef) -> LDMComponents:
     return LDMComponents(
         name=ref.text,
         vae=vae,
-        unet=UNet2DConditionModel.from_pretrained(str(part_dirs["unet"])),
+        unet=UNet2DConditionModel.from_pretrained(str(part_dirs["unet"]), torch_dtype=torch.float32),
         scheduler=DDPMScheduler.from_pretrained(str(part_dirs["scheduler"])),
         prompt_encoder=prompt_encoder,
         class_names=prompt_encoder.class_names,

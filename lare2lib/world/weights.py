@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel, VQModel
 
 from lare2lib.core import paths
@@ -86,7 +87,9 @@ def load_ldm_parts(name: str, recipe: str = "mini") -> tuple:
     folder = weights_root(recipe) / name
     spec = json.loads((folder / "ldm.json").read_text())
     ae = load_any_autoencoder(str((folder / spec["vae"]).resolve()))
-    unet = UNet2DConditionModel.from_pretrained(str(folder / spec["unet"]), local_files_only=True)
+    # stored in float16 (retrain.UNET_STORAGE_DTYPE), computed in float32
+    unet = UNet2DConditionModel.from_pretrained(str(folder / spec["unet"]), local_files_only=True,
+                                                torch_dtype=torch.float32)
     prompts = ClassPromptEncoder.from_pretrained(str(folder / spec["prompt_encoder"]), local_files_only=True)
     for module in (unet, prompts):
         freeze(module)
