@@ -116,6 +116,15 @@ def test_predict_missing_input_and_missing_checkpoint(tmp_path, checkpoint, caps
     assert code == 2 and "no detector checkpoint" in err
 
 
+def test_predict_on_a_folder_without_images_fails_with_a_message(tmp_path, checkpoint, capsys):
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("not an image")
+    out = tmp_path / "scores.csv"
+    code, _, err = _call(["predict", str(empty), "--detector", str(checkpoint), "--out", str(out)], capsys)
+    assert code == 2 and "no images found" in err and not out.exists()
+
+
 def test_evaluate_folders_writes_metrics(tmp_path, checkpoint, capsys):
     real = _images(tmp_path / "real", 6, 60)
     fake = _images(tmp_path / "fake", 5, 200, seed=1)

@@ -194,12 +194,19 @@ def _load(args: argparse.Namespace):
     return load_detector(args.detector, device=resolve_device(args.device))
 
 
+class NoImagesError(ValueError):
+    """The inputs hold no image file at all (an empty folder, a wrong path pattern)."""
+
+
 def predict_command(args: argparse.Namespace) -> int:
     if args.tries < 1:
         raise ValueError("--tries must be at least 1")
     started = time.perf_counter()
     detector = _load(args)
     records, bad = collect_images(args.images, args.class_from)
+    if not records and not bad:
+        raise NoImagesError(f"no images found in {', '.join(args.images)} (looked for image files, "
+                            "recursively in folders); nothing was scored")
     results = score_records(detector, records, bad=bad, seed=args.seed, tries=args.tries,
                             batch_size=args.batch_size, progress=not args.no_progress)
     text = write_scores_csv(results, args.out, args.threshold)

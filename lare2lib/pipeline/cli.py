@@ -61,6 +61,7 @@ _USER_ERROR_TYPES = (
     "lare2lib.core.profiles:ProfileError",
     "lare2lib.pipeline.runner:RunnerError",
     "lare2lib.detectors.registry:DetectorError",
+    "lare2lib.detectors.predict:NoImagesError",
     "lare2lib.detectors.train:TrainingError",
 )
 """Exceptions that mean "bad input": reported as one line with exit code 2, no traceback."""
