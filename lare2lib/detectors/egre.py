@@ -72,15 +72,6 @@ def _default_lare() -> dict[str, Any]:
     return {"timestep": 200, "ensemble": 4, "image_size": 256, "prompt": "class", "article": "a"}
 
 
-def lare_config(lare: Mapping[str, Any], **overrides: Any):
-    """The :class:`~lare2lib.core.profiles.LareConfig` of a detector config's ``lare`` dict
-    (checkpoints from before ``article`` existed wrote the release's "a")."""
-    from lare2lib.core.profiles import LareConfig
-
-    return LareConfig(timestep=lare["timestep"], ensemble=lare["ensemble"], image_size=lare["image_size"],
-                      prompt=lare["prompt"], article=lare.get("article", "a"), **overrides)
-
-
 class EgreDetector(nn.Module):
     """EGRE and its ablations as one detector kind (see the module docstring).
 
@@ -227,6 +218,8 @@ class EgreDetector(nn.Module):
     def map_extractor(self, seed: int = 0):
         """The LaRE (or DIRE-style, latent space) extractor the config names."""
         from lare2lib.signals.extract import make_extractor
+
+        from lare2lib.detectors.egre_data import lare_config
 
         config = lare_config(self.config["lare"])
         # squash as LaRE: the map must cover the whole image for the crop alignment

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +262,15 @@ class EgreDataset(Dataset):
 
 
 # -- map extraction into a feature store --------------------------------------------------------
+
+
+def lare_config(lare: Mapping[str, Any], **overrides: Any):
+    """The :class:`~lare2lib.core.profiles.LareConfig` of a detector config's ``lare`` dict
+    (checkpoints from before ``article`` existed wrote the release's "a")."""
+    from lare2lib.core.profiles import LareConfig
+
+    return LareConfig(timestep=lare["timestep"], ensemble=lare["ensemble"], image_size=lare["image_size"],
+                      prompt=lare["prompt"], article=lare.get("article", "a"), **overrides)
 
 
 def map_store(root: str | os.PathLike, extractor, model: str, prompt: str):

@@ -222,11 +222,11 @@ def _prepare(train: _Split, val: _Split, tests: dict[str, _Split], config: Mappi
 def _feature_maps(feature: str, splits: dict[str, _Split], config: Mapping[str, Any],
                   budget: SplitBudget, reference, root: Path, map_seed: int,
                   progress: bool, num_workers: int) -> dict[str, torch.Tensor]:
-    from lare2lib.detectors import egre  # egre imports this module
+    from lare2lib.detectors.egre_data import lare_config as config_of
     from lare2lib.signals.extract import make_extractor
 
     lare = config["lare"]
-    lare_config = egre.lare_config(lare, batch_size=budget.map_batch_size)
+    lare_config = config_of(lare, batch_size=budget.map_batch_size)
     # the detector config is the one source of the DIRE step count (score_images reads it too)
     options = ({"steps": config.get("dire_steps", 20), "space": "latent", "resize": "squash"}
                if feature == "dire" else {})  # squash as LaRE: the map covers the whole image

@@ -125,7 +125,7 @@ def load_detectors(world, config: Config | None = None, *, seed: int = 0, egre_c
     ``train_per_class``, ``val_per_class`` and the ``train`` protocol). EGRE computes its maps
     with the world's ``kl_ldm``.
     """
-    from lare2lib.detectors import egre
+    from lare2lib.detectors.egre_data import lare_config as config_of
     from lare2lib.detectors.aeroblade import BackboneDistance
     from lare2lib.detectors.registry import load_detector
     from lare2lib.world.weights import world_ldm
@@ -151,7 +151,7 @@ def load_detectors(world, config: Config | None = None, *, seed: int = 0, egre_c
     detectors["aeroblade"] = attacks.Aeroblade(autoencoders, distance, seed=world.profile.seed)
     origin["aeroblade"] = f"training-free: −min {distance.name} distance over {sorted(autoencoders)}"
     lare = detectors["egre"].config["lare"]
-    lare_config = egre.lare_config(lare)
+    lare_config = config_of(lare)
     detectors["mean_lare"] = attacks.MeanLare(reference, lare_config, seed=seed)
     origin["mean_lare"] = (f"training-free: −mean LaRE ({reference.name}, t={lare_config.timestep}, "
                            f"K={lare_config.ensemble})")
