@@ -414,3 +414,12 @@ def test_committed_mini_weights_match_their_manifest():
     manifest = weights.verify_weights("mini")
     assert manifest["recipe"] == "mini"
     assert dataclasses.asdict(get_profile("mini").world) == manifest["world"]
+    # trained on the shipped corpus's crops, with the recipe the code states
+    from lare2lib.world import real_crops
+
+    profile = get_profile("mini")
+    assert manifest["data"]["crops_key"] == real_crops.crops_key(profile, photos.find_photos())
+    recipe = recipes.RECIPES["mini"]
+    stated = {"kl_ae": recipe.kl_ae, "vq_ae": recipe.vq_ae, "kl_ldm": recipe.unet, "vq_ldm": recipe.unet}
+    for stage, stage_recipe in stated.items():
+        assert manifest["training"][stage]["recipe"] == json.loads(json.dumps(dataclasses.asdict(stage_recipe)))

@@ -75,7 +75,7 @@ class DireExtractor:
         if resize not in RESIZE_POLICIES:
             raise ValueError(f"unknown resize policy {resize!r}; valid: {list(RESIZE_POLICIES)}")
         self.resize = resize
-        self.decode = {"exif": config.exif_orientation, "alpha": config.alpha}  # how callers read files
+        self.file_decoding = {"exif": config.exif_orientation, "alpha": config.alpha}  # how callers read files
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         self.components = components
@@ -105,7 +105,8 @@ class DireExtractor:
 
     def config_dict(self) -> dict[str, Any]:
         return {"method": self.method, "seed": self.seed, "steps": self.steps,
-                "space": self.space, "clip_sample": self.clip_sample, "resize": self.resize, **self.decode, "dtype": str(self.dtype).removeprefix("torch."),
+                "space": self.space, "clip_sample": self.clip_sample, "resize": self.resize,
+                **self.file_decoding, "dtype": str(self.dtype).removeprefix("torch."),
                 "image_size": self.image_size}
 
     def _denoise(self, scheduler, latents: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:

@@ -204,7 +204,7 @@ def extract_to_store(method: str | Extractor, components, records, store,
         summary.bad[image_id] = reason
     loader = torch.utils.data.DataLoader(
         _PixelDataset(pending, extractor.image_size, getattr(extractor, "resize", "squash"),
-                      getattr(extractor, "decode", None)), batch_size=batch_size or config.batch_size,
+                      getattr(extractor, "file_decoding", None)), batch_size=batch_size or config.batch_size,
         num_workers=num_workers, collate_fn=_collate, pin_memory=extractor.device.type == "cuda")
     from tqdm.auto import tqdm
 

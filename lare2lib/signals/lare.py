@@ -211,7 +211,7 @@ class LareExtractor:
         self.image_size = config.image_size
         self.article = config.article  # how callers write this extractor's class prompts
         self.resize = "squash"  # how callers bring images to image_size (pixels_from_image)
-        self.decode = {"exif": config.exif_orientation, "alpha": config.alpha}  # how callers read files
+        self.file_decoding = {"exif": config.exif_orientation, "alpha": config.alpha}  # how callers read files
         self.device, self.dtype = model_device_dtype(components.unet)
         check_precision(self.device, self.dtype)
         self.embed = PromptEmbedder(components.encode_prompts)
@@ -224,7 +224,7 @@ class LareExtractor:
         return {"method": self.method, "seed": self.seed, "posterior": self.posterior,
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "timestep": self.config.timestep, "ensemble": self.config.ensemble,
-                "image_size": self.image_size, **self.decode}
+                "image_size": self.image_size, **self.file_decoding}
 
     def latents(self, pixels: torch.Tensor, image_ids: Sequence[str]) -> torch.Tensor:
         """``(B, C, h, w)`` float32 scaled latents, the posterior noise drawn per image."""
