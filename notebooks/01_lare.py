@@ -82,6 +82,7 @@ if DATA_DIR:
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import Markdown, display
 
 from lare2lib.core import paths
 from lare2lib.core.plotting import save_figure, set_theme
@@ -299,7 +300,13 @@ if INTERACTIVE:
                      k=widgets.IntSlider(budget.ensemble, 1, 16))
 
 # %% [markdown]
-# ## 7 · Headline numbers
+# ## 7 · Findings (composed from this run's numbers)
+
+# %%
+display(Markdown(nb01_figures.findings(auc, gap, study, cost.ratios(), budget.timestep)))
+
+# %% [markdown]
+# ## 8 · Headline numbers
 
 # %%
 metrics = nb01_lare.metrics_record(

@@ -20,7 +20,8 @@
 # would show it: does LaRE's premise hold and what does it cost (01), what do EGRE's parts add
 # (02), how well does a detector trained on autoencoder reconstructions find generated images,
 # at the low false-positive rates that matter, and how robust is it (03), which autoencoder
-# family and training resolution generalise (04, 05), and how easily is it evaded (06)?
+# family and training resolution generalise (04, 05), how easily is it evaded (06), and what
+# is left of it all on real generators' images (08)?
 #
 # **Method.** Nothing is recomputed here. Each figure is redrawn (by the module of its notebook,
 # `lare2lib.studies.nb07_lare` … `nb07_evasion`, listed in `nb07_figures.FIGURES`) from
@@ -28,6 +29,7 @@
 # mini run's `figures/`, or a smoke run's own folder). A figure whose notebook has not run is
 # not drawn, and the reason is printed; the overview figure, which combines notebooks, leaves
 # out the panel of each missing one and names it under the figure. Nothing is ever filled in.
+# `lare2 run` runs this notebook last (`runner.RUNS_LAST`), after 08.
 #
 # After the last notebook, `lare2 run` assembles every executed notebook into one
 # self-contained page, `index.html` beside these figures (`lare2lib.pipeline.report`; rebuild it alone
@@ -66,7 +68,7 @@ out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("07_figures")
 root = out_dir.parent  # the run's figures folder: one output folder per notebook
 formats = tuple(f.strip() for f in FORMATS.split(",") if f.strip())
 set_theme()
-upstream = nb07_common.available_metrics(root, numbers=("01", "02", "03", "04", "05", "06"))
+upstream = nb07_common.available_metrics(root, numbers=("01", "02", "03", "04", "05", "06", "08"))
 records: dict[str, dict] = {}
 
 
@@ -161,7 +163,18 @@ show("postprocessing")
 show("evasion")
 
 # %% [markdown]
-# ## 7 · The answers as they fell in this run
+# ## 7 · In the wild (08)
+#
+# Every detector of 02–05 and the training-free ones on real generators' images (ComfyUI's
+# template previews) against held-out photos: AUC with photo-grouped 95 % intervals, with both
+# classes processed identically (filled) and as their files come (open): the gap between the
+# two is how much a format/size shortcut would have flattered them.
+
+# %%
+show("in_the_wild")
+
+# %% [markdown]
+# ## 8 · The answers as they fell in this run
 #
 # One sentence per headline result, its numbers read from the upstream `metrics.json` (so they
 # change with the run), then the table they come from.

@@ -122,3 +122,54 @@ def test_dire_input_is_the_released_resize_and_centre_crop(tiny_kl_ldm, tmp_path
     assert not torch.allclose(pixels_from_image(image, IMAGE_SIZE), release)  # squash differs
     with pytest.raises(ValueError, match="squash.*center_crop"):
         DireExtractor(tiny_kl_ldm, CONFIG, resize="crop")
+
+
+def _release_round_trip(unet, alphas_cumprod, z0, embeddings, steps, clip):
+    """guided-diffusion's ddim_reverse_sample_loop then ddim_sample_loop (η = 0) on the
+    "ddim<steps>" respacing, written out from the released code (respace.py, gaussian_diffusion.py)."""
+    T = len(alphas_cumprod)
+    stride = next(s for s in range(1, T) if len(range(0, T, s)) == steps)
+    use = list(range(0, T, stride))
+    ab = torch.tensor([float(alphas_cumprod[t]) for t in use], dtype=torch.float64)
+    ab_next = torch.cat([ab[1:], torch.zeros(1, dtype=torch.float64)])
+    ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
+
+    def pred_xstart(x, i):
+        eps = unet(x.float(), torch.tensor(use[i]), encoder_hidden_states=embeddings).sample.double()
+        x0 = (1 / ab[i]).sqrt() * x - (1 / ab[i] - 1).sqrt() * eps   # _predict_xstart_from_eps
+        x0 = x0.clamp(-1, 1) if clip else x0
+        return x0, ((1 / ab[i]).sqrt() * x - x0) / (1 / ab[i] - 1).sqrt()  # _predict_eps_from_xstart
+
+    x = z0.double()
+    for i in range(steps):
+        x0, eps = pred_xstart(x, i)
+        x = x0 * ab_next[i].sqrt() + (1 - ab_next[i]).sqrt() * eps
+    for i in reversed(range(steps)):
+        x0, eps = pred_xstart(x, i)
+        x = x0 * ab_prev[i].sqrt() + (1 - ab_prev[i]).sqrt() * eps
+    return x.float()
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_default_timing_is_the_released_ddim_reverse_sample_loop(tiny_kl_ldm, clip):
+    ldm = tiny_kl_ldm
+    z0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    embeddings = ldm.encode_prompts(PROMPTS[:2])
+    dire = DireExtractor(ldm, CONFIG, steps=4, space="latent", clip_sample=clip)
+    assert dire.timing == "guided_diffusion" and dire.config_dict()["timing"] == "guided_diffusion"
+    with torch.inference_mode():
+        ours = dire.reconstruct(z0, embeddings)
+        release = _release_round_trip(ldm.unet, ldm.scheduler.alphas_cumprod, z0, embeddings, 4, clip)
+        shifted = DireExtractor(ldm, CONFIG, steps=4, space="latent", clip_sample=clip,
+                                timing="diffusers").reconstruct(z0, embeddings)
+    torch.testing.assert_close(ours, release, rtol=1e-4, atol=1e-4)
+    assert (shifted - release).abs().max() > 1e-3  # diffusers' alignment is a different loop
+
+
+def test_respacing_and_unknown_timing():
+    from lare2lib.signals.dire import respaced_timesteps
+
+    assert respaced_timesteps(1000, 20) == list(range(0, 1000, 50))
+    assert respaced_timesteps(1000, 3) == [0, 334, 668]
+    with pytest.raises(ValueError, match="guided_diffusion.*diffusers"):
+        DireExtractor.__new__(DireExtractor).__init__(None, CONFIG, timing="adm")

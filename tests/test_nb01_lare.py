@@ -253,3 +253,21 @@ def test_config_parses_its_grids_and_refuses_garbage():
         nb01_lare.parse_ints("20,two hundred")
     with pytest.raises(TypeError, match="no parameter 'n_imgs'"):
         study_config(nb01_lare.Config, smoke_profile(), n_imgs=3)
+
+
+def test_findings_are_composed_from_the_tables():
+    import pandas as pd
+
+    from lare2lib.studies import nb01_figures
+
+    auc = pd.DataFrame({"auc": [0.7, 0.3, 0.5], "low": [0.6, 0.2, 0.4], "high": [0.8, 0.4, 0.6]},
+                       index=["kl_ldm", "vq_ldm", "kl_ldm_fast"])
+    gap = pd.DataFrame({"kl_ldm": [0.1, 0.3, -0.1], "vq_ldm": [-0.1, -0.2, -0.3]}, index=[20, 200, 600])
+    study = pd.DataFrame([{"K": 1, "set": "real", "split_half_corr": 0.4},
+                          {"K": 4, "set": "real", "split_half_corr": 0.8},
+                          {"K": 4, "set": "kl_ldm", "auc": 0.7}])
+    ratios = {"lare_vs_dire_speedup": 9.64, "batched_vs_per_image_speedup": 3.0, "extraction_vs_bare_ratio": 0.93}
+    text = nb01_figures.findings(auc, gap, study, ratios, 200)
+    assert "It holds (interval above ½) for kl_ldm;" in text and "reversed (interval below ½) for vq_ldm." in text
+    assert "kl_ldm: 2 of 3 timesteps (largest gap at t = 200)" in text and "vq_ldm: 0 of 3" in text
+    assert "0.40 at K = 1 and 0.80 at K = 4" in text and "9.6× as fast" in text and "keeps 0.93" in text

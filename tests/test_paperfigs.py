@@ -109,9 +109,24 @@ def metrics06() -> dict:
     }
 
 
+def metrics08() -> dict:
+    """08_in_the_wild's keys as nb08_report.metrics_record writes them."""
+    def row(auc):
+        return {"auc": auc, "auc_ci": [auc - 0.1, auc + 0.1], "ap": auc, "ap_ci": [0.4, 0.9],
+                "tpr": 0.1, "tpr_ci": [0.0, 0.3], "n_fake": 56, "n_real": 65, "seeds": 1}
+
+    def condition(shift):
+        return {name: {"all": {"all": row(auc + shift)}, "vae_family": {"flux2-32ch": row(auc)}}
+                for name, auc in (("02 egre", 0.55), ("AEROBLADE (TAEF2)", 0.75), ("mean LaRE (kl_ldm)", 0.3))}
+
+    return {"conditions": {"controlled": condition(0.0), "as_shipped": condition(0.1)},
+            "verdicts": {"02 egre": "chance", "AEROBLADE (TAEF2)": "transfers", "mean LaRE (kl_ldm)": "inverted"},
+            "set": {"n_fake": 56, "n_real": 65}}
+
+
 ALL = {"01_lare": metrics01(), "02_egre_ablations": metrics02(), "03_ae_reconstruction": metrics03(),
        "04_autoencoder_family": metrics04(), "05_training_resolution": metrics05(),
-       "06_evasion": metrics06()}
+       "06_evasion": metrics06(), "08_in_the_wild": metrics08()}
 
 
 @pytest.fixture(autouse=True)
@@ -133,6 +148,18 @@ def test_every_registered_figure_draws_from_complete_metrics():
     assert list(drawn) == [spec.name for spec in nb07_figures.FIGURES]
     assert drawn["overview_auc"][1] == ["01_lare", "02_egre_ablations", "03_ae_reconstruction"]
     assert drawn["evasion"][1] == ["06_evasion"]
+    assert drawn["in_the_wild"][1] == ["08_in_the_wild"]
+
+
+def test_in_the_wild_figure_and_sentence_read_08():
+    fig = nb07_figures.draw_figure("in_the_wild", {"08_in_the_wild": metrics08()})[0]
+    assert "AEROBLADE (TAEF2)" in _texts(fig)
+    [sentence] = nb07_figures.findings({"08_in_the_wild": metrics08()})
+    assert "1 of 3 detectors transfer" in sentence and "best AEROBLADE (TAEF2), AUC 0.75 [0.65, 0.85]" in sentence
+    rows = nb07_figures.headline_rows({"08_in_the_wild": metrics08()})
+    assert {r["set"] for r in rows} == {"02 egre", "AEROBLADE (TAEF2)", "mean LaRE (kl_ldm)"}
+    with pytest.raises(nb07_common.MissingMetrics):
+        nb07_figures.draw_figure("in_the_wild", {"08_in_the_wild": {"conditions": {}}})
 
 
 def test_timestep_curve_plots_t_in_numeric_order():

@@ -168,3 +168,44 @@ def test_class_names_reach_the_detector(tmp_path, checkpoint, monkeypatch):
                      f"same={folder}", "--class-from", "imagenet", "--bootstrap", "5",
                      "--out", str(tmp_path / "m.json"), "--no-progress"]) == 0
     assert set(seen.values()) == {"tench"}
+
+
+# -- training-free detectors: no checkpoint -----------------------------------------------------
+
+
+def test_predict_with_aeroblade_needs_no_checkpoint_and_leaves_labels_to_a_threshold(tmp_path, capsys):
+    folder = _images(tmp_path / "mixed", 3, 120)
+    out = tmp_path / "scores.csv"
+    code, _, err = _call(["predict", str(folder), "--detector", "aeroblade", "--autoencoders", "mini:kl_ae",
+                          "--distance", "pixel", "--out", str(out), "--no-progress"], capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3 and all(r["status"] == "ok" and r["label"] == "" for r in rows)
+    scores = [float(r["score"]) for r in rows]
+    assert all(s <= 0 for s in scores)  # −min distance
+    code, _, _ = _call(["predict", str(folder), "--detector", "aeroblade", "--autoencoders", "mini:kl_ae",
+                        "--distance", "pixel", "--threshold", str(np.median(scores)), "--out", str(out),
+                        "--no-progress"], capsys)
+    assert code == 0 and {r["label"] for r in csv.DictReader(out.open())} == {"real", "fake"}
+
+
+def test_predict_with_mean_lare_and_evaluate_with_aeroblade(tmp_path, capsys):
+    real = _images(tmp_path / "real", 4, 60)
+    fake = _images(tmp_path / "fake", 3, 200, seed=1)
+    code, text, err = _call(["predict", str(real), "--detector", "mean-lare", "--ldm", "mini:kl_ldm",
+                             "--no-progress"], capsys)
+    assert code == 0, err
+    assert len(list(csv.DictReader(text.splitlines()))) == 4 and "mean-lare" in err
+    out = tmp_path / "metrics.json"
+    code, _, err = _call(["evaluate", "--detector", "aeroblade", "--autoencoders", "mini:kl_ae,mini:vq_ae",
+                          "--distance", "pixel", "--real", str(real), "--fake", f"bright={fake}",
+                          "--bootstrap", "10", "--out", str(out), "--no-progress"], capsys)
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert result["kind"] == "aeroblade" and result["metrics"]["bright"]["n_fake"] == 3
+
+
+def test_a_misspelt_training_free_detector_is_named(tmp_path, capsys):
+    folder = _images(tmp_path / "x", 1, 100)
+    code, _, err = _call(["predict", str(folder), "--detector", "aeroblad"], capsys)
+    assert code == 2 and "not a training-free detector (aeroblade, mean-lare)" in err

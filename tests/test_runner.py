@@ -53,6 +53,14 @@ def test_discovery_is_numeric_and_ignores_other_files(folders, make_notebook):
     assert [path.stem for path in found] == ["00_first", "02_second", "10_last"]
 
 
+def test_the_summary_notebook_runs_after_every_other(folders, make_notebook):
+    for stem in ("08_in_the_wild", "07_figures", "06_evasion"):
+        make_notebook(folders["notebooks"], stem)
+    found = runner.discover_notebooks(folders["notebooks"])
+    assert [path.stem for path in found] == ["06_evasion", "08_in_the_wild", "07_figures"]
+    assert runner.RUNS_LAST == ("07_figures",)
+
+
 @pytest.mark.parametrize("name", ["02", "02_second", "02_second.ipynb", "notebooks/02_second.py"])
 def test_notebook_name_forms(folders, make_notebook, name):
     available = [make_notebook(folders["notebooks"], stem) for stem in ("00_first", "02_second")]

@@ -334,12 +334,10 @@ def _squashed(image: torch.Tensor, size: int) -> torch.Tensor:
 def maps_of_images(extractor, images: Sequence[torch.Tensor], ids: Sequence[str],
                    class_names: Sequence[str | None], policy: str) -> torch.Tensor:
     """``(B, C, h, w)`` maps of decoded images of any size, in one extractor call."""
-    from lare2lib.signals.lare import prompt_for
+    from lare2lib.signals.prompts import extractor_prompts
 
-    known = tuple(getattr(extractor.components, "class_names", ()) or ())
     pixels = torch.stack([_squashed(image, extractor.image_size) for image in images])
-    article = getattr(extractor, "article", "a")
-    prompts = [prompt_for(policy, name, known, article) for name in class_names]
+    prompts = extractor_prompts(extractor, class_names, policy, len(images))
     return extractor(pixels, list(ids), prompts).float().cpu()
 
 

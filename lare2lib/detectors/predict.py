@@ -1,7 +1,9 @@
 """``lare2 predict`` and ``lare2 evaluate``: any detector checkpoint on any images.
 
 Both go through :meth:`score_images` of the detector a checkpoint describes (see
-:mod:`lare2lib.detectors.registry`), so they work the same for every kind.
+:mod:`lare2lib.detectors.registry`), or of a training-free detector named instead of a
+checkpoint (``--detector aeroblade`` / ``mean-lare``, :mod:`lare2lib.detectors.training_free`),
+so they work the same for every kind.
 
 ``predict`` scores files, folders (scanned recursively) and manifests and writes one CSV row per
 input: ``image_id, path, score, label, status``. A file that cannot be decoded (corrupt,
@@ -141,13 +143,14 @@ def score_records(detector, records: Sequence, *, bad: dict[str, str] | None = N
 
 
 def write_scores_csv(results: Sequence[ScoredImage], out: str | os.PathLike[str] | None,
-                     threshold: float) -> str:
-    """CSV text of the results (written atomically to ``out`` when given)."""
+                     threshold: float | None) -> str:
+    """CSV text of the results (written atomically to ``out`` when given); ``threshold`` None
+    leaves the label column empty (a training-free score has no natural threshold)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in results:
-        label = "" if r.score is None else ("fake" if r.score > threshold else "real")
+        label = "" if r.score is None or threshold is None else ("fake" if r.score > threshold else "real")
         score = "" if r.score is None else f"{r.score:.6f}"
         writer.writerow([r.image_id, r.path, score, label, r.status])
     text = buffer.getvalue()
@@ -164,7 +167,16 @@ def write_scores_csv(results: Sequence[ScoredImage], out: str | os.PathLike[str]
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", required=True, help="detector checkpoint (.safetensors written by lare2)")
+    parser.add_argument("--detector", required=True,
+                        help="detector checkpoint (.safetensors written by lare2), or a training-free "
+                             "detector: aeroblade (--autoencoders, --distance) or mean-lare (--ldm)")
+    parser.add_argument("--autoencoders", default="mini:kl_ae,mini:vq_ae",
+                        help="aeroblade: comma-separated autoencoder references (mini:NAME, a local "
+                             "folder such as TAEF2's, or a hub id; default mini:kl_ae,mini:vq_ae)")
+    parser.add_argument("--distance", default="backbone", choices=("backbone", "pixel", "lpips"),
+                        help="aeroblade's distance (lpips: the release's LPIPS-VGG layer 2)")
+    parser.add_argument("--ldm", default="mini:kl_ldm",
+                        help="mean-lare: the reference LDM (mini:NAME, a diffusers folder or a hub id)")
     parser.add_argument("--tries", type=int, default=1,
                         help="random crops per image, P(fake) averaged (reconstruction classifiers: "
                              "the paper's '1 try' / '10 tries')")
@@ -182,16 +194,38 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("images", nargs="+", help="image files, folders (recursive) or manifests")
     _common_arguments(parser)
     parser.add_argument("--out", help="CSV to write (default: print to standard output)")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="P(fake) above which the label column says 'fake' (default 0.5)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="score above which the label column says 'fake' (default 0.5 for a "
+                             "checkpoint's P(fake); training-free scores have no natural threshold, "
+                             "so their label column stays empty unless one is given)")
     return parser
 
 
 def _load(args: argparse.Namespace):
-    from lare2lib.detectors.registry import load_detector
+    """The checkpoint detector ``--detector`` names, or a training-free one by name."""
+    from lare2lib.detectors.registry import DetectorError, load_detector
+    from lare2lib.detectors.training_free import TRAINING_FREE, training_free_detector
     from lare2lib.models.devices import resolve_device
 
-    return load_detector(args.detector, device=resolve_device(args.device))
+    if args.detector not in TRAINING_FREE and not Path(args.detector).exists():
+        raise DetectorError(f"--detector {args.detector}: no detector checkpoint at that path, and not a training-free "
+                            f"detector ({', '.join(sorted(TRAINING_FREE))})")
+    device = resolve_device(args.device)
+    if args.detector in TRAINING_FREE:
+        autoencoders = [ref.strip() for ref in args.autoencoders.split(",") if ref.strip()]
+        return training_free_detector(args.detector, autoencoders=autoencoders, ldm=args.ldm,
+                                      distance=args.distance, profile=getattr(args, "profile", "mini"),
+                                      seed=args.seed, device=device)
+    return load_detector(args.detector, device=device)
+
+
+def _threshold(args: argparse.Namespace, detector) -> float | None:
+    """``--threshold``, else 0.5 for a checkpoint's P(fake) and None (no label) for a training-free score."""
+    from lare2lib.detectors.training_free import TrainingFreeDetector
+
+    if args.threshold is not None:
+        return args.threshold
+    return None if isinstance(detector, TrainingFreeDetector) else 0.5
 
 
 class NoImagesError(ValueError):
@@ -209,7 +243,7 @@ def predict_command(args: argparse.Namespace) -> int:
                             "recursively in folders); nothing was scored")
     results = score_records(detector, records, bad=bad, seed=args.seed, tries=args.tries,
                             batch_size=args.batch_size, progress=not args.no_progress)
-    text = write_scores_csv(results, args.out, args.threshold)
+    text = write_scores_csv(results, args.out, _threshold(args, detector))
     if args.out is None:
         sys.stdout.write(text)
     failed = [r for r in results if r.score is None]

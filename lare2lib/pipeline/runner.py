@@ -54,6 +54,10 @@ __all__ = [
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 """Pipeline notebooks: a two-digit order prefix, an underscore, a name."""
 
+RUNS_LAST = ("07_figures",)
+"""Notebooks that summarise all the others (07 redraws every notebook's figures, 08's too), so
+they run after every numbered notebook whatever their number."""
+
 STANDARD_PARAMETERS = ("PROFILE", "SMOKE", "SEED", "OUT_DIR")
 """Parameters the runner fills in itself for every notebook that declares them."""
 
@@ -75,9 +79,11 @@ class RunnerError(ValueError):
 
 
 def discover_notebooks(folder: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Pipeline notebooks in ``folder`` (default ``<repo>/notebooks``), in numeric order."""
+    """Pipeline notebooks in ``folder`` (default ``<repo>/notebooks``), in numeric order, those
+    of :data:`RUNS_LAST` at the end."""
     folder = Path(folder) if folder is not None else paths.notebooks_dir()
-    return sorted(folder.glob(NOTEBOOK_GLOB), key=lambda path: (int(path.name[:2]), path.name))
+    return sorted(folder.glob(NOTEBOOK_GLOB),
+                  key=lambda path: (path.stem in RUNS_LAST, int(path.name[:2]), path.name))
 
 
 def resolve_notebooks(names: Iterable[str] | None, available: Sequence[Path]) -> list[Path]:

@@ -11,8 +11,9 @@ same model, this module runs the same recipe in the latent space of the LaRE LDM
     space="pixel":  |x - decode(ẑ0)| in [0, 1] pixel units, (3, S, S)
     space="latent": |z0 - ẑ0| in scaled latent units, (C, S/f, S/f)
 
-Both schedulers are built from the LDM's own scheduler config (``DDIMScheduler.from_config``,
-``DDIMInverseScheduler.from_config``), conditioned on the same prompt embeddings as LaRE, with
+Both directions use the LDM's own noise schedule, with the release's step alignment by default
+(:data:`DIRE_TIMINGS`: guided-diffusion's ``ddim_reverse_sample``; diffusers' inverse scheduler
+behind ``timing="diffusers"``), conditioned on the same prompt embeddings as LaRE, with
 ``clip_sample`` off by default: clipping ``x0`` to [-1, 1] is right for ADM's pixels (the
 release's ``clip_denoised=True``) but truncates latents. It is passed to ``from_config`` as a
 keyword, not written into the config dict: diffusers drops config keys listed in
@@ -41,9 +42,28 @@ from lare2lib.signals.lare import (
     scaled_latents,
 )
 
-__all__ = ["DIRE_SPACES", "DireExtractor"]
+__all__ = ["DIRE_SPACES", "DIRE_TIMINGS", "DireExtractor", "respaced_timesteps"]
 
 DIRE_SPACES = ("pixel", "latent")
+
+DIRE_TIMINGS = ("guided_diffusion", "diffusers")
+"""Which noise level each DDIM step moves between.
+
+``guided_diffusion`` (the released DIRE: ``ddim_reverse_sample_loop`` then ``ddim_sample_loop``
+on the ``ddimN`` respacing): timesteps ``0, s, 2s, …`` (stride s = T / N); inversion step i
+predicts ε at ``t_i`` and moves from ᾱ(t_i) to ᾱ(t_{i+1}), the last one to ᾱ = 0; sampling
+step i moves from ᾱ(t_i) to ᾱ(t_{i-1}), the last to ᾱ = 1; x̂0 is clipped first when
+``clip_sample`` and ε re-derived from it. ``diffusers``: ``DDIMInverseScheduler`` (step at t
+goes from ᾱ(t − s) to ᾱ(t), starting at ᾱ = 1) then ``DDIMScheduler``, one step later."""
+
+
+def respaced_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
+    """guided-diffusion's ``space_timesteps(T, "ddim<steps>")``: the stride giving exactly
+    ``steps`` timesteps ``range(0, T, stride)``."""
+    for stride in range(1, num_train_timesteps):
+        if len(range(0, num_train_timesteps, stride)) == steps:
+            return list(range(0, num_train_timesteps, stride))
+    raise ValueError(f"cannot respace {num_train_timesteps} timesteps into exactly {steps} DDIM steps")
 
 
 class DireExtractor:
@@ -61,20 +81,24 @@ class DireExtractor:
         resize: How callers bring images to ``image_size`` (:data:`~lare2lib.signals.lare.RESIZE_POLICIES`):
             ``center_crop`` (default, the released DIRE: short side, then the centre square) or
             ``squash`` (as LaRE).
+        timing: :data:`DIRE_TIMINGS`: ``guided_diffusion`` (default, the release's step
+            alignment) or ``diffusers`` (diffusers' inverse scheduler, one step later).
     """
 
     method = "dire"
 
     def __init__(self, components, config: LareConfig = LareConfig(), *, seed: int = 0,
                  steps: int = 20, space: str = "pixel", clip_sample: bool = False,
-                 resize: str = "center_crop"):
+                 resize: str = "center_crop", timing: str = "guided_diffusion"):
         from diffusers import DDIMInverseScheduler, DDIMScheduler
 
         if space not in DIRE_SPACES:
             raise ValueError(f"unknown DIRE space {space!r}; valid: {list(DIRE_SPACES)}")
         if resize not in RESIZE_POLICIES:
             raise ValueError(f"unknown resize policy {resize!r}; valid: {list(RESIZE_POLICIES)}")
-        self.resize = resize
+        if timing not in DIRE_TIMINGS:
+            raise ValueError(f"unknown DIRE timing {timing!r}; valid: {list(DIRE_TIMINGS)}")
+        self.resize, self.timing = resize, timing
         self.file_decoding = {"exif": config.exif_orientation, "alpha": config.alpha}  # how callers read files
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
@@ -90,6 +114,9 @@ class DireExtractor:
         config = components.scheduler.config
         self.sampler = DDIMScheduler.from_config(config, clip_sample=clip_sample)
         self.inverter = DDIMInverseScheduler.from_config(config, clip_sample=clip_sample)
+        if timing == "guided_diffusion" and self.sampler.config.prediction_type != "epsilon":
+            raise ValueError(f"timing='guided_diffusion' needs an ε-prediction UNet, this one predicts "
+                             f"{self.sampler.config.prediction_type!r}; use timing='diffusers'")
         self.embed = PromptEmbedder(components.encode_prompts)
         self.unet_calls = 0
 
@@ -106,6 +133,7 @@ class DireExtractor:
     def config_dict(self) -> dict[str, Any]:
         return {"method": self.method, "seed": self.seed, "steps": self.steps,
                 "space": self.space, "clip_sample": self.clip_sample, "resize": self.resize,
+                "timing": self.timing,
                 **self.file_decoding, "dtype": str(self.dtype).removeprefix("torch."),
                 "image_size": self.image_size}
 
@@ -118,8 +146,37 @@ class DireExtractor:
             latents = scheduler.step(eps.float(), t, latents).prev_sample
         return latents
 
+    def _eps(self, latents: torch.Tensor, t: int, embeddings: torch.Tensor) -> torch.Tensor:
+        self.unet_calls += 1
+        timestep = torch.tensor(t, device=self.device)
+        return self.components.unet(latents.to(self.dtype), timestep,
+                                    encoder_hidden_states=embeddings).sample.float()
+
+    def _guided_diffusion_step(self, x: torch.Tensor, eps: torch.Tensor, alpha: float,
+                               alpha_to: float) -> torch.Tensor:
+        """One DDIM move (η = 0) from ᾱ = ``alpha`` to ``alpha_to``, x̂0 clipped first if asked."""
+        x0 = (x - (1 - alpha) ** 0.5 * eps) / alpha ** 0.5
+        if self.clip_sample:
+            x0 = x0.clamp(-1, 1)
+            eps = (x - alpha ** 0.5 * x0) / (1 - alpha) ** 0.5
+        return alpha_to ** 0.5 * x0 + (1 - alpha_to) ** 0.5 * eps
+
+    def _guided_diffusion_round_trip(self, z0: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        times = respaced_timesteps(self.sampler.config.num_train_timesteps, self.steps)
+        alphas = [float(self.sampler.alphas_cumprod[t]) for t in times]
+        following, preceding = alphas[1:] + [0.0], [1.0] + alphas[:-1]
+        x = z0.float()
+        for i, t in enumerate(times):  # invert: ᾱ(t_i) → ᾱ(t_{i+1})
+            x = self._guided_diffusion_step(x, self._eps(x, t, embeddings), alphas[i], following[i])
+        for i in reversed(range(len(times))):  # sample: ᾱ(t_i) → ᾱ(t_{i-1})
+            x = self._guided_diffusion_step(x, self._eps(x, times[i], embeddings), alphas[i], preceding[i])
+        return x
+
     def reconstruct(self, z0: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-        """``z0`` → DDIM-inverted noise → DDIM reconstruction ``ẑ0`` (float32)."""
+        """``z0`` → DDIM-inverted noise → DDIM reconstruction ``ẑ0`` (float32), with the
+        extractor's :data:`DIRE_TIMINGS` alignment."""
+        if self.timing == "guided_diffusion":
+            return self._guided_diffusion_round_trip(z0, embeddings)
         noise = self._denoise(self.inverter, z0, embeddings)
         return self._denoise(self.sampler, noise, embeddings)
 

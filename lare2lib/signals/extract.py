@@ -264,6 +264,9 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="where the DIRE error |x - x̂| is taken")
     parser.add_argument("--dire-resize", choices=("center_crop", "squash"), default="center_crop",
                         help="DIRE input: short side + centre crop (released DIRE) or squashed (as LaRE)")
+    parser.add_argument("--dire-timing", choices=("guided_diffusion", "diffusers"), default="guided_diffusion",
+                        help="DIRE's DDIM step alignment: guided_diffusion (the release's ddim_reverse_sample "
+                             "loop) or diffusers (DDIMInverseScheduler, one step later)")
     return parser
 
 
@@ -356,7 +359,8 @@ def extract_command(args: argparse.Namespace) -> int:
     tag = f"[process {rank}/{world}] " if world > 1 else ""
     components = load_ldm(model, device=device, dtype=dtype)
     options = ({"steps": args.dire_steps, "space": args.dire_space,
-                "resize": getattr(args, "dire_resize", "center_crop")}
+                "resize": getattr(args, "dire_resize", "center_crop"),
+                "timing": getattr(args, "dire_timing", "guided_diffusion")}
                if args.method == "dire" else {})
     extractor = make_extractor(args.method, components, config, seed=profile.seed, **options)
     store = FeatureStore(args.out, extraction_config(extractor, model, config.prompt),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["PROMPT_POLICIES", "prompt_for", "check_prompts_by_label"]
+__all__ = ["PROMPT_POLICIES", "prompt_for", "extractor_prompts", "check_prompts_by_label"]
 
 PROMPT_POLICIES = ("class", "photo", "empty")
 """``class``: "a photo of a {class}" (LaRE on ImageNet-class data), falling back to "a photo"
@@ -35,6 +35,16 @@ def prompt_for(policy: str, class_name: str | None, known_classes: Sequence[str]
     if not class_name or (known and class_name.lower() not in known):
         return "a photo"
     return class_prompt(class_name, article)
+
+
+def extractor_prompts(extractor, class_names: Sequence[str | None] | None, policy: str,
+                      count: int) -> list[str]:
+    """The prompt of each of ``count`` images for a LaRE extractor: its model's class vocabulary
+    and its article (``class_names`` None: no class for any image)."""
+    known = tuple(getattr(extractor.components, "class_names", ()) or ())
+    names = list(class_names) if class_names is not None else [None] * count
+    article = getattr(extractor, "article", "a")
+    return [prompt_for(policy, name, known, article) for name in names]
 
 
 def check_prompts_by_label(prompts: Sequence[str], labels: Sequence[int | None]) -> None:

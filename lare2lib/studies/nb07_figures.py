@@ -2,7 +2,7 @@
 
 :data:`FIGURES` lists every figure with the notebooks it reads; :func:`draw_available` draws
 those whose notebooks have run and says why it left the others out; :func:`render` saves one.
-The figures themselves live in one module per upstream notebook (``nb07_lare`` … ``nb07_evasion``,
+The figures themselves live in one module per upstream notebook (``nb07_lare`` … ``nb07_wild``,
 and ``nb07_overview`` across 01–03), with the helpers they share in ``nb07_common``;
 :func:`headline_rows` and :func:`findings` gather each module's numbers and sentences.
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lare2lib.studies import nb07_egre, nb07_evasion, nb07_lare, nb07_matrices, nb07_recon
+from lare2lib.studies import nb07_egre, nb07_evasion, nb07_lare, nb07_matrices, nb07_recon, nb07_wild
 from lare2lib.studies.nb07_common import MissingMetrics, by_number, need
 from lare2lib.studies.nb07_overview import overview_figure
 
@@ -76,6 +76,8 @@ FIGURES: tuple[PaperFigure, ...] = (
             "detectors under post-processing sweeps (detection rate at the clean 5 % FPR threshold)"),
     _single("evasion", "06", nb07_evasion.evasion_figure,
             "artifact-removal attack and PGD budget curves with PSNR"),
+    _single("in_the_wild", "08", nb07_wild.wild_figure,
+            "every detector on real generators' images: identical processing vs as shipped"),
 )
 """Every figure of notebook 07, in the order it shows them."""
 
@@ -137,7 +139,7 @@ def render(name: str, metrics_by_notebook: Mapping[str, Mapping[str, Any]],
 
 
 NOTEBOOK_MODULES = {"01": nb07_lare, "02": nb07_egre, "03": nb07_recon, "04": nb07_matrices,
-                    "05": nb07_matrices, "06": nb07_evasion}
+                    "05": nb07_matrices, "06": nb07_evasion, "08": nb07_wild}
 """Notebook number → the module holding its ``headline_rows(stem, metrics)`` (rows of 07's table)
 and ``findings(stem, metrics)`` (its sentences)."""
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from lare2lib.core.rng import image_generator
 from lare2lib.eval.attacks.aeroblade_scorer import aeroblade_score
 from lare2lib.eval.attacks.pixels import ScoreFn
+from lare2lib.signals.prompts import extractor_prompts
 
 __all__ = [
     "classifier_crop_offsets",
@@ -103,15 +104,6 @@ def _squash(x01: torch.Tensor, size: int) -> torch.Tensor:
     return x01 * 2.0 - 1.0
 
 
-def _prompts(extractor, class_names: Sequence[str | None] | None, policy: str,
-             count: int) -> list[str]:
-    from lare2lib.signals.lare import prompt_for
-
-    known = tuple(getattr(extractor.components, "class_names", ()) or ())
-    names = list(class_names) if class_names is not None else [None] * count
-    return [prompt_for(policy, name, known, getattr(extractor, "article", "a")) for name in names]
-
-
 def lare_maps_with_grad(extractor, x01: torch.Tensor, image_ids: Sequence[str],
                         class_names: Sequence[str | None] | None = None,
                         policy: str = "class") -> torch.Tensor:
@@ -122,7 +114,7 @@ def lare_maps_with_grad(extractor, x01: torch.Tensor, image_ids: Sequence[str],
     call), here in autograd mode; the prompt embeddings are constants.
     """
     pixels = _squash(x01, extractor.image_size).to(extractor.device, extractor.dtype)
-    prompts = _prompts(extractor, class_names, policy, len(image_ids))
+    prompts = extractor_prompts(extractor, class_names, policy, len(image_ids))
     embeddings = extractor.embed(prompts, extractor.device, extractor.dtype)
     z0 = extractor.latents(pixels, list(image_ids))
     config = extractor.config
