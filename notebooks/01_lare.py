@@ -281,7 +281,28 @@ else:
     print("bf16 vs fp32 error: skipped (no GPU; half precision is GPU-only)")
 
 # %% [markdown]
-# ## 6 · Explorer (interactive only)
+# ## 6 · Reading files: the release against the corrections
+#
+# The released LaRE reads a file with `Image.open(path).convert("RGB")`: the EXIF orientation is
+# ignored and transparency dropped. This project's defaults do the same (so its maps match the
+# release's), with `LareConfig(exif_orientation=True, alpha="composite")` as the corrections.
+# The world's images never touch a file, so held-out reals are written as a user's files would
+# be: stored sideways with EXIF orientation 6 (a phone photo), and as a PNG with a transparent
+# border over black. The table gives each file's map change against the same image stored
+# upright and opaque, at the same noise draws (0 = the same map; JPEG's own loss is in both rows).
+
+# %%
+from lare2lib.studies import nb01_decoding
+
+probe = imagesets.subsample(sets["real"], 16, SEED)
+probe_prompts = dict(zip(probe.ids, set_maps.set_prompts(probe, world.class_names, reference.class_names)))
+with tempfile.TemporaryDirectory() as folder:
+    decoding = nb01_decoding.decoding_table(reference, nb01_decoding.write_cases(probe, folder), probe_prompts,
+                                            config, seed=SEED)
+decoding.round(3)
+
+# %% [markdown]
+# ## 7 · Explorer (interactive only)
 #
 # Pick a set, an image, a timestep and K; the map is recomputed on the spot.
 
@@ -300,18 +321,18 @@ if INTERACTIVE:
                      k=widgets.IntSlider(budget.ensemble, 1, 16))
 
 # %% [markdown]
-# ## 7 · Findings (composed from this run's numbers)
+# ## 8 · Findings (composed from this run's numbers)
 
 # %%
 display(Markdown(nb01_figures.findings(auc, gap, study, cost.ratios(), budget.timestep)))
 
 # %% [markdown]
-# ## 8 · Headline numbers
+# ## 9 · Headline numbers
 
 # %%
 metrics = nb01_lare.metrics_record(
     profile, budget, auc=auc, mean_lare=mean_lare, common=common, own=own, study=study,
-    cost=cost, precision=precision, seconds=time.time() - started)
+    cost=cost, precision=precision, seconds=time.time() - started, file_decoding=decoding)
 nb01_lare.write_metrics(out_dir, metrics)
 print(json.dumps({key: metrics[key] for key in ("lare_auc", "lare_vs_dire_speedup",
                                                  "batched_vs_per_image_speedup",

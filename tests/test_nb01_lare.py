@@ -271,3 +271,28 @@ def test_findings_are_composed_from_the_tables():
     assert "It holds (interval above ½) for kl_ldm;" in text and "reversed (interval below ½) for vq_ldm." in text
     assert "kl_ldm: 2 of 3 timesteps (largest gap at t = 200)" in text and "vq_ldm: 0 of 3" in text
     assert "0.40 at K = 1 and 0.80 at K = 4" in text and "9.6× as fast" in text and "keeps 0.93" in text
+
+
+def test_file_decoding_check_separates_the_release_from_the_corrections(tiny_kl_ldm, tmp_path):
+    """An EXIF-rotated file read the release's way is a different image; corrected, nearly the same."""
+    import dataclasses
+
+    from test_lare import CONFIG
+
+    from lare2lib.studies import nb01_decoding
+
+    ramp = torch.linspace(0, 255, 32).to(torch.uint8)  # a vertical gradient: rotation changes it
+    pixels = torch.stack([torch.stack([ramp[:, None].expand(32, 32)] * 3) // (k + 1) for k in range(3)])
+    images = ImageSet("real", pixels, torch.zeros(3, dtype=torch.long), ["a", "b", "c"])
+    cases = nb01_decoding.write_cases(images, tmp_path)
+    assert sorted(cases.case.unique()) == ["alpha", "exif"] and len(cases) == 6
+    from PIL import Image
+
+    with Image.open(cases.path[0]) as stored:
+        assert stored.getexif()[0x0112] == 6 and stored.size == (pixels.shape[3], pixels.shape[2])
+    config = dataclasses.replace(CONFIG, prompt="photo")
+    table = nb01_decoding.decoding_table(tiny_kl_ldm, cases, dict.fromkeys(images.ids, "a photo"), config)
+    change = table.set_index(["case", "setting"])["relative_change"]
+    assert change["exif", "corrected"] < 0.5 * change["exif", "release"]
+    assert change["alpha", "release"] > 0 and change["alpha", "corrected"] > 0
+    assert change["alpha", "release"] != pytest.approx(change["alpha", "corrected"])

@@ -246,12 +246,14 @@ def _rowwise_corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # -- metrics.json -----------------------------------------------------------------------------
 def metrics_record(profile, config: Config, *, auc: pd.DataFrame, mean_lare: Mapping[str, np.ndarray],
                    common: pd.DataFrame, own: pd.DataFrame, study: pd.DataFrame, cost,
-                   precision: dict | None, seconds: float) -> dict[str, Any]:
+                   precision: dict | None, seconds: float,
+                   file_decoding: pd.DataFrame | None = None) -> dict[str, Any]:
     """Notebook 01's headline numbers, in the schema of its ``metrics.json`` (read by 07).
 
     ``auc``: :func:`auc_table`; ``common`` / ``own``: :func:`curve_summary` of the reference
     model's and ``vq_ldm``'s own curves; ``study``: :func:`ensemble_study`; ``cost``: a
-    :class:`lare2lib.studies.nb01_cost.CostReport`.
+    :class:`lare2lib.studies.nb01_cost.CostReport`; ``file_decoding``:
+    :func:`lare2lib.studies.nb01_decoding.decoding_table`.
     """
     return {
         "profile": profile.name,
@@ -270,6 +272,7 @@ def metrics_record(profile, config: Config, *, auc: pd.DataFrame, mean_lare: Map
         "lare_images_per_second": cost.lare_images_per_second,
         "extraction_vs_bare_ratio": cost.extraction_vs_bare_ratio,
         "precision_bf16": precision,
+        "file_decoding": [] if file_decoding is None else file_decoding.to_dict(orient="records"),
         "seconds": seconds,
     }
 
