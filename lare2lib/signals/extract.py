@@ -185,8 +185,9 @@ def extract_to_store(method: str | Extractor, components, records, store,
     policy = prompt or config.prompt
     known_classes = tuple(getattr(components, "class_names", ()) or ())
     items = [_as_item(record) for record in records]
-    check_prompts_by_label([prompt_for(policy, item.class_name, known_classes, config.article) for item in items],
-                           [item.label for item in items])
+    prompt_of = {item.image_id: prompt_for(policy, item.class_name, known_classes, config.article)
+                 for item in items}  # built once: checked here, read per batch below
+    check_prompts_by_label([prompt_of[item.image_id] for item in items], [item.label for item in items])
     from lare2lib.data.store import manifest_hash
 
     manifest = manifest_hash(item.image_id for item in items)  # the whole run's inputs
@@ -217,8 +218,8 @@ def extract_to_store(method: str | Extractor, components, records, store,
                 summary.bad[pending[index].image_id] = reason
             if indices:
                 batch = [pending[i] for i in indices]
-                prompts = [prompt_for(policy, item.class_name, known_classes, config.article) for item in batch]
                 ids = [item.image_id for item in batch]
+                prompts = [prompt_of[image_id] for image_id in ids]
                 store.append(ids, extractor(pixels, ids, prompts).cpu(), manifest=manifest)
                 summary.done += len(batch)
             bar.update(len(indices) + len(bad))
