@@ -140,15 +140,12 @@ class DireExtractor:
     def _denoise(self, scheduler, latents: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         scheduler.set_timesteps(self.steps, device=self.device)
         for t in scheduler.timesteps:
-            eps = self.components.unet(latents.to(self.dtype), t,
-                                       encoder_hidden_states=embeddings).sample
-            self.unet_calls += 1
-            latents = scheduler.step(eps.float(), t, latents).prev_sample
+            latents = scheduler.step(self._eps(latents, t, embeddings), t, latents).prev_sample
         return latents
 
     def _eps(self, latents: torch.Tensor, t: int, embeddings: torch.Tensor) -> torch.Tensor:
         self.unet_calls += 1
-        timestep = torch.tensor(t, device=self.device)
+        timestep = torch.as_tensor(t, device=self.device)
         return self.components.unet(latents.to(self.dtype), timestep,
                                     encoder_hidden_states=embeddings).sample.float()
 

@@ -204,10 +204,11 @@ def detection_table(wild, scores: Mapping[str, np.ndarray], config: Config) -> p
     """One row per (detector, fake subset): AUC, AP, TPR@5 % with grouped intervals, n, seeds."""
     labels = np.array([image.label for image in wild.images])
     real_groups = [image.group for image in wild.images if image.label == 0]
+    subsets = _subsets(wild)
     rows = []
     for detector, values in scores.items():
         real, fake = values[:, labels == 0], values[:, labels == 1]
-        for (grouping, subset), mask in _subsets(wild).items():
+        for (grouping, subset), mask in subsets.items():
             row = detection_row(real, fake[:, mask], real_groups, resamples=config.bootstrap,
                                 seed=config.seed, fpr=FPR)
             rows.append({"detector": detector, "grouping": grouping, "subset": subset, **row})
