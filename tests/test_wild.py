@@ -231,6 +231,62 @@ def test_trained_detectors_are_grouped_over_seeds(tmp_path):
         ("05", "train_64", "classifier", [0])]
 
 
+def _tiny_egre_checkpoints(folder, ldm_folder):
+    """EGRE checkpoints over one map setting (two seeds, and a misaligned crop) and one over
+    DIRE maps, as notebook 02 leaves them (``<row>-seed<k>/best.safetensors``)."""
+    from lare2lib.detectors.egre import EgreDetector
+    from lare2lib.models.tiny_detectors import tiny_classifier_kwargs
+
+    lare = {"timestep": 200, "ensemble": 1, "image_size": 32, "prompt": "class"}
+    rows = {"egre": ({}, (0, 1)), "egre_misaligned": ({"variant": "esr", "aligned": False}, (0,)),
+            "egre_dire": ({"feature": "dire", "dire_steps": 2}, (0,))}
+    for name, (overrides, seeds) in rows.items():
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = EgreDetector(**{"variant": "egre", "backbone": "convnext_large", "pretrained": False,
+                                    "backbone_kwargs": tiny_classifier_kwargs("convnext_large"),
+                                    "crop_size": 32, "heads": 2, "ldm": str(ldm_folder), "lare": lare,
+                                    **overrides})
+            registry.save_detector(model, folder / "egre" / f"{name}-seed{seed}" / "best.safetensors")
+
+
+def _tiny_wild_set(condition, sizes):
+    generator = torch.Generator().manual_seed(len(sizes))
+    images = [wild_set.WildImage(f"{condition}{k}", torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
+                                                                  generator=generator),
+                                 k % 2, f"g{k // 2}") for k, (h, w) in enumerate(sizes)]
+    return wild_set.WildSet(images, condition=condition)
+
+
+def test_egre_checkpoints_share_their_maps_and_score_as_they_would_alone(tmp_path, monkeypatch):
+    from lare2lib.detectors import egre_data
+    from lare2lib.models.tiny import make_tiny_mini_ldm
+
+    _tiny_egre_checkpoints(tmp_path, make_tiny_mini_ldm(tmp_path / "weights"))
+    wild_sets = {"controlled": _tiny_wild_set("controlled", [(64, 64)] * 4),
+                 "as_shipped": _tiny_wild_set("as_shipped", [(80, 96), (64, 64), (40, 56)])}
+    calls = []
+    real_maps = egre_data.maps_of_images
+    monkeypatch.setattr(egre_data, "maps_of_images", lambda extractor, *a: calls.append(extractor.method)
+                        or real_maps(extractor, *a))
+    trained = nb08_wild.find_trained_detectors(tmp_path)
+    assert [(f.name, sorted(f.checkpoints)) for f in trained] == [
+        ("egre", [0, 1]), ("egre_dire", [0]), ("egre_misaligned", [0])]
+    config = nb08_wild.Config(batch_size=3, seed=2, shortcut_seeds=1)
+    scores, seconds = nb08_wild.score_detectors(wild_sets, trained, {}, config, progress=False)
+    # one LaRE and one DIRE map set per condition, in batches of 3: 2 + 1 calls each
+    assert sorted(calls) == sorted(["lare"] * 3 + ["dire"] * 3)
+    assert set(seconds) == {f.label for f in trained}
+    for found in trained:
+        assert scores["controlled"][found.label].shape == (len(found.checkpoints), 4)
+        assert scores["as_shipped"][found.label].shape == (1, 3)  # shortcut_seeds = 1
+        for condition, wild in wild_sets.items():
+            detector = registry.load_detector(found.checkpoints[0])
+            alone = detector.score_images([i.pixels for i in wild.images], [i.image_id for i in wild.images],
+                                          seed=2, tries=1, batch_size=3)
+            np.testing.assert_allclose(scores[condition][found.label][0], alone.double().numpy(), atol=1e-6)
+
+
 # -- the real wheels ----------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import pandas as pd
 from lare2lib.studies.nb08_metrics import FPR, detection_row
 
 __all__ = ["NOTEBOOK", "Config", "FoundDetector", "find_trained_detectors", "training_free_detectors",
-           "score_detectors", "detection_table", "shortcut_table"]
+           "MapCache", "score_detectors", "detection_table", "shortcut_table"]
 
 NOTEBOOK = "08_in_the_wild"
 
@@ -60,6 +60,9 @@ class Config:
     """Cap on generated images (0: all); the smoke run uses a handful."""
     max_photos: int = 0
     """Cap on held-out photos (0: all)."""
+    shortcut_seeds: int = 0
+    """Seeds of each trained detector also scored on the as-shipped files (0: all, so the
+    shortcut compares the same seeds; every seed is always scored under the control)."""
     batch_size: int = 16
     seed: int = 0
     """Seed of the detectors' random draws (LaRE noise, crops) and of the bootstrap."""
@@ -145,11 +148,13 @@ def training_free_detectors(world, taef2_dir: str | Path | None, seed: int = 0) 
     return loaders
 
 
-def _score(detector, images, config: Config) -> np.ndarray:
+def _score(detector, images, config: Config, maps=None) -> np.ndarray:
     from lare2lib.eval import attacks
 
     pixels, ids = [image.pixels for image in images], [image.image_id for image in images]
-    if getattr(detector, "kind", "") in ("egre", "classifier"):
+    if maps is not None:
+        scores = _egre_scores_from_maps(detector, pixels, ids, maps, config)
+    elif getattr(detector, "kind", "") in ("egre", "classifier"):
         scores = detector.score_images(pixels, ids, seed=config.seed, tries=1,
                                        batch_size=config.batch_size, class_names=None)
     else:
@@ -157,33 +162,102 @@ def _score(detector, images, config: Config) -> np.ndarray:
     return attacks.as_numpy(scores).astype(np.float64)
 
 
+def _egre_scores_from_maps(detector, pixels, ids, maps, config: Config):
+    """P(fake) of the centre crops, as ``EgreDetector.score_images(tries=1)``, from given maps."""
+    import torch
+
+    from lare2lib.detectors.egre_data import scoring_batches
+
+    detector.eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(pixels), config.batch_size):
+            chunk = slice(s, s + config.batch_size)
+            batch = scoring_batches(detector, pixels[chunk], ids[chunk], maps[chunk], seed=config.seed)[0]
+            out.append(detector(batch).float().softmax(dim=1)[:, 1].cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+class MapCache:
+    """The maps of each wild set, computed once per extractor setting and shared by every EGRE
+    checkpoint with that setting (feature, LDM, prompt policy and the extractor's own config,
+    seed included): a map does not depend on the head trained over it."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.maps: dict[tuple[str, str], Any] = {}
+
+    @staticmethod
+    def key(detector, extractor) -> str:
+        import json
+
+        setting = {"feature": detector.config["feature"], "ldm": detector.config["ldm"],
+                   "prompt": detector.config["lare"]["prompt"], **extractor.config_dict()}
+        return json.dumps(setting, sort_keys=True, default=str)
+
+    def get(self, detector, condition: str, images, seed: int):
+        """``(N, C, h, w)`` maps of ``images`` (no class prompt: the fakes have no class)."""
+        import torch
+
+        from lare2lib.detectors.egre_data import maps_of_images
+
+        extractor = detector.map_extractor(seed)
+        key = (condition, self.key(detector, extractor))
+        if key not in self.maps:
+            pixels, ids = [image.pixels for image in images], [image.image_id for image in images]
+            step, policy = self.batch_size, detector.config["lare"]["prompt"]
+            with torch.inference_mode():
+                self.maps[key] = torch.cat([
+                    maps_of_images(extractor, pixels[s:s + step], ids[s:s + step],
+                                   [None] * len(ids[s:s + step]), policy)
+                    for s in range(0, len(pixels), step)])
+        return self.maps[key]
+
+
+def _jobs(trained: Iterable[FoundDetector], training_free: Mapping[str, Callable[[], Any]],
+          conditions: Sequence[str], config: Config) -> list[tuple[str, Callable[[], Any], list[str]]]:
+    """(label, loader, conditions it is scored under): every seed of a trained detector under
+    the first condition, its first ``config.shortcut_seeds`` (0: all) under the others too; the
+    training-free ones under all."""
+    from lare2lib.detectors.registry import load_detector
+
+    jobs = []
+    for found in trained:
+        for rank, (seed, path) in enumerate(sorted(found.checkpoints.items())):
+            also = config.shortcut_seeds == 0 or rank < config.shortcut_seeds
+            scored = [c for i, c in enumerate(conditions) if i == 0 or also]
+            jobs.append((found.label, lambda path=path: load_detector(path), scored))
+    jobs += [(label, load, list(conditions)) for label, load in training_free.items()]
+    return jobs
+
+
 def score_detectors(wild_sets: Mapping[str, Any], trained: Iterable[FoundDetector],
                     training_free: Mapping[str, Callable[[], Any]], config: Config, *, reference=None,
+                    reference_ldm: str = "mini:kl_ldm",
                     progress: bool = True) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
     """``(condition → detector label → (S, N) scores, detector label → seconds)``.
 
-    Every wild set (one per processing condition) is scored by every seed of every trained
-    detector and by each training-free one; ``reference`` (the world's ``kl_ldm``) is handed to
-    EGRE detectors so their maps use the loaded model.
+    The first wild set (the controlled condition) is scored by every seed of every trained
+    detector, the others by its first ``config.shortcut_seeds`` (0: all), and every set by
+    each training-free detector. EGRE checkpoints share their maps (:class:`MapCache`); those
+    whose config names ``reference_ldm`` compute them with the already loaded ``reference``.
     """
     from tqdm.auto import tqdm
 
-    from lare2lib.detectors.registry import load_detector
-
-    jobs: list[tuple[str, Callable[[], Any]]] = []
-    for found in trained:
-        for seed, path in sorted(found.checkpoints.items()):
-            jobs.append((found.label, lambda path=path: load_detector(path)))
-    jobs += list(training_free.items())
+    cache = MapCache(config.batch_size)
     scores: dict[str, dict[str, list[np.ndarray]]] = {condition: {} for condition in wild_sets}
     seconds: dict[str, float] = {}
-    for label, load in tqdm(jobs, desc="detectors", disable=not progress):
+    for label, load, conditions in tqdm(_jobs(trained, training_free, list(wild_sets), config),
+                                        desc="detectors", disable=not progress):
         started = time.perf_counter()
         detector = load()
-        if getattr(detector, "kind", "") == "egre" and reference is not None:
+        is_egre = getattr(detector, "kind", "") == "egre"
+        if is_egre and reference is not None and detector.config["ldm"] == reference_ldm:
             detector.use_reference(reference)
-        for condition, wild in wild_sets.items():
-            scores[condition].setdefault(label, []).append(_score(detector, wild.images, config))
+        for condition in conditions:
+            images = wild_sets[condition].images
+            maps = cache.get(detector, condition, images, config.seed) if is_egre else None
+            scores[condition].setdefault(label, []).append(_score(detector, images, config, maps))
         del detector
         seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - started
     return {c: {label: np.stack(runs) for label, runs in by.items()} for c, by in scores.items()}, seconds
