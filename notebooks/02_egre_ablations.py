@@ -70,6 +70,7 @@ LR: Optional[float] = None  # Adam learning rate (None: 1e-3 over a frozen backb
 DIRE_STEPS: int = 0  # DDIM steps each way of the DIRE-style maps (0: mini 4, full 20 as DIRE)
 GENIMAGE_ROOT: str = ""  # full profile: GenImage root (<subset>/{train,val}/{ai,nature})
 TRAIN_SUBSET: str = "sdv4"  # full profile: training subset: sdv4 (SD V1.4, the standard) or sdv5 (as released)
+VAL_CLASSES: str = ""  # full profile: class of each ILSVRC2012_val_* real (the release's anns/filename_to_folder.json)
 ATTENTION_ITEMS: int = 3  # test crops per set drawn in the attention figure
 
 # %%
@@ -126,7 +127,7 @@ features = ["lare"] + (["dire"] if "egre_dire" in variants else [])
 if profile.name == "full":
     data = egre_splits.genimage_data(GENIMAGE_ROOT or profile.data_root, TRAIN_SUBSET, config,
                                      study, features=features, seed=SEED,
-                                     num_workers=study.train.num_workers)
+                                     num_workers=study.train.num_workers, val_classes=VAL_CLASSES or None)
 else:
     from lare2lib.world.build import load_world
     from lare2lib.world.weights import world_ldm

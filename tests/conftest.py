@@ -128,3 +128,12 @@ def tiny_kl_ldm():
     from lare2lib.models.tiny import tiny_ldm_components
 
     return tiny_ldm_components("kl")
+
+
+@pytest.fixture(scope="session")
+def tiny_full_world(tmp_path_factory: pytest.TempPathFactory):
+    """Every model of the ``full`` profile, tiny, in a hub cache, and a GenImage-layout folder
+    (:func:`lare2lib.models.tiny_full.make_tiny_full_world`; about 10 s and 180 MB, once)."""
+    from lare2lib.models.tiny_full import make_tiny_full_world
+
+    return make_tiny_full_world(tmp_path_factory.mktemp("tiny-full"))

@@ -148,6 +148,14 @@ def test_reconstruct_folder_writes_pairs_reports_bad_files_and_resumes(tiny_kl, 
     monkeypatch.setattr(recon_classifier.pairs, "reconstruct_images", lambda *a, **k: calls.append(1) or ([], []))
     again = recon_classifier.reconstruct_folder(source, out, tiny_kl, progress=False)
     assert not calls and again["pairs"] == manifest["pairs"]
+    # a source file replaced under the same name is reconstructed again, and only it
+    replaced = random_images([(40, 48)])[0]
+    Image.fromarray(replaced.permute(1, 2, 0).numpy()).save(source / "im0.jpg", quality=70)
+    redone = []
+    monkeypatch.setattr(recon_classifier.pairs, "reconstruct_images",
+                        lambda ae, images, ids, **k: redone.extend(ids) or (images, images))
+    recon_classifier.reconstruct_folder(source, out, tiny_kl, progress=False)
+    assert redone == ["im0.jpg"]
 
 
 def test_reencode_passes_both_classes_through_one_codec(tiny_kl, tmp_path):
@@ -387,3 +395,18 @@ def test_default_crops_follow_the_paper_at_full_scale():
     model = ReconClassifier("eva02_large_patch14_448", pretrained=False, crop_size=252, create_kwargs=tiny_eva)
     with torch.no_grad():
         assert model.eval()({"image": torch.zeros(1, 3, 260, 252, dtype=torch.uint8)}).shape == (1,)
+
+
+def test_validation_ids_are_a_stable_hash_share_with_one_held_out_of_a_small_folder():
+    from lare2lib.detectors.recon_classifier.pairs import is_val, split_ids
+
+    ids = [f"img{k}.png" for k in range(2000)]
+    train, val = split_ids(ids, 0.05)
+    assert val == [i for i in ids if is_val(i, 0.05)] and 60 < len(val) < 140
+    assert sorted(train + val) == sorted(ids)
+    small = ["a.png", "b.png", "c.png"]
+    assert not any(is_val(i, 0.05) for i in small)
+    train, val = split_ids(small, 0.05)
+    assert len(val) == 1 and sorted(train + val) == sorted(small)
+    assert split_ids(small + ["d.png"], 0.05)[1] in (val, ["d.png"])  # grows without reshuffling
+    assert split_ids(["only.png"], 0.05) == (["only.png"], [])

@@ -258,6 +258,7 @@ def _tiny_wild_set(condition, sizes):
     return wild_set.WildSet(images, condition=condition)
 
 
+@pytest.mark.slow
 def test_egre_checkpoints_share_their_maps_and_score_as_they_would_alone(tmp_path, monkeypatch):
     from lare2lib.detectors import egre_data
     from lare2lib.models.tiny import make_tiny_mini_ldm

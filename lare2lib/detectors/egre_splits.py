@@ -143,14 +143,15 @@ def world_data(world, detector_config: Mapping[str, Any], budget: SplitBudget, *
 def genimage_data(root: str, train_subset: str, detector_config: Mapping[str, Any],
                   budget: SplitBudget, *, features: Sequence[str] = ("lare",), reference=None,
                   val_fraction: float = 0.05, seed: int = 0, num_workers: int = 0,
-                  progress: bool = True) -> EgreData:
+                  val_classes: str | os.PathLike | None = None, progress: bool = True) -> EgreData:
     """GenImage: train on ``train_subset``'s ``train`` split (a subset name or a unique part of
     one, e.g. ``sdv4`` for SD V1.4, the benchmark's standard; the released scripts used SD
     V1.5), validate on a ``val_fraction`` of it held out by image id, test on every subset's
     ``val`` split (what the paper reports as test). Images stay on disk (:class:`LazyImages`);
-    ``num_workers`` processes decode them for the map extraction."""
+    ``num_workers`` processes decode them for the map extraction. ``val_classes``: the classes
+    of the ``ILSVRC2012_val_*`` reals (the release's ``anns/filename_to_folder.json``); without
+    it, under the ``class`` prompt policy, the build refuses (:func:`check_classes_by_label`)."""
     from lare2lib.core import paths
-    from lare2lib.core.rng import image_seed
     from lare2lib.data.manifests import discover_genimage, genimage_records
     from lare2lib.data.store import config_hash
 
@@ -159,20 +160,59 @@ def genimage_data(root: str, train_subset: str, detector_config: Mapping[str, An
     if len(chosen) != 1:
         raise ValueError(f"training subset {train_subset!r} matches {chosen or 'nothing'}; "
                          f"GenImage subsets under {root}: {subsets}")
-    records = genimage_records(root, chosen[0], "train")
-    held_out = lambda r: image_seed(seed, r.image_id, "egre-val") % 10_000 < val_fraction * 10_000  # noqa: E731
+    records = genimage_records(root, chosen[0], "train", val_classes=val_classes)
     split = lambda rs: _Split(LazyImages(rs), [r.image_id for r in rs],  # noqa: E731
                               [int(r.label) for r in rs], [r.class_name for r in rs], list(rs))
-    train = split([r for r in records if not held_out(r)])
-    val = split([r for r in records if held_out(r)])
+    train_records, val_records = held_out_split(records, val_fraction, seed)
+    train, val = split(train_records), split(val_records)
     tests = {}
     for name in subsets:
-        test_records = genimage_records(root, name, "val")
+        test_records = genimage_records(root, name, "val", val_classes=val_classes)
         tests[f"{name}:real"] = split([r for r in test_records if r.label == 0])
         tests[name] = split([r for r in test_records if r.label == 1])
-    cache = paths.data_dir() / "egre" / f"genimage-{config_hash({'root': str(Path(root).resolve())})}"
+    # reals and fakes are extracted as separate sets: check the prompts over all of them at once
+    check_classes_by_label([train, val, *tests.values()], detector_config["lare"]["prompt"])
+    # the val reals' prompts (so their maps) depend on the class mapping: it keys the cache too
+    key = {"root": str(Path(root).resolve())}
+    if val_classes is not None:
+        key["val_classes"] = _file_digest(val_classes)
+    cache = paths.data_dir() / "egre" / f"genimage-{config_hash(key)}"
     return _prepare(train, val, tests, detector_config, budget, features, cache, reference, seed,
                     progress, num_workers)
+
+
+def _file_digest(path: str | os.PathLike) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def held_out_split(records: Sequence, fraction: float, seed: int) -> tuple[list, list]:
+    """``(train, val)`` records: ``fraction`` of them held out by a hash of (seed, image id).
+
+    Each label keeps at least one validation image (a small training folder would otherwise
+    leave validation with one class or none, and model selection with no AUC to read).
+    """
+    from lare2lib.core.rng import image_seed
+
+    rank = {r.image_id: image_seed(seed, r.image_id, "egre-val") % 10_000 for r in records}
+    chosen = {r.image_id for r in records if rank[r.image_id] < fraction * 10_000}
+    for label in sorted({int(r.label) for r in records}):
+        of_label = [r for r in records if int(r.label) == label]
+        if len(of_label) > 1 and not any(r.image_id in chosen for r in of_label):
+            chosen.add(min(of_label, key=lambda r: (rank[r.image_id], r.image_id)).image_id)
+    return ([r for r in records if r.image_id not in chosen],
+            [r for r in records if r.image_id in chosen])
+
+
+def check_classes_by_label(splits: Sequence[_Split], policy: str) -> None:
+    """Refuse, naming the fix, when under ``policy`` one label would get class prompts and another
+    none, over all ``splits`` together (:func:`lare2lib.signals.prompts.check_prompts_by_label`)."""
+    from lare2lib.signals.prompts import check_prompts_by_label, prompt_for
+
+    names = [name for part in splits for name in part.class_names]
+    labels = [label for part in splits for label in part.labels]
+    check_prompts_by_label([prompt_for(policy, name) for name in names], labels)
 
 
 def _prepare(train: _Split, val: _Split, tests: dict[str, _Split], config: Mapping[str, Any],

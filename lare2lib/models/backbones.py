@@ -91,6 +91,7 @@ def create_classifier(
     unavailable = model_not_available(ModelRef("hub", repo, None, name), "classifier")
     if hub_offline() and not _timm_weights_cached(repo):
         raise unavailable  # fail before timm spends seconds initialising a large model
+    kwargs = {**_cached_model_args(repo), **kwargs}
     try:
         return timm.create_model(name, pretrained=True, **head, **kwargs)
     except _hub_or_download_errors():
@@ -105,6 +106,20 @@ def _timm_weights_cached(repo: str) -> bool:
         isinstance(try_to_load_from_cache(repo, filename), str)
         for filename in ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
     )
+
+
+def _cached_model_args(repo: str) -> dict[str, Any]:
+    """The ``model_args`` of ``repo``'s cached timm ``config.json`` (none on most hub repos).
+
+    timm's own ``hf-hub:`` loader builds the model with them; applied here too, the weights of
+    a repo that records non-default widths (the tests' tiny ones) load into the right shapes.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(repo, "config.json")
+    if not isinstance(config, str):
+        return {}
+    return dict(json.loads(Path(config).read_text()).get("model_args") or {})
 
 
 def _hub_or_download_errors() -> tuple[type[BaseException], ...]:

@@ -179,11 +179,10 @@ class FolderFamily:
 
     def train_val(self, ae: str) -> tuple[Dataset, Dataset, str]:
         """(train pairs, validation pairs, data fingerprint) of the row trained on ``ae``."""
-        from lare2lib.detectors.recon_classifier import is_val
+        from lare2lib.detectors.recon_classifier.pairs import split_ids
 
         ids = self._reconstructed(ae, "train")["pairs"]
-        val_ids = [i for i in ids if is_val(i, self.val_fraction)]
-        train_ids = [i for i in ids if not is_val(i, self.val_fraction)]
+        train_ids, val_ids = split_ids(ids, self.val_fraction)
         if not val_ids or not train_ids:
             raise ValueError(f"val_fraction {self.val_fraction} leaves an empty split of {len(ids)} training images")
         rng = np.random.default_rng(self.seed)

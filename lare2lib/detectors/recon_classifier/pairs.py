@@ -45,6 +45,24 @@ def pair_paths(out: Path, image_id: str) -> tuple[Path, Path]:
     return out / "real" / f"{image_id}.png", out / "recon" / f"{image_id}.png"
 
 
+def _fingerprint(path: Path) -> list[int]:
+    """(bytes, mtime in ns) of a source file: a pair is redone when its source changed."""
+    status = Path(path).stat()
+    return [status.st_size, status.st_mtime_ns]
+
+
+def _written_fingerprints(out: Path, settings: dict[str, Any]) -> dict[str, list[int]]:
+    """The source fingerprints of the pairs a previous run wrote with the same settings (none
+    when it used other settings, another source folder, or predates the fingerprints)."""
+    try:
+        manifest = json.loads((out / PAIRS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if any(manifest.get(key) != value for key, value in settings.items()):
+        return {}
+    return {key: list(value) for key, value in manifest.get("files", {}).items()}
+
+
 def reconstruct_folder(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -60,7 +78,8 @@ def reconstruct_folder(
 ) -> dict[str, Any]:
     """Write ``out/real/<id>.png`` (cut to the multiple) and ``out/recon/<id>.png`` for a folder.
 
-    Resumable: pairs already written are skipped. Images are decoded ``chunk`` at a time in
+    Resumable: pairs already written from the same source file (size and modification time, as
+    ``pairs.json`` records them) with the same settings are skipped; others are redone. Images are decoded ``chunk`` at a time in
     size order (so buckets fill), never all at once. Unreadable files are listed under ``bad``
     in ``out/pairs.json``, which records every pair (id, size) and the settings.
     ``reencode="jpeg"`` passes **both** classes through one JPEG round trip at ``jpeg_quality``
@@ -73,7 +92,12 @@ def reconstruct_folder(
     records, bad = read_records(str(source))
     multiple = downsampling_factor(ae)
     records = sorted(records, key=lambda r: ((r.height or 0) // multiple, (r.width or 0) // multiple, r.image_id))
-    todo = [r for r in records if not all(p.is_file() for p in pair_paths(out, r.image_id))]
+    settings = {"source": str(Path(source).resolve()), "seed": seed, "multiple": multiple,
+                "reencode": reencode, "jpeg_quality": jpeg_quality}  # what a pair depends on
+    files = {r.image_id: _fingerprint(r.path) for r in records}
+    written = _written_fingerprints(out, settings)
+    todo = [r for r in records if written.get(r.image_id) != files[r.image_id]
+            or not all(p.is_file() for p in pair_paths(out, r.image_id))]
     for start in tqdm(range(0, len(todo), chunk), desc=f"pairs {ae_name or 'ae'}", disable=not progress):
         images, ids = [], []
         for record in todo[start:start + chunk]:
@@ -88,9 +112,8 @@ def reconstruct_folder(
             _write_png(a, real_path, reencode, jpeg_quality)
             _write_png(b, recon_path, reencode, jpeg_quality)
     pairs = [r.image_id for r in records if r.image_id not in bad and pair_paths(out, r.image_id)[1].is_file()]
-    manifest = {"source": str(Path(source).resolve()), "autoencoder": ae_name, "seed": seed,
-                "multiple": multiple, "reencode": reencode, "jpeg_quality": jpeg_quality,
-                "pairs": pairs, "bad": bad}
+    manifest = {**settings, "autoencoder": ae_name, "pairs": pairs, "bad": bad,
+                "files": {i: files[i] for i in pairs}}
     tmp = out / f".{PAIRS_FILE}.{os.getpid()}.tmp"
     out.mkdir(parents=True, exist_ok=True)
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -148,9 +171,23 @@ class ReconPairs(torch.utils.data.Dataset):
 
 
 
+def _position(image_id: str) -> float:
+    digest = hashlib.sha256(image_id.encode()).digest()
+    return int.from_bytes(digest[:8], "little") / 2 ** 64
+
+
 def is_val(image_id: str, fraction: float) -> bool:
     """Whether ``image_id`` falls in the validation split: a hash of the id, not its position,
     so a folder that grows keeps every old image on its side of the split."""
-    digest = hashlib.sha256(image_id.encode()).digest()
-    return int.from_bytes(digest[:8], "little") / 2 ** 64 < fraction
+    return _position(image_id) < fraction
+
+
+def split_ids(ids: Sequence[str], fraction: float) -> tuple[list[str], list[str]]:
+    """``(train, val)`` ids by :func:`is_val`; when that holds none out of two or more images,
+    the one with the lowest hash is validation (a small folder still gets model selection)."""
+    val = [i for i in ids if is_val(i, fraction)]
+    if not val and len(ids) > 1 and fraction > 0:
+        val = [min(ids, key=_position)]
+    held = set(val)
+    return [i for i in ids if i not in held], val
 

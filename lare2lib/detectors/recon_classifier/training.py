@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from lare2lib.detectors.recon_classifier.model import ReconClassifier
-from lare2lib.detectors.recon_classifier.pairs import ReconPairs, is_val, reconstruct_folder
+from lare2lib.detectors.recon_classifier.pairs import ReconPairs, reconstruct_folder, split_ids
 
 __all__ = ["add_train_arguments", "default_crop", "backbone_create_kwargs", "train_command"]
 
@@ -83,9 +83,7 @@ def _folder_datasets(args, profile, crop: int) -> tuple[ReconPairs, ReconPairs, 
         val = ReconPairs.from_folder(pairs_dir / "val", **kw)
         ids = train_manifest["pairs"]
     else:
-        ids = train_manifest["pairs"]
-        val_ids = [i for i in ids if is_val(i, args.val_fraction)]
-        ids = [i for i in ids if not is_val(i, args.val_fraction)]
+        ids, val_ids = split_ids(train_manifest["pairs"], args.val_fraction)
         if not val_ids or not ids:
             raise ValueError(f"--val-fraction {args.val_fraction} leaves an empty split of {len(ids) + len(val_ids)} images")
         train = ReconPairs.from_folder(pairs_dir / "train", ids, **kw)
