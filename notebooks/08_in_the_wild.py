@@ -45,7 +45,7 @@
 # %% tags=["parameters"]
 from typing import Optional
 
-PROFILE: str = "mini"  # profile: mini (default) or smoke (tiny)
+PROFILE: str = "mini"  # profile: mini (default), smoke (tiny), or full (the detectors 02-05 trained on GenImage, SD models)
 SMOKE: bool = False  # tiny budgets (tests, CI): a handful of images, few resamples
 SEED: int = 0  # seed of the detectors' draws (LaRE noise, crops) and of the bootstrap
 OUT_DIR: str = ""  # where figures, metrics.json and scores.csv go (empty: figures/08_in_the_wild)
@@ -60,6 +60,7 @@ REAL_VIEWS: Optional[int] = None  # square windows per held-out photo, 1..5 (min
 BOOTSTRAP: Optional[int] = None  # resamples of the photo-grouped intervals (mini 1000)
 MAX_FAKES: Optional[int] = None  # cap on generated images (0: all; smoke 6)
 MAX_PHOTOS: Optional[int] = None  # cap on held-out photos (0: all 13; smoke 3)
+AEROBLADE_DISTANCE: str = ""  # AEROBLADE's distance: lpips, backbone or pixel (empty: lpips in full, as released; backbone in mini)
 SHORTCUT_SEEDS: Optional[int] = None  # seeds of each trained detector also scored as shipped (0: all; mini 0)
 
 # %%
@@ -86,8 +87,6 @@ started = time.time()
 if THREADS:
     torch.set_num_threads(THREADS)
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
-if profile.name == "full":
-    raise ValueError("notebook 08 scores the mini world's detectors; run it with PROFILE='mini' (or SMOKE=True)")
 config = study_config(nb08_wild.Config, profile, size=SIZE, webp_quality=WEBP_QUALITY, real_views=REAL_VIEWS,
                       bootstrap=BOOTSTRAP, max_fakes=MAX_FAKES, max_photos=MAX_PHOTOS,
                       shortcut_seeds=SHORTCUT_SEEDS, seed=SEED)
@@ -134,23 +133,31 @@ save_figure(fig, out_dir, "wild_samples")
 # reconstruction classifiers, TAEF2-trained where notebook 04 had its weights), seeds of one
 # configuration grouped; and the training-free ones: AEROBLADE over the mini autoencoders and
 # over TAEF2, mean LaRE under each mini LDM. Run alone, before 02–05, this notebook scores the
-# training-free detectors only.
+# training-free detectors only. With `PROFILE="full"`: the checkpoints 02–05 trained on GenImage,
+# AEROBLADE over SD1/SD2/Kandinsky's autoencoders (LPIPS-VGG layer 2, as released) and mean LaRE
+# under SD v1.5.
 
 # %%
-world = load_world(profile, progress=False)
+from lare2lib.models.devices import resolve_device
+
+# the mini world's models are small and loaded on the CPU; the full profile's go to the GPU
+device = str(resolve_device(profile.device)) if profile.name == "full" else "cpu"
+world = load_world(profile, progress=False) if profile.name != "full" else None
 trained = nb08_wild.find_trained_detectors()
-training_free = nb08_wild.training_free_detectors(world, taef2_dir, seed=config.seed)
+training_free = nb08_wild.training_free_detectors(world, taef2_dir, seed=config.seed, profile=profile,
+                                                  distance=AEROBLADE_DISTANCE, device=device)
 display(pd.DataFrame([{"detector": f.label, "kind": f.kind, "seeds": sorted(f.checkpoints)} for f in trained]
                      + [{"detector": name, "kind": "training-free", "seeds": []} for name in training_free]))
 
 # %%
 from lare2lib.detectors.egre import default_config
+from lare2lib.models.ldm import load_ldm
 from lare2lib.world.weights import world_ldm
 
-# EGRE checkpoints whose maps come from the world's reference LDM use the one loaded here
-scores, seconds = nb08_wild.score_detectors(wild_sets, trained, training_free, config,
-                                            reference=world_ldm(world, "kl_ldm"),
-                                            reference_ldm=default_config(profile)["ldm"])
+# EGRE checkpoints whose maps come from the profile's reference LDM use the one loaded here
+reference = world_ldm(world, "kl_ldm") if world is not None else load_ldm(profile.models.ldm, device=device)
+scores, seconds = nb08_wild.score_detectors(wild_sets, trained, training_free, config, reference=reference,
+                                            reference_ldm=default_config(profile)["ldm"], device=device)
 display(pd.Series(seconds, name="seconds").round(1).to_frame())
 tables = {condition: nb08_wild.detection_table(wild_sets[condition], by_detector, config)
           for condition, by_detector in scores.items()}

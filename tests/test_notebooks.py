@@ -189,31 +189,50 @@ def _full_parameters(world) -> dict[str, dict[str, str]]:
                                   "REAL_TEST_DIR": str(sdv4 / "val" / "nature"),
                                   "FAKE_DIRS": f"sdv4={sdv4 / 'val' / 'ai'},midjourney={midjourney / 'val' / 'ai'}"},
         "05_training_resolution": {"PHOTO_DIR": str(sdv4 / "train" / "nature"), "LEVELS": "256,native"},
+        # the fixture has no VGG16 weights for LPIPS (the release's AEROBLADE distance)
+        "08_in_the_wild": {"AEROBLADE_DISTANCE": "backbone"},
     }
 
 
-FULL_NOTEBOOKS = ("02_egre_ablations", "04_autoencoder_family", "05_training_resolution")
-"""The notebooks that run the paper's setting (``PROFILE="full"``) end to end on the fixture."""
+FULL_NOTEBOOKS = ("02_egre_ablations", "04_autoencoder_family", "05_training_resolution", "08_in_the_wild")
+"""The notebooks that run the paper's setting (``PROFILE="full"``) end to end on the fixture, in
+order, in one data folder (08 scores what 02-05 trained)."""
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One data folder shared by the full-profile runs on the tiny-full fixture."""
+    root = tmp_path_factory.mktemp("notebook-full")
+    return {"root": root, "failed": []}
 
 
 @pytest.mark.notebooks
 @pytest.mark.timeout(NOTEBOOK_TIMEOUT)
 @pytest.mark.parametrize("stem", FULL_NOTEBOOKS)
-def test_notebook_runs_with_the_full_profile_on_the_tiny_fixture(stem, tiny_full_world, smoke_world,
-                                                                 tmp_path_factory, monkeypatch):
+def test_notebook_runs_with_the_full_profile_on_the_tiny_fixture(stem, tiny_full_world, smoke_world, full_run,
+                                                                 monkeypatch):
     """Hub ids resolved from the fixture's cache (offline), GenImage read from its folder; the
     metrics carry the keys of the mini smoke run (when that ran first in this session)."""
+    if stem == "08_in_the_wild" and wild_templates.missing_packages():
+        pytest.skip(f"notebook 08 needs the PyPI wheels {', '.join(wild_templates.missing_packages())}")
+    if full_run["failed"]:
+        pytest.skip(f"an earlier full-profile notebook failed: {full_run['failed']}")
     for name, value in tiny_full_world.environment().items():
         monkeypatch.setenv(name, value)  # the kernel reads HF_HOME at its first HF import
-    root = tmp_path_factory.mktemp(f"full-{stem}")
+    root = full_run["root"]
     monkeypatch.setenv("LARE2_DATA_DIR", str(root / "data"))
+    full_run["failed"].append(stem)  # until it passes
     [result] = runner.run_notebooks(
         [stem], profile="full", smoke=True, force=True, timeout_per_cell=CELL_TIMEOUT,
         params=_full_parameters(tiny_full_world)[stem], out_root=root / "figures", runs_root=root / "runs",
         notebooks_dir=paths.notebooks_dir(), verbose=False)
     assert result.status == "ran", f"{stem} failed: {result.error} (see {result.executed})"
+    full_run["failed"].remove(stem)
     full = json.loads((result.out_dir / METRICS_FILENAME).read_text())
-    assert full["metrics"]["profile"] == "full" or full["metrics"].get("profile", {}).get("name") == "full"
+    assert "full" in json.dumps(full["metrics"].get("profile"))
+    if stem == "08_in_the_wild":  # it found what 02-05 trained here, and the full training-free ones
+        assert {"02", "04", "05"} <= {label[:2] for label in full["metrics"]["detectors"]}
+        assert any("stable-diffusion-v1-5" in label for label in full["metrics"]["scoring_seconds"])
     mini_file = smoke_world["figures"] / stem / METRICS_FILENAME
     if not mini_file.is_file():
         pytest.skip(f"metrics keys not compared: the mini smoke run of {stem} did not run first")

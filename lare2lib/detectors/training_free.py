@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["TRAINING_FREE", "DISTANCES", "TrainingFreeDetector", "training_free_detector"]
+__all__ = ["TRAINING_FREE", "DISTANCES", "TrainingFreeDetector", "aeroblade_distance", "training_free_detector"]
 
 TRAINING_FREE: dict[str, str] = {
     "aeroblade": "AEROBLADE: -min distance(x, AE(x)) over the --autoencoders",
@@ -51,7 +51,8 @@ class TrainingFreeDetector:
         return self.scorer.score_images(images, image_ids, batch_size=batch_size).float()
 
 
-def _distance(name: str) -> torch.nn.Module:
+def aeroblade_distance(name: str) -> torch.nn.Module:
+    """The AEROBLADE distance ``name`` (:data:`DISTANCES`); a misspelt name is refused."""
     from lare2lib.detectors.aeroblade import BackboneDistance, LpipsVggDistance, PixelDistance
 
     if name not in DISTANCES:
@@ -77,7 +78,7 @@ def training_free_detector(name: str, *, autoencoders: Sequence[str] = ("mini:kl
         if not autoencoders:
             raise ValueError("aeroblade needs at least one autoencoder (--autoencoders)")
         loaded = {str(ref): load_autoencoder(ref, device=device) for ref in autoencoders}
-        measure = _distance(distance).to(device)
+        measure = aeroblade_distance(distance).to(device)
         return TrainingFreeDetector(name, attacks.Aeroblade(loaded, measure, seed=seed),
                                     f"-min {measure.name} over {list(loaded)}")
     from lare2lib.core.profiles import get_profile

@@ -85,13 +85,15 @@ def create_classifier(
         model.pretrained_cfg = lite0_pretrained_cfg(model.pretrained_cfg)
         return _with_head(model, num_classes)
     head = {} if num_classes is None else {"num_classes": num_classes}
+    repo = timm.models.get_pretrained_cfg(name).hf_hub_id or name
+    # widths a cached hub config records define the architecture, with or without its weights
+    # (a checkpoint trained from those weights is rebuilt with pretrained=False)
+    kwargs = {**_cached_model_args(repo), **kwargs}
     if not pretrained:
         return timm.create_model(name, pretrained=False, **head, **kwargs)
-    repo = timm.models.get_pretrained_cfg(name).hf_hub_id or name
     unavailable = model_not_available(ModelRef("hub", repo, None, name), "classifier")
     if hub_offline() and not _timm_weights_cached(repo):
         raise unavailable  # fail before timm spends seconds initialising a large model
-    kwargs = {**_cached_model_args(repo), **kwargs}
     try:
         return timm.create_model(name, pretrained=True, **head, **kwargs)
     except _hub_or_download_errors():

@@ -128,23 +128,42 @@ def find_trained_detectors(data_dir: str | Path | None = None) -> list[FoundDete
     return [found[key] for key in sorted(found)]
 
 
-def training_free_detectors(world, taef2_dir: str | Path | None, seed: int = 0) -> dict[str, Callable[[], Any]]:
-    """Name → loader of each training-free detector (loaded only when scored)."""
-    from lare2lib.detectors.aeroblade import BackboneDistance
+def training_free_detectors(world, taef2_dir: str | Path | None, seed: int = 0, *, profile=None,
+                            distance: str = "", device: str = "cpu") -> dict[str, Callable[[], Any]]:
+    """Name → loader of each training-free detector (loaded only when scored).
+
+    Mini/smoke (``world`` given): AEROBLADE over the world's autoencoders, mean LaRE under each
+    world LDM. Full (``world`` None, ``profile`` the full profile): AEROBLADE over the profile's
+    autoencoders (SD1, SD2, Kandinsky), mean LaRE under its LDM (SD v1.5). With TAEF2 where
+    present. ``distance``: AEROBLADE's distance (:data:`lare2lib.detectors.training_free.DISTANCES`;
+    empty: ``lpips`` in full, as released, ``backbone`` in mini). ``device``: the full models'.
+    """
+    from lare2lib.detectors.training_free import aeroblade_distance
     from lare2lib.eval import attacks
     from lare2lib.models.autoencoders import load_autoencoder
-    from lare2lib.world.weights import world_ldm
 
-    names = [ref.removeprefix("mini:") for ref in world.profile.models.aeroblade_autoencoders]
+    profile = profile if profile is not None else world.profile
+    measure = lambda: aeroblade_distance(distance or ("lpips" if world is None else "backbone")).to(device)  # noqa: E731
+    refs = list(profile.models.aeroblade_autoencoders)
+    if world is not None:
+        from lare2lib.world.weights import world_ldm
+
+        names = [ref.removeprefix("mini:") for ref in refs]
+        autoencoders = lambda: {n: world.autoencoder(n) for n in names}  # noqa: E731
+        ldms = {ldm: lambda ldm=ldm: world_ldm(world, ldm) for ldm in ("kl_ldm", "vq_ldm")}
+    else:
+        from lare2lib.models.ldm import load_ldm
+
+        names = [ref.split("/")[-1] for ref in refs]
+        autoencoders = lambda: {n: load_autoencoder(ref, device=device) for n, ref in zip(names, refs)}  # noqa: E731
+        ldms = {profile.models.ldm.split("/")[-1]: lambda: load_ldm(profile.models.ldm, device=device)}
     loaders: dict[str, Callable[[], Any]] = {
-        f"AEROBLADE ({'+'.join(names)})": lambda: attacks.Aeroblade(
-            {n: world.autoencoder(n) for n in names}, BackboneDistance(), seed=seed)}
+        f"AEROBLADE ({'+'.join(names)})": lambda: attacks.Aeroblade(autoencoders(), measure(), seed=seed)}
     if taef2_dir is not None:
         loaders["AEROBLADE (TAEF2)"] = lambda: attacks.Aeroblade(
-            {"taef2": load_autoencoder(str(taef2_dir))}, BackboneDistance(), seed=seed)
-    for ldm in ("kl_ldm", "vq_ldm"):
-        loaders[f"mean LaRE ({ldm})"] = lambda ldm=ldm: attacks.MeanLare(world_ldm(world, ldm),
-                                                                          world.profile.lare, seed=seed)
+            {"taef2": load_autoencoder(str(taef2_dir), device=device)}, measure(), seed=seed)
+    for name, load in ldms.items():
+        loaders[f"mean LaRE ({name})"] = lambda load=load: attacks.MeanLare(load(), profile.lare, seed=seed)
     return loaders
 
 
@@ -215,7 +234,8 @@ class MapCache:
 
 
 def _jobs(trained: Iterable[FoundDetector], training_free: Mapping[str, Callable[[], Any]],
-          conditions: Sequence[str], config: Config) -> list[tuple[str, Callable[[], Any], list[str]]]:
+          conditions: Sequence[str], config: Config,
+          device: str = "cpu") -> list[tuple[str, Callable[[], Any], list[str]]]:
     """(label, loader, conditions it is scored under): every seed of a trained detector under
     the first condition, its first ``config.shortcut_seeds`` (0: all) under the others too; the
     training-free ones under all."""
@@ -226,28 +246,29 @@ def _jobs(trained: Iterable[FoundDetector], training_free: Mapping[str, Callable
         for rank, (seed, path) in enumerate(sorted(found.checkpoints.items())):
             also = config.shortcut_seeds == 0 or rank < config.shortcut_seeds
             scored = [c for i, c in enumerate(conditions) if i == 0 or also]
-            jobs.append((found.label, lambda path=path: load_detector(path), scored))
+            jobs.append((found.label, lambda path=path: load_detector(path, device=device), scored))
     jobs += [(label, load, list(conditions)) for label, load in training_free.items()]
     return jobs
 
 
 def score_detectors(wild_sets: Mapping[str, Any], trained: Iterable[FoundDetector],
                     training_free: Mapping[str, Callable[[], Any]], config: Config, *, reference=None,
-                    reference_ldm: str = "mini:kl_ldm",
+                    reference_ldm: str = "mini:kl_ldm", device: str = "cpu",
                     progress: bool = True) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
     """``(condition → detector label → (S, N) scores, detector label → seconds)``.
 
     The first wild set (the controlled condition) is scored by every seed of every trained
     detector, the others by its first ``config.shortcut_seeds`` (0: all), and every set by
     each training-free detector. EGRE checkpoints share their maps (:class:`MapCache`); those
-    whose config names ``reference_ldm`` compute them with the already loaded ``reference``.
+    whose config names ``reference_ldm`` compute them with the already loaded ``reference``
+    (on ``device``, where the checkpoints are loaded too).
     """
     from tqdm.auto import tqdm
 
     cache = MapCache(config.batch_size)
     scores: dict[str, dict[str, list[np.ndarray]]] = {condition: {} for condition in wild_sets}
     seconds: dict[str, float] = {}
-    for label, load, conditions in tqdm(_jobs(trained, training_free, list(wild_sets), config),
+    for label, load, conditions in tqdm(_jobs(trained, training_free, list(wild_sets), config, device),
                                         desc="detectors", disable=not progress):
         started = time.perf_counter()
         detector = load()
