@@ -194,9 +194,10 @@ def _full_parameters(world) -> dict[str, dict[str, str]]:
     }
 
 
-FULL_NOTEBOOKS = ("02_egre_ablations", "04_autoencoder_family", "05_training_resolution", "08_in_the_wild")
+FULL_NOTEBOOKS = ("02_egre_ablations", "04_autoencoder_family", "05_training_resolution", "08_in_the_wild",
+                  "07_figures")
 """The notebooks that run the paper's setting (``PROFILE="full"``) end to end on the fixture, in
-order, in one data folder (08 scores what 02-05 trained)."""
+order, in one data folder (08 scores what 02-05 trained; 07 draws what they wrote)."""
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +234,11 @@ def test_notebook_runs_with_the_full_profile_on_the_tiny_fixture(stem, tiny_full
     if stem == "08_in_the_wild":  # it found what 02-05 trained here, and the full training-free ones
         assert {"02", "04", "05"} <= {label[:2] for label in full["metrics"]["detectors"]}
         assert any("stable-diffusion-v1-5" in label for label in full["metrics"]["scoring_seconds"])
+    if stem == "07_figures":  # every figure whose notebooks ran here is drawn
+        ran = {name[:2] for name in FULL_NOTEBOOKS} - {"07"}
+        missing = {figure: why for figure, why in full["metrics"]["skipped"].items()
+                   if not set(why.split("notebook(s) ")[-1].removesuffix(" not run").split(", ")) - ran}
+        assert missing == {}, missing
     mini_file = smoke_world["figures"] / stem / METRICS_FILENAME
     if not mini_file.is_file():
         pytest.skip(f"metrics keys not compared: the mini smoke run of {stem} did not run first")
