@@ -381,7 +381,9 @@ def test_smoke_world_builds_exports_and_verifies(smoke_profile):
         fakes = built.generated(spec.name)
         real_loss, fake_loss = (sampling.single_step_loss(ae, unet, prompts, scale, s.pixels, s.class_index, s.ids,
                                                           200, seed=smoke_profile.seed) for s in (reals, fakes))
-        assert gap[spec.name]["gap"] == pytest.approx(float(real_loss.mean() - fake_loss.mean()))
+        # float32 losses, summed in other batches there: equal to float32 precision of the means
+        expected = float(real_loss.mean() - fake_loss.mean())
+        assert gap[spec.name]["gap"] == pytest.approx(expected, rel=1e-3, abs=1e-6 * float(real_loss.mean()))
         assert gap[spec.name]["auc"] == pytest.approx(metrics.rank_auc(-real_loss.numpy(), -fake_loss.numpy()))
     assert set(points["kind"]) == {"real", "generated"} and points["smoothness"].ge(0).all()
     assert torch.equal(built.reconstructions("kl_ae", "test").pixels, recon.pixels)  # cached, identical
