@@ -97,11 +97,12 @@ def check_clean(notebook: Path) -> None:
     )
 
 
-def run_smoke(notebook: Path, figures: Path, runs: Path) -> Path:
+def run_smoke(notebook: Path, figures: Path, runs: Path, profile: str = "mini",
+              params: dict[str, str] | None = None) -> Path:
     """Run one notebook in smoke mode as the runner would; return its OUT_DIR."""
     [result] = runner.run_notebooks(
-        [notebook.stem], profile="mini", smoke=True, force=True, timeout_per_cell=CELL_TIMEOUT,
-        out_root=figures, runs_root=runs, notebooks_dir=notebook.parent, verbose=False,
+        [notebook.stem], profile=profile, smoke=True, force=True, timeout_per_cell=CELL_TIMEOUT,
+        params=params, out_root=figures, runs_root=runs, notebooks_dir=notebook.parent, verbose=False,
     )
     assert result.status == "ran", f"{notebook.name} failed: {result.error} (see {result.executed})"
     assert (result.out_dir / METRICS_FILENAME).is_file(), f"{notebook.name} wrote no metrics.json"
@@ -222,14 +223,13 @@ def test_notebook_runs_with_the_full_profile_on_the_tiny_fixture(stem, tiny_full
         monkeypatch.setenv(name, value)  # the kernel reads HF_HOME at its first HF import
     root = full_run["root"]
     monkeypatch.setenv("LARE2_DATA_DIR", str(root / "data"))
-    full_run["failed"].append(stem)  # until it passes
-    [result] = runner.run_notebooks(
-        [stem], profile="full", smoke=True, force=True, timeout_per_cell=CELL_TIMEOUT,
-        params=_full_parameters(tiny_full_world).get(stem, {}), out_root=root / "figures", runs_root=root / "runs",
-        notebooks_dir=paths.notebooks_dir(), verbose=False)
-    assert result.status == "ran", f"{stem} failed: {result.error} (see {result.executed})"
-    full_run["failed"].remove(stem)
-    full = json.loads((result.out_dir / METRICS_FILENAME).read_text())
+    try:
+        out_dir = run_smoke(paths.notebooks_dir() / f"{stem}.ipynb", root / "figures", root / "runs",
+                            profile="full", params=_full_parameters(tiny_full_world).get(stem, {}))
+    except Exception:
+        full_run["failed"].append(stem)
+        raise
+    full = json.loads((out_dir / METRICS_FILENAME).read_text())
     assert "full" in json.dumps(full["metrics"].get("profile"))
     if stem == "08_in_the_wild":  # it found what 02-05 trained here, and the full training-free ones
         assert {"02", "04", "05"} <= {label[:2] for label in full["metrics"]["detectors"]}

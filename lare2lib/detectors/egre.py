@@ -260,12 +260,33 @@ class EgreDetector(nn.Module):
             chunk = slice(start, start + batch_size)
             maps = egre_data.maps_of_images(extractor, images[chunk], image_ids[chunk],
                                            names[chunk], self.config["lare"]["prompt"])
-            batches = egre_data.scoring_batches(self, images[chunk], image_ids[chunk], maps,
-                                               tries=tries, seed=seed)
-            probabilities = [self(batch).float().softmax(dim=1)[:, 1] for batch in batches]
-            scores.append(torch.stack(probabilities).mean(dim=0).cpu())
+            scores.append(self._scores_of_maps(images[chunk], image_ids[chunk], maps, tries, seed))
         self.train(was_training)
         return torch.cat(scores) if scores else torch.zeros(0)
+
+    @torch.inference_mode()
+    def score_maps(self, images: Sequence[torch.Tensor], image_ids: Sequence[str], maps: torch.Tensor, *,
+                   seed: int = 0, tries: int = 1, batch_size: int = 32) -> torch.Tensor:
+        """P(fake) ``(N,)`` as :meth:`score_images` gives it, from maps ``(N, C, h, w)`` computed
+        beforehand (shared by several checkpoints over one map setting: a map does not depend on
+        the head)."""
+        if not len(images) == len(image_ids) == len(maps):
+            raise ValueError(f"{len(images)} images, {len(image_ids)} ids and {len(maps)} maps")
+        was_training = self.training
+        self.eval()
+        scores = [self._scores_of_maps(images[s:s + batch_size], image_ids[s:s + batch_size],
+                                       maps[s:s + batch_size], tries, seed)
+                  for s in range(0, len(images), batch_size)]
+        self.train(was_training)
+        return torch.cat(scores) if scores else torch.zeros(0)
+
+    def _scores_of_maps(self, images, image_ids, maps: torch.Tensor, tries: int, seed: int) -> torch.Tensor:
+        """P(fake) of one chunk: the softmax of each try's crops, averaged over the tries."""
+        from lare2lib.detectors import egre_data
+
+        batches = egre_data.scoring_batches(self, images, image_ids, maps, tries=tries, seed=seed)
+        probabilities = [self(batch).float().softmax(dim=1)[:, 1] for batch in batches]
+        return torch.stack(probabilities).mean(dim=0).cpu()
 
 
 def default_config(profile, **overrides: Any) -> dict[str, Any]:

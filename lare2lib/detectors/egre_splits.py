@@ -175,16 +175,12 @@ def genimage_data(root: str, train_subset: str, detector_config: Mapping[str, An
     # the val reals' prompts (so their maps) depend on the class mapping: it keys the cache too
     key = {"root": str(Path(root).resolve())}
     if val_classes is not None:
-        key["val_classes"] = _file_digest(val_classes)
+        from lare2lib.world.weights import sha256_file
+
+        key["val_classes"] = sha256_file(Path(val_classes))
     cache = paths.data_dir() / "egre" / f"genimage-{config_hash(key)}"
     return _prepare(train, val, tests, detector_config, budget, features, cache, reference, seed,
                     progress, num_workers)
-
-
-def _file_digest(path: str | os.PathLike) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def held_out_split(records: Sequence, fraction: float, seed: int) -> tuple[list, list]:

@@ -78,12 +78,11 @@ def hub_snapshot(hf_home: str | os.PathLike[str], repo: str) -> Path:
 # -- models -----------------------------------------------------------------------------------
 
 
-def _write_hub_model(hf_home: Path, reference: str, seed: int) -> None:
-    """One ``repo`` or ``repo:subfolder`` reference of the full profile, as a tiny model."""
+def _write_hub_model(hf_home: Path, ref, seed: int) -> None:
+    """One hub :class:`~lare2lib.models.refs.ModelRef` of the full profile, as a tiny model."""
     from lare2lib.models.tiny import make_tiny_kl, make_tiny_sd, make_tiny_vq
 
-    repo, _, subfolder = reference.partition(":")
-    snapshot = hub_snapshot(hf_home, repo)
+    snapshot, subfolder = hub_snapshot(hf_home, ref.location), ref.subfolder
     if not subfolder:
         make_tiny_sd(snapshot, seed=seed)  # the LDM: a whole SD v1.5-layout pipeline
     elif subfolder == "movq":
@@ -185,9 +184,10 @@ def make_tiny_full_world(root: str | os.PathLike[str], *, per_class: int = 1, se
     hub = [models.ldm, models.recon_autoencoder, *models.aeroblade_autoencoders]
     timm_names = [models.egre_backbone, *models.recon_classifiers]
     for offset, reference in enumerate(dict.fromkeys(hub)):
-        if parse_ref(reference).kind != "hub":
+        ref = parse_ref(reference)
+        if ref.kind != "hub":
             raise ValueError(f"the full profile's {reference!r} is not a hub id")
-        _write_hub_model(hf_home, reference, seed + offset)
+        _write_hub_model(hf_home, ref, seed + offset)
     for offset, name in enumerate(timm_names):
         _write_timm_model(hf_home, name, seed + 100 + offset)
     genimage_root = root / "genimage"

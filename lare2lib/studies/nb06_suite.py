@@ -49,7 +49,7 @@ class Suite:
 
     EGRE is scored on its centre crop (``tries=1``) and the classifier on its 1-try crop: the
     views PGD attacks. When the mean-LaRE scorer computes the very maps EGRE would (same LDM,
-    settings and seed), EGRE reads them instead of recomputing (:func:`egredata.scoring_batches`).
+    settings and seed), EGRE reads them instead of recomputing (:meth:`EgreDetector.score_maps`).
     """
 
     detectors: dict[str, Any]
@@ -81,8 +81,6 @@ class Suite:
 
     def score(self, images: ImageSet) -> dict[str, np.ndarray]:
         """Detector name → float64 scores ``(N,)`` of ``images``, in the suite's detector order."""
-        from lare2lib.detectors.egre_data import scoring_batches
-
         pixels, ids, names = list(images.pixels), list(images.ids), self.names(images)
         out: dict[str, np.ndarray] = {}
         maps = None
@@ -96,14 +94,7 @@ class Suite:
                 continue
             started = time.perf_counter()
             if name == "egre" and maps is not None and self.shared_maps():
-                with torch.inference_mode():
-                    detector.eval()
-                    scores = torch.cat([
-                        detector(scoring_batches(detector, pixels[s:s + self.batch_size],
-                                                 ids[s:s + self.batch_size],
-                                                 maps[s:s + self.batch_size], seed=self.seed)[0])
-                        .float().softmax(dim=1)[:, 1].cpu()
-                        for s in range(0, len(pixels), self.batch_size)])
+                scores = detector.score_maps(pixels, ids, maps, seed=self.seed, batch_size=self.batch_size)
             elif name == "egre":
                 scores = detector.score_images(pixels, ids, seed=self.seed, class_names=names,
                                                batch_size=self.batch_size)

@@ -172,29 +172,13 @@ def _score(detector, images, config: Config, maps=None) -> np.ndarray:
 
     pixels, ids = [image.pixels for image in images], [image.image_id for image in images]
     if maps is not None:
-        scores = _egre_scores_from_maps(detector, pixels, ids, maps, config)
+        scores = detector.score_maps(pixels, ids, maps, seed=config.seed, batch_size=config.batch_size)
     elif getattr(detector, "kind", "") in ("egre", "classifier"):
         scores = detector.score_images(pixels, ids, seed=config.seed, tries=1,
                                        batch_size=config.batch_size, class_names=None)
     else:
         scores = detector.score_images(pixels, ids, batch_size=config.batch_size)
     return attacks.as_numpy(scores).astype(np.float64)
-
-
-def _egre_scores_from_maps(detector, pixels, ids, maps, config: Config):
-    """P(fake) of the centre crops, as ``EgreDetector.score_images(tries=1)``, from given maps."""
-    import torch
-
-    from lare2lib.detectors.egre_data import scoring_batches
-
-    detector.eval()
-    out = []
-    with torch.inference_mode():
-        for s in range(0, len(pixels), config.batch_size):
-            chunk = slice(s, s + config.batch_size)
-            batch = scoring_batches(detector, pixels[chunk], ids[chunk], maps[chunk], seed=config.seed)[0]
-            out.append(detector(batch).float().softmax(dim=1)[:, 1].cpu())
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 class MapCache:

@@ -79,9 +79,10 @@ def reconstruct_folder(
     """Write ``out/real/<id>.png`` (cut to the multiple) and ``out/recon/<id>.png`` for a folder.
 
     Resumable: pairs already written from the same source file (size and modification time, as
-    ``pairs.json`` records them) with the same settings are skipped; others are redone. Images are decoded ``chunk`` at a time in
-    size order (so buckets fill), never all at once. Unreadable files are listed under ``bad``
-    in ``out/pairs.json``, which records every pair (id, size) and the settings.
+    ``pairs.json`` records them) with the same settings are skipped; others are redone. Images
+    are decoded ``chunk`` at a time in size order (so buckets fill), never all at once.
+    Unreadable files are listed under ``bad`` in ``out/pairs.json``, which records every pair
+    (id, size) and the settings.
     ``reencode="jpeg"`` passes **both** classes through one JPEG round trip at ``jpeg_quality``
     (GenImage's reals are JPEG: without it a detector could learn "JPEG ⇒ real").
     """
