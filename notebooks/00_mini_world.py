@@ -36,9 +36,13 @@
 # committed with a hash manifest; the default run loads and verifies them, then samples the
 # generated sets and the reconstructions. `SMOKE=True` retrains tiny models in seconds to prove
 # the code path.
+#
+# With `PROFILE="full"` (a machine with the hub's weights and GenImage) there is nothing to
+# build: section 1b takes stock instead (what GenImage holds, which weights are present, and
+# what each later notebook will cost on this device), and the mini sections are skipped.
 
 # %% tags=["parameters"]
-PROFILE: str = "mini"  # profile: mini (default), smoke (tiny), full (GPU; this notebook needs mini or smoke)
+PROFILE: str = "mini"  # profile: mini (default), smoke (tiny), full (takes stock of GenImage, the hub's weights and the cost of 01-08)
 SMOKE: bool = False  # tiny budgets: retrains tiny models in seconds (tests, CI)
 SEED: int = 0  # root seed of every stochastic step (crops, sampling, noise)
 OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/00_mini_world)
@@ -46,6 +50,9 @@ DATA_DIR: str = ""  # caches and the built world (empty: <repo>/data or $LARE2_D
 INTERACTIVE: bool = False  # show the ipywidgets explorer after the static figures
 RETRAIN: bool = False  # retrain the reference models (over an hour on 2 cores, resumable) instead of loading them
 TAEF2_DIR: str = ""  # folder with the real TAEF2 weights (empty: $LARE2_TAEF2_DIR or ../shared/weights/taef2)
+GENIMAGE_ROOT: str = ""  # full profile: GenImage root (<subset>/{train,val}/{ai,nature}) to take stock of
+VAL_CLASSES: str = ""  # full profile: class of each ILSVRC2012_val_* real (the release's anns/filename_to_folder.json)
+TRAIN_SUBSET: str = "sdv4"  # full profile: the subset the later notebooks train on (sizes their cost)
 
 # %%
 import json
@@ -72,8 +79,7 @@ from lare2lib.world.weights import record_quality
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
-if profile.name == "full":
-    raise ValueError("notebook 00 builds the mini world; run it with PROFILE='mini' (or SMOKE=True)")
+MINI_WORLD = profile.name != "full"  # full: the world is GenImage and the hub's models; section 1b takes stock
 out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("00_mini_world")
 set_theme()
 print(f"profile={profile.name} seed={profile.seed} hash={profile.config_hash()} out={out_dir}")
@@ -86,6 +92,33 @@ print(f"profile={profile.name} seed={profile.seed} hash={profile.config_hash()} 
 # %%
 report = environment_report(profile.name)
 print(json.dumps(report, indent=1, default=str)[:3000])
+
+# %% [markdown]
+# ## 1b · Full profile: GenImage, the paper's weights, and what 01-08 will cost here
+#
+# With `PROFILE="full"` there is no world to build: the reals and fakes are GenImage's, the
+# models the hub's (Stable Diffusion v1.5, the SD 2.1 / SD 1 / SD 2 VAEs, Kandinsky's MoVQ, the
+# timm backbones). This section counts what the GenImage folder holds (file names only; the
+# `classed` column: files whose ImageNet class is known, which the val reals need from
+# `VAL_CLASSES`), lists which weights this machine has (above: `weights`), times each operation
+# the later notebooks repeat on this device with those models, and multiplies by how often each
+# notebook runs it at its full budget. Read the hours as an estimate of the dominant work, not a
+# promise. Every section after this one builds the mini world and runs only in mini and smoke.
+
+# %%
+if not MINI_WORLD:
+    from lare2lib.studies import nb00_full
+
+    inventory = nb00_full.genimage_inventory(GENIMAGE_ROOT or profile.data_root, VAL_CLASSES or None)
+    display(inventory.pivot_table(index="generator", columns=["split", "label"], values="images", aggfunc="sum"))
+    units, missing = nb00_full.unit_costs(profile, seed=SEED)
+    display(pd.DataFrame({"seconds per image": units, "what": nb00_full.UNITS, "not measured": missing}))
+    costs = nb00_full.notebook_costs(nb00_full.notebook_workloads(inventory, TRAIN_SUBSET), units)
+    display(costs.style.format("{:.2f}").set_caption("estimated hours on this device"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nb00_world.write_metrics(out_dir, nb00_full.metrics_record(
+        profile, environment=report, inventory=inventory, units=units, missing=missing, costs=costs,
+        seconds=time.time() - started))
 
 # %% [markdown]
 # ## 2 · Real photographs, shipped with the project
@@ -103,19 +136,21 @@ print(json.dumps(report, indent=1, default=str)[:3000])
 # of one scene share a split. The held-out test photos cover every category.
 
 # %%
-world = load_world(profile, retrain=RETRAIN)
-print(world.photos["summary"])
-photos = nb00_world.photo_table(world)
-out_dir.mkdir(parents=True, exist_ok=True)
-photos.to_csv(out_dir / "photos.csv", index=False)  # the photo manifest: source, path, size, licence
-photos.groupby(["split", "category"]).size().unstack(fill_value=0)
+if MINI_WORLD:
+    world = load_world(profile, retrain=RETRAIN)
+    print(world.photos["summary"])
+    photos = nb00_world.photo_table(world)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    photos.to_csv(out_dir / "photos.csv", index=False)  # the photo manifest: source, path, size, licence
+    display(photos.groupby(["split", "category"]).size().unstack(fill_value=0))
 
 # %%
-crop_counts = nb00_world.crop_counts(world)
-print("real crops per split:", crop_counts)
-fig = nb00_world.image_grid({f"real · {s}": world.real[s] for s in ("train", "val", "test")})
-save_figure(fig, out_dir, "real_crops")
-plt.show()
+if MINI_WORLD:
+    crop_counts = nb00_world.crop_counts(world)
+    print("real crops per split:", crop_counts)
+    fig = nb00_world.image_grid({f"real · {s}": world.real[s] for s in ("train", "val", "test")})
+    save_figure(fig, out_dir, "real_crops")
+    plt.show()
 
 # %% [markdown]
 # ## 3 · Training: autoencoders to a flat validation PSNR, UNets to a flat held-out loss
@@ -127,12 +162,13 @@ plt.show()
 # what is committed and sampled.
 
 # %%
-manifest = world.manifest
-fig = nb00_world.training_curves(manifest)
-save_figure(fig, out_dir, "training_curves")
-plt.show()
-pd.DataFrame({name: {"steps": r["log"][-1]["step"] if r["log"] else 0, "minutes": r["seconds"] / 60,
-                     "threads": r["threads"]} for name, r in manifest["training"].items()}).T
+if MINI_WORLD:
+    manifest = world.manifest
+    fig = nb00_world.training_curves(manifest)
+    save_figure(fig, out_dir, "training_curves")
+    plt.show()
+    display(pd.DataFrame({name: {"steps": r["log"][-1]["step"] if r["log"] else 0, "minutes": r["seconds"] / 60,
+                                 "threads": r["threads"]} for name, r in manifest["training"].items()}).T)
 
 # %% [markdown]
 # ## 4 · When does LaRE's premise start to hold?
@@ -144,12 +180,13 @@ pd.DataFrame({name: {"steps": r["log"][-1]["step"] if r["log"] else 0, "minutes"
 # t = 200 loss with held-out (validation) real crops.
 
 # %%
-premise = nb00_premise.premise_table(manifest)
-fig = nb00_premise.premise_curve(manifest)
-save_figure(fig, out_dir, "premise_during_training")
-plt.show()
-print(nb00_premise.premise_verdict(premise))
-premise
+if MINI_WORLD:
+    premise = nb00_premise.premise_table(manifest)
+    fig = nb00_premise.premise_curve(manifest)
+    save_figure(fig, out_dir, "premise_during_training")
+    plt.show()
+    print(nb00_premise.premise_verdict(premise))
+    display(premise)
 
 # %% [markdown]
 # How far are the targets (premise AUC ≥ 0.65; KID ≤ 2× the real floor, where the log has
@@ -158,9 +195,10 @@ premise
 # it. This extrapolates the present rate of improvement; only more training can confirm it.
 
 # %%
-extrapolation = nb00_premise.premise_extrapolation(premise)
-display(extrapolation)
-display(Markdown(nb00_premise.training_findings(premise, extrapolation)))
+if MINI_WORLD:
+    extrapolation = nb00_premise.premise_extrapolation(premise)
+    display(extrapolation)
+    display(Markdown(nb00_premise.training_findings(premise, extrapolation)))
 
 # %% [markdown]
 # **How to read it.** An under-fit model gives its own samples a *higher* loss than real
@@ -179,14 +217,15 @@ display(Markdown(nb00_premise.training_findings(premise, extrapolation)))
 # tell the classes apart by file format.
 
 # %%
-generated = {spec.name: world.generated(spec.name) for spec in world.generators}
-train_fakes = {split: world.generated(profile.world.train_generator, split) for split in ("train", "val")}
-generator_counts = {name: len(images) for name, images in generated.items()}
-print("generated (test) per generator:", generator_counts,
-      "| training generator's train/val:", {k: len(v) for k, v in train_fakes.items()})
-fig = nb00_world.image_grid({f"{name}": images for name, images in generated.items()}, rows=4)
-save_figure(fig, out_dir, "generated_samples")
-plt.show()
+if MINI_WORLD:
+    generated = {spec.name: world.generated(spec.name) for spec in world.generators}
+    train_fakes = {split: world.generated(profile.world.train_generator, split) for split in ("train", "val")}
+    generator_counts = {name: len(images) for name, images in generated.items()}
+    print("generated (test) per generator:", generator_counts,
+          "| training generator's train/val:", {k: len(v) for k, v in train_fakes.items()})
+    fig = nb00_world.image_grid({f"{name}": images for name, images in generated.items()}, rows=4)
+    save_figure(fig, out_dir, "generated_samples")
+    plt.show()
 
 # %% [markdown]
 # ## 6 · Reconstructions and their quality
@@ -196,15 +235,16 @@ plt.show()
 # this machine.
 
 # %%
-autoencoders = ("kl_ae", "vq_ae") + (("taef2",) if paths.taef2_dir() else ())
-recon_counts = {ae: {split: len(world.reconstructions(ae, split)) for split in world.real} for ae in autoencoders}
-print("reconstructions:", recon_counts)
-ae_psnr = nb00_world.autoencoder_psnr(world, "test", autoencoders)
-print({k: round(v, 2) for k, v in ae_psnr.items()})
-examples = {"real": world.real["test"]} | {f"recon · {a}": world.reconstructions(a, "test") for a in autoencoders}
-fig = nb00_world.image_grid(examples, rows=2, per_row=4, seed=1)
-save_figure(fig, out_dir, "reconstructions")
-plt.show()
+if MINI_WORLD:
+    autoencoders = ("kl_ae", "vq_ae") + (("taef2",) if paths.taef2_dir() else ())
+    recon_counts = {ae: {split: len(world.reconstructions(ae, split)) for split in world.real} for ae in autoencoders}
+    print("reconstructions:", recon_counts)
+    ae_psnr = nb00_world.autoencoder_psnr(world, "test", autoencoders)
+    print({k: round(v, 2) for k, v in ae_psnr.items()})
+    examples = {"real": world.real["test"]} | {f"recon · {a}": world.reconstructions(a, "test") for a in autoencoders}
+    fig = nb00_world.image_grid(examples, rows=2, per_row=4, seed=1)
+    save_figure(fig, out_dir, "reconstructions")
+    plt.show()
 
 # %% [markdown]
 # ## 7 · Kernel distance to held-out photos
@@ -214,12 +254,13 @@ plt.show()
 # floor is held-out real crops against training real crops: different photos of the same world.
 
 # %%
-from lare2lib.models.backbones import create_classifier
+if MINI_WORLD:
+    from lare2lib.models.backbones import create_classifier
 
-feature_model = create_classifier("efficientnet_lite0", num_classes=0).eval()
-cfg = feature_model.pretrained_cfg
-kid = nb00_world.kid_table(world, feature_model, cfg["mean"], cfg["std"])
-pd.DataFrame(kid).T.style.format("{:.4f}")
+    feature_model = create_classifier("efficientnet_lite0", num_classes=0).eval()
+    cfg = feature_model.pretrained_cfg
+    kid = nb00_world.kid_table(world, feature_model, cfg["mean"], cfg["std"])
+    display(pd.DataFrame(kid).T.style.format("{:.4f}"))
 
 # %% [markdown]
 # ## 8 · The premise with the final models
@@ -229,12 +270,13 @@ pd.DataFrame(kid).T.style.format("{:.4f}")
 # Every set is scored once, for this table and for the scale study below.
 
 # %%
-scale_auc, scale_points = nb00_premise.premise_by_scale(world)
-gap = nb00_premise.premise_gap(scale_auc)
-for name, entry in gap.items():
-    print(f"{name}: premise {'holds' if entry['gap'] > 0 else 'does not hold'} (gap {entry['gap']:+.4f}, "
-          f"AUC {entry['auc']:.3f} [{entry['auc_low']:.3f}, {entry['auc_high']:.3f}])")
-pd.DataFrame(gap).T
+if MINI_WORLD:
+    scale_auc, scale_points = nb00_premise.premise_by_scale(world)
+    gap = nb00_premise.premise_gap(scale_auc)
+    for name, entry in gap.items():
+        print(f"{name}: premise {'holds' if entry['gap'] > 0 else 'does not hold'} (gap {entry['gap']:+.4f}, "
+              f"AUC {entry['auc']:.3f} [{entry['auc_low']:.3f}, {entry['auc_high']:.3f}])")
+    display(pd.DataFrame(gap).T)
 
 # %% [markdown]
 # ### What decides the premise: the real side, the sampler, or the fit?
@@ -253,21 +295,23 @@ pd.DataFrame(gap).T
 # would decide the AUC; samples *above* the trend mean the model has not fit what it draws.
 
 # %%
-fig = nb00_premise.premise_scale_figure(scale_auc, scale_points)
-save_figure(fig, out_dir, "premise_by_scale")
-plt.show()
-scale_auc.pivot(index="generator", columns="reals", values="auc").style.format("{:.3f}")
+if MINI_WORLD:
+    fig = nb00_premise.premise_scale_figure(scale_auc, scale_points)
+    save_figure(fig, out_dir, "premise_by_scale")
+    plt.show()
+    display(scale_auc.pivot(index="generator", columns="reals", values="auc").style.format("{:.3f}"))
 
 # %%
-detail = scale_points.groupby(["ldm", "set", "kind"], sort=False)[["smoothness", "loss"]].mean()
-display(detail.style.format("{:.4f}"))
-display(Markdown(nb00_premise.premise_findings(gap, scale_auc, scale_points)))
+if MINI_WORLD:
+    detail = scale_points.groupby(["ldm", "set", "kind"], sort=False)[["smoothness", "loss"]].mean()
+    display(detail.style.format("{:.4f}"))
+    display(Markdown(nb00_premise.premise_findings(gap, scale_auc, scale_points)))
 
 # %% [markdown]
 # ## 9 · Explorer (interactive only)
 
 # %%
-if INTERACTIVE:
+if MINI_WORLD and INTERACTIVE:
     import ipywidgets as widgets
 
     names = ["real_test"] + list(generated)
@@ -286,12 +330,13 @@ if INTERACTIVE:
 # ## 10 · Headline numbers
 
 # %%
-metrics = nb00_world.metrics_record(
-    profile, world, crops=crop_counts, generators=generator_counts, train_fakes=train_fakes,
-    reconstructions=recon_counts, ae_psnr=ae_psnr, kid=kid, premise=gap,
-    premise_during_training=premise, premise_by_scale=scale_auc, seconds=time.time() - started)
-nb00_world.write_metrics(out_dir, metrics)
-if RETRAIN:  # the committed manifest carries the quality of the weights it describes
-    record_quality(profile.world.recipe, {k: metrics[k] for k in ("ae_psnr_db", "kid", "premise_gap")})
-print(json.dumps({k: metrics[k] for k in ("real_photos", "real_crops", "generators", "ae_psnr_db", "premise_gap")},
-                 indent=1))
+if MINI_WORLD:
+    metrics = nb00_world.metrics_record(
+        profile, world, crops=crop_counts, generators=generator_counts, train_fakes=train_fakes,
+        reconstructions=recon_counts, ae_psnr=ae_psnr, kid=kid, premise=gap,
+        premise_during_training=premise, premise_by_scale=scale_auc, seconds=time.time() - started)
+    nb00_world.write_metrics(out_dir, metrics)
+    if RETRAIN:  # the committed manifest carries the quality of the weights it describes
+        record_quality(profile.world.recipe, {k: metrics[k] for k in ("ae_psnr_db", "kid", "premise_gap")})
+    print(json.dumps({k: metrics[k] for k in ("real_photos", "real_crops", "generators", "ae_psnr_db", "premise_gap")},
+                     indent=1))

@@ -40,14 +40,17 @@
 #
 # The reference model is the mini world's `kl_ldm` (notebook 00): an SD-shaped LDM (KL
 # autoencoder, class-conditional UNet, SD's DDPM schedule) trained on the world's real photos,
-# standing in for Stable Diffusion v1.5. Extraction follows the released code (posterior sample,
+# standing in for Stable Diffusion v1.5. With `PROFILE="full"` the same sections run on the paper's
+# setting: Stable Diffusion v1.5 as the reference, GenImage's eight subsets as the generators and
+# ImageNet val photos as the reals (a seeded sample of each, every image resized to a 256 px short
+# side and centre-cropped the same way: `lare2lib.world.genimage`). Extraction follows the released code (posterior sample,
 # K draws sharing one latent, squared ε error, float32), batched, with every random number drawn
 # per image from (seed, image id).
 
 # %% tags=["parameters"]
 from typing import Optional
 
-PROFILE: str = "mini"  # profile: mini (default) or smoke (tiny); this notebook needs the mini world
+PROFILE: str = "mini"  # profile: mini (default), smoke (tiny), or full (GenImage + Stable Diffusion v1.5, GPU)
 SMOKE: bool = False  # tiny budgets (tests, CI): a few images, one repeat
 SEED: int = 0  # root seed: posterior samples and noise draws are drawn per image from it
 OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/01_lare)
@@ -68,6 +71,10 @@ COST_BATCH: Optional[int] = None  # batch size of the batched variants (32)
 DIRE_STEPS: Optional[int] = None  # DDIM steps each way of the DIRE-style baseline (20, as DIRE)
 COST_REPEATS: Optional[int] = None  # timed repeats after one warm-up; the fastest is kept (3)
 NUM_WORKERS: Optional[int] = None  # DataLoader decoding processes of the driver (0: main process)
+GENIMAGE_ROOT: str = ""  # full profile: GenImage root (<subset>/{train,val}/{ai,nature})
+TRAIN_SUBSET: str = "sdv4"  # full profile: the training subset (notebook 01 trains nothing; it names the world)
+VAL_CLASSES: str = ""  # full profile: class of each ILSVRC2012_val_* real (the release's anns/filename_to_folder.json)
+GENIMAGE_SAMPLE: str = ""  # full profile: images per set of the GenImage sample, "train,val,test" (empty: 4000,500,1000)
 
 # %%
 import dataclasses
@@ -91,15 +98,11 @@ from lare2lib.data import imagesets
 from lare2lib.signals import set_maps
 from lare2lib.signals.lare import latent_shape
 from lare2lib.studies import nb01_cost, nb01_figures, nb01_lare
-from lare2lib.studies.common import study_config
+from lare2lib.studies.common import load_study_world, study_config
 from lare2lib.world.weights import world_ldm
-from lare2lib.world.build import load_world
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
-if profile.name == "full":
-    raise ValueError("notebook 01 studies LaRE in the mini world; run it with PROFILE='mini' "
-                     "(or SMOKE=True); `lare2 extract --profile full` extracts GenImage maps")
 budget = study_config(
     nb01_lare.Config, profile, timestep=TIMESTEP, ensemble=ENSEMBLE, n_images=N_IMAGES,
     curve_images=CURVE_IMAGES, curve_timesteps=CURVE_TIMESTEPS, ensemble_sizes=ENSEMBLE_SIZES,
@@ -119,10 +122,12 @@ print(f"profile={profile.name} seed={profile.seed} t={budget.timestep} K={budget
 # three generators: `kl_ldm` (the reference model's own samples), `vq_ldm` (a second LDM with a
 # VQ autoencoder) and `kl_ldm_fast` (the reference LDM with a different sampler: 5× fewer,
 # stochastic DDIM steps, no guidance). All sets are 8-bit and stored losslessly the same way.
+# Full: SD v1.5 as the reference and each GenImage subset's val fakes against ImageNet val reals.
 
 # %%
-world = load_world(profile, progress=False)
-reference = world_ldm(world, "kl_ldm")
+world = load_study_world(profile, genimage_root=GENIMAGE_ROOT, train_subset=TRAIN_SUBSET, val_classes=VAL_CLASSES,
+                         sample=GENIMAGE_SAMPLE)
+reference = world_ldm(world, world.reference_ldm)
 config = budget.lare_config(profile.lare)
 generators = [spec.name for spec in world.generators]
 sets = {"real": world.real["test"]} | {name: world.generated(name) for name in generators}
@@ -162,6 +167,10 @@ plt.show()
 # transfers to a model LaRE was not computed with. Notebook 00 measured the same premise with
 # each generator's *own* LDM during training; the mean LaRE here is the paper's setting, one
 # reference model for every image.
+#
+# On GenImage (full profile) the same reading applies: `sdv5` is SD v1.5's own samples, `sdv4` and
+# `wukong` come from sibling SD models (same autoencoder), `midjourney` from an unknown LDM,
+# `adm`, `glide` and `biggan` from pixel-space models and `vqdm` from a VQ diffusion model.
 
 # %%
 mean_lare = {name: m.mean(dim=(1, 2, 3)).numpy() for name, m in maps.items()}
@@ -181,19 +190,16 @@ auc[["auc", "low", "high", "n_real", "n_generated"]]
 # the left). Shaded: ±1 standard error over images. At large t the noise dominates z_t and
 # every curve meets; at small t the UNet sees nearly clean latents; the paper finds the gap
 # largest around t ≈ 200 (dotted line).
+# On GenImage there is one LDM (SD v1.5), so only the left panel is drawn.
 
 # %%
 curve_sets = {name: imagesets.subsample(images, budget.curve_images, SEED) for name, images in sets.items()}
 common = nb01_lare.curve_summary(nb01_lare.loss_curves(
     reference, curve_sets, world.class_names, timesteps, seed=SEED, batch_size=budget.cost_batch))
-own_sets = {"real": curve_sets["real"], "vq_ldm": curve_sets["vq_ldm"]}
-own = nb01_lare.curve_summary(nb01_lare.loss_curves(
-    world_ldm(world, "vq_ldm"), own_sets, world.class_names, timesteps, seed=SEED,
-    batch_size=budget.cost_batch))
-fig, (ax_common, ax_own) = plt.subplots(1, 2, figsize=(11, 3.9), sharey=True)
-nb01_figures.timestep_figure(common, "kl_ldm (common reference)", budget.timestep, ax=ax_common)
-nb01_figures.timestep_figure(own, "vq_ldm (its own samples)", budget.timestep, ax=ax_own)
-fig.tight_layout()
+own_generator = nb01_lare.own_model(world)  # vq_ldm in the mini world; None on GenImage (one LDM)
+own = nb01_lare.own_model_curves(world, curve_sets, own_generator, timesteps, seed=SEED,
+                                 batch_size=budget.cost_batch)
+fig = nb01_figures.timestep_panels(common, own, world.reference_ldm, own_generator, budget.timestep)
 save_figure(fig, out_dir, "loss_over_timesteps")
 plt.show()
 gap = nb01_lare.curve_gap(common, real="real")
@@ -269,7 +275,7 @@ cost.table().round(3)
 if torch.cuda.is_available():
     from lare2lib.signals.lare import precision_error
 
-    gpu_reference = world_ldm(world, "kl_ldm").to("cuda")
+    gpu_reference = world_ldm(world, world.reference_ldm).to("cuda")
     probe = imagesets.subsample(sets["real"], 16, SEED)
     precision = precision_error(
         gpu_reference, set_maps.set_pixels(probe, config.image_size), probe.ids,
@@ -332,7 +338,8 @@ display(Markdown(nb01_figures.findings(auc, gap, study, cost.ratios(), budget.ti
 # %%
 metrics = nb01_lare.metrics_record(
     profile, budget, auc=auc, mean_lare=mean_lare, common=common, own=own, study=study,
-    cost=cost, precision=precision, seconds=time.time() - started, file_decoding=decoding)
+    cost=cost, precision=precision, seconds=time.time() - started, file_decoding=decoding,
+    reference=world.reference_ldm, own_generator=own_generator)
 nb01_lare.write_metrics(out_dir, metrics)
 print(json.dumps({key: metrics[key] for key in ("lare_auc", "lare_vs_dire_speedup",
                                                  "batched_vs_per_image_speedup",

@@ -49,15 +49,15 @@
 # %% tags=["parameters"]
 from typing import Optional
 
-PROFILE: str = "mini"  # profile: mini (default) or smoke (tiny); this notebook needs the mini world
+PROFILE: str = "mini"  # profile: mini (default), smoke (tiny), or full (GenImage + the paper's autoencoders, GPU)
 SMOKE: bool = False  # tiny budgets (tests, CI): a few images, one seed, a few steps
 SEED: int = 0  # root seed: classifier seeds are SEED, SEED+1, ...; crops and noise per image id
 OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/03_ae_reconstruction)
 DATA_DIR: str = ""  # caches and the built world (empty: <repo>/data or $LARE2_DATA_DIR)
 INTERACTIVE: bool = False  # show the ipywidgets crop explorer after the static figures
-AUTOENCODER: Optional[str] = None  # world autoencoder whose reconstructions are the positive class (kl_ae)
+AUTOENCODER: Optional[str] = None  # world autoencoder whose reconstructions are the positive class (the world's: kl_ae; full: SD 2.1's VAE)
 BACKBONE: Optional[str] = None  # timm classifier or local file (empty: the profile's first recon classifier)
-CROP: Optional[int] = None  # crop side for training and inference, px (world images: 64; mini 48, smoke 24)
+CROP: Optional[int] = None  # crop side for training and inference, px (world images: 64; mini 48, smoke 24, full 256)
 N_SEEDS: Optional[int] = None  # classifiers trained, one per seed, mean ± std over them (mini 3, smoke 1)
 TRAIN_IMAGES: Optional[int] = None  # images seen in training per seed, epochs: this over the pair count, rounded up (mini 8000, smoke 64)
 LR: Optional[float] = None  # Adam learning rate (the released recipe: 1e-4)
@@ -65,10 +65,15 @@ TRIES: Optional[int] = None  # crops averaged by the "10 tries" score (10)
 BOOTSTRAP: Optional[int] = None  # bootstrap resamples of every interval (mini 1000, smoke 50)
 ROBUST_SEEDS: Optional[int] = None  # classifiers scored in the robustness sweep, the first ones (1)
 ROBUST_TRIES: Optional[int] = None  # crops per image in the robustness sweep (1)
-AEROBLADE_AES: Optional[str] = None  # autoencoders AEROBLADE takes the minimum over, the generators' ("kl_ae,vq_ae")
+AEROBLADE_AES: Optional[str] = None  # autoencoders AEROBLADE takes the minimum over (the world's: "kl_ae,vq_ae"; full: SD 1, SD 2, Kandinsky 2.1)
+AEROBLADE_DISTANCE: Optional[str] = None  # AEROBLADE distances, comma-separated of backbone, pixel, lpips ("": mini backbone + pixel, full lpips)
 AEROBLADE_DISTRACTOR: Optional[str] = None  # an extra autoencoder no generator uses, scored separately ("": none; mini "taef2", smoke "")
 BENCH_IMAGES: Optional[int] = None  # 256² images timed through the KL autoencoder (0: skip the timing; mini 8, smoke 2)
 RUN_LARE: Optional[bool] = None  # score the same test sets with mean LaRE, notebook 01's bare score (True)
+GENIMAGE_ROOT: str = ""  # full profile: GenImage root (<subset>/{train,val}/{ai,nature})
+TRAIN_SUBSET: str = "sdv4"  # full profile: subset whose train reals are the pairs' reals (its val reals test)
+VAL_CLASSES: str = ""  # full profile: class of each ILSVRC2012_val_* real (the release's anns/filename_to_folder.json)
+GENIMAGE_SAMPLE: str = ""  # full profile: images per set of the GenImage sample, "train,val,test" (empty: 4000,500,1000)
 # %%
 import os
 import time
@@ -84,25 +89,22 @@ from lare2lib.core import paths
 from lare2lib.core.plotting import save_figure, set_theme
 from lare2lib.core.profiles import get_profile
 from lare2lib.studies import nb03_baselines, nb03_figures, nb03_metrics, nb03_recon, nb03_scoring, nb07_recon
-from lare2lib.studies.common import study_config
-from lare2lib.world.build import load_world
+from lare2lib.studies.common import load_study_world, study_config
 
 started = time.time()
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
-if profile.name == "full":
-    raise ValueError("notebook 03 runs in the mini world; at full scale use `lare2 train classifier "
-                     "--profile full --real DIR` and `lare2 evaluate`")
 # The profile's budget (smoke: a handful of images, one seed, a few steps), then every parameter
 # set above: an explicit value wins over the smoke budget.
 config = study_config(nb03_recon.Config, profile, backbone=BACKBONE, autoencoder=AUTOENCODER, crop=CROP,
                       n_seeds=N_SEEDS, train_images=TRAIN_IMAGES, lr=LR, tries=TRIES, bootstrap=BOOTSTRAP,
                       robust_seeds=ROBUST_SEEDS, robust_tries=ROBUST_TRIES, aeroblade_aes=AEROBLADE_AES,
-                      aeroblade_distractor=AEROBLADE_DISTRACTOR, bench_images=BENCH_IMAGES, run_lare=RUN_LARE)
+                      aeroblade_distractor=AEROBLADE_DISTRACTOR, aeroblade_distance=AEROBLADE_DISTANCE,
+                      bench_images=BENCH_IMAGES, run_lare=RUN_LARE)
 out_dir = Path(OUT_DIR) if OUT_DIR else paths.figures_dir("03_ae_reconstruction")
 set_theme()
 torch.manual_seed(SEED)
 load = os.getloadavg()[0]
-print(f"profile={profile.name} seed={profile.seed} crop={config.crop} seeds={config.n_seeds} "
+print(f"profile={profile.name} seed={profile.seed} seeds={config.n_seeds} "
       f"threads={torch.get_num_threads()} load average={load:.1f} on {os.cpu_count()} cores out={out_dir}")
 
 # %% [markdown]
@@ -113,11 +115,20 @@ print(f"profile={profile.name} seed={profile.seed} crop={config.crop} seeds={con
 # generator's samples, and against held-out reconstructions by each autoencoder (`taef2`, the
 # real FLUX.2 tiny autoencoder, only where its weights are on this machine). Every set is
 # 8-bit and stored losslessly the same way, so no file format separates the classes.
+#
+# **Full profile (GenImage).** The reals are ImageNet photos: the training subset's train reals
+# for the pairs (reconstructed by SD 2.1's VAE, as the paper), every subset's val reals for the
+# test; the generators are GenImage's eight subsets. Every image, real or generated, is the
+# centre 256² of its native pixels (reflect-padded when smaller, as BigGAN's 128² images are),
+# the paper's crop without resampling away the decoder's trace (`lare2lib.world.genimage`).
 
 # %%
-world = load_world(profile, progress=False)
+world = load_study_world(profile, genimage_root=GENIMAGE_ROOT, train_subset=TRAIN_SUBSET, val_classes=VAL_CLASSES,
+                         sample=GENIMAGE_SAMPLE, fit="crop")
+config = config.for_world(world)  # the world's autoencoders and the profile's crop where no parameter names them
 generators = [spec.name for spec in world.generators]
-recon_aes = ["kl_ae", "vq_ae"] + (["taef2"] if paths.taef2_dir() is not None else [])
+recon_aes = list(dict.fromkeys([config.autoencoder, *config.aeroblade_autoencoders()]))
+recon_aes += ["taef2"] if paths.taef2_dir() is not None else []
 real_test = world.real["test"]
 test_sets = {name: world.generated(name, "test") for name in generators}
 test_sets |= {f"recon_{ae}": world.reconstructions(ae, "test") for ae in recon_aes}
@@ -125,6 +136,7 @@ n_train = len(world.real["train"])
 plan = config.plan(profile, n_train)
 print({"train pairs": n_train, "val pairs": len(world.real["val"]), "test reals": len(real_test),
        **{name: len(s) for name, s in test_sets.items()}}, f"| epochs per seed: {plan.train.epochs}")
+print(f"pairs: real vs {config.autoencoder} | crop {config.crop} | AEROBLADE over {config.aeroblade_aes}")
 
 # %% [markdown]
 # ## 1 · What the classifier is shown
@@ -148,7 +160,7 @@ plt.show()
 # %%
 bench = nb03_recon.bench(world, config, profile)
 if bench:
-    print(f"{bench['size']}² through kl_ae: {bench['images_per_second']:.2f} images/s "
+    print(f"{bench['size']}² through {config.autoencoder}: {bench['images_per_second']:.2f} images/s "
           f"(batch {bench['batch_size']}, {bench['threads']} threads, load average {os.getloadavg()[0]:.1f})")
 
 # %% [markdown]
@@ -249,7 +261,7 @@ for metric in ("auc", "tpr@5%"):
 # %%
 blade = nb03_baselines.run_aeroblade(world, real_test, {g: test_sets[g] for g in generators},
                                      config.aeroblade_autoencoders(), config.aeroblade_distractor,
-                                     bootstrap=config.bootstrap, seed=SEED)
+                                     bootstrap=config.bootstrap, seed=SEED, distances=config.aeroblade_distance)
 fig = nb03_figures.aeroblade_figure(blade.variants, blade.groups)
 save_figure(fig, out_dir, "aeroblade")
 plt.show()
@@ -264,10 +276,12 @@ nb03_metrics.aeroblade_frame(blade)
 # `02_egre_ablations` has run in this output root. EGRE and mean LaRE are the only ones here
 # that were built with knowledge of a generator: EGRE trains on `kl_ldm`'s samples, LaRE uses
 # `kl_ldm` as its reference model.
+# In full, EGRE's cells are notebook 02's own, on its GenImage test sets (every val image of each
+# subset against that subset's reals), not on this notebook's 256² sample.
 
 # %%
 lare = nb03_baselines.mean_lare_table(world, blade, seed=SEED) if config.run_lare else None
-egre = nb03_baselines.egre_rows(out_dir.parent)
+egre = nb03_baselines.egre_rows(out_dir.parent, rename=world.set_name)
 rows = nb03_baselines.comparison_rows(detection, blade, tries=config.tries, lare=lare, egre=egre)
 comparison = nb03_baselines.comparison_table(rows, generators + ["mean"])
 print("EGRE:", "from 02_egre_ablations" if egre is not None else "not run (no 02_egre_ablations metrics here)")

@@ -46,24 +46,34 @@
 # generated images above it; the **AUC** is against the reals as they are in that experiment
 # (post-processed like the fakes in §1, clean in §2 and §3). EGRE is scored on its centre
 # crop and the classifier on its 1-try crop: exactly the views PGD differentiates through.
+#
+# **Full profile (GenImage).** The same experiments on notebook 02's and 03's full-profile
+# detectors: ImageNet val reals against GenImage's eight subsets (the 256² native centre crops of
+# notebook 03's world), mean LaRE under SD v1.5, AEROBLADE over SD 1, SD 2 and Kandinsky 2.1's
+# autoencoders, artifact removal through Kandinsky's MoVQ for the SD-decoded subsets and SD 2.1's
+# VAE for the others, and PGD on the training subset's (SD V1.4's) images.
 
 # %% tags=["parameters"]
 from typing import Optional
 
-PROFILE: str = "mini"  # profile: mini (default) or smoke (tiny); this notebook needs the mini world
+PROFILE: str = "mini"  # profile: mini (default), smoke (tiny), or full (GenImage and 02/03's full detectors, GPU)
 SMOKE: bool = False  # tiny budgets (tests, CI): a handful of images, one level per perturbation
 SEED: int = 0  # root seed: subsets, PGD starts, LaRE draws, crops, fallback training
 OUT_DIR: str = ""  # where figures and metrics.json go (empty: figures/06_evasion)
 DATA_DIR: str = ""  # caches and the built world (empty: <repo>/data or $LARE2_DATA_DIR)
 INTERACTIVE: bool = False  # show an ipywidgets explorer of the PGD examples after the figures
 THREADS: int = 0  # torch CPU threads (0: torch's default; 1 is faster on an oversubscribed machine)
+GENIMAGE_ROOT: str = ""  # full profile: GenImage root (<subset>/{train,val}/{ai,nature})
+TRAIN_SUBSET: str = "sdv4"  # full profile: the subset 02 and 03 trained on (PGD attacks its images)
+VAL_CLASSES: str = ""  # full profile: class of each ILSVRC2012_val_* real (the release's anns/filename_to_folder.json)
+GENIMAGE_SAMPLE: str = ""  # full profile: images per set of the GenImage sample, "train,val,test", as given to 03 (empty: 4000,500,1000)
 EGRE_CHECKPOINT: str = ""  # EGRE detector file (empty: notebook 02's ESR+ECR run of SEED, else train here)
 CLASSIFIER_CHECKPOINT: str = ""  # reconstruction classifier file (empty: notebook 03's run of SEED, else train here)
 # None: the profile's budget (nb06_evasion.Config, smoke: Config.smoke()); a value given here always wins
 N_REAL: Optional[int] = None  # held-out test reals: the 5 % FPR threshold, every AUC (0: all; mini 160)
 N_FAKE: Optional[int] = None  # generated test images per generator for §1 and §2 (0: all; mini 40, smoke 4)
 POSTPROCESS: Optional[str] = None  # kind:levels;... of perturb.KINDS (mini: 3 JPEG, 1 resize, 2 blur, 1 noise level)
-PGD_IMAGES: Optional[int] = None  # kl_ldm test images PGD attacks, per detector and budget (mini 32, smoke 4)
+PGD_IMAGES: Optional[int] = None  # training generator's test images PGD attacks, per detector and budget (mini 32, smoke 4)
 PGD_BUDGETS: Optional[str] = None  # L∞ budgets ε in 8-bit steps (x/255), 0 the clean subset (mini 0,1,2,4,8)
 PGD_STEPS: Optional[int] = None  # signed-gradient steps after the random start, step 2.5·ε/steps (mini 5)
 PGD_BATCH: Optional[int] = None  # images per PGD batch (memory: the UNet keeps activations for backward; 16)
@@ -96,17 +106,13 @@ from lare2lib.studies import (
     nb06_findings,
     nb06_suite,
 )
-from lare2lib.studies.common import study_config
-from lare2lib.world.build import load_world
+from lare2lib.studies.common import load_study_world, study_config
 
 started = time.time()
 sections: dict = {}  # section → wall and CPU seconds (CPU: the work, whatever the machine's load)
 if THREADS:
     torch.set_num_threads(THREADS)
 profile = get_profile(PROFILE, smoke=SMOKE, seed=SEED)
-if profile.name == "full":
-    raise ValueError("notebook 06 attacks the mini world's detectors; run it with PROFILE='mini' "
-                     "(or SMOKE=True)")
 # smoke: seconds, every section runs on a handful of images (nb06_evasion.Config.smoke)
 config = study_config(nb06_evasion.Config, profile, n_real=N_REAL, n_fake=N_FAKE, postprocess=POSTPROCESS,
                       pgd_images=PGD_IMAGES, pgd_budgets=PGD_BUDGETS, pgd_steps=PGD_STEPS,
@@ -127,7 +133,9 @@ print(f"profile={profile.name} seed={profile.seed} threads={torch.get_num_thread
 
 # %%
 with nb06_evasion.timed(sections, "detectors"):
-    world = load_world(profile, progress=False)
+    world = load_study_world(profile, genimage_root=GENIMAGE_ROOT, train_subset=TRAIN_SUBSET,
+                             val_classes=VAL_CLASSES, sample=GENIMAGE_SAMPLE,
+                             fit="crop")  # full: 03's world, so its classifiers are found
     detectors, origin = nb06_detectors.load_detectors(
         world, seed=SEED, egre_checkpoint=EGRE_CHECKPOINT, classifier_checkpoint=CLASSIFIER_CHECKPOINT,
         config=config, figures_root=out_dir.parent)
@@ -200,7 +208,7 @@ pd.DataFrame({(attack, m): {d: removal[attack][d][m] for d in detectors}
 # PSNR of the perturbation. ε = 0 is the clean subset.
 
 # %%
-pgd_set = imagesets.subsample(world.generated(world.profile.world.train_generator), config.pgd_images,
+pgd_set = imagesets.subsample(world.generated(world.train_generator), config.pgd_images,
                               SEED + 2)
 with nb06_evasion.timed(sections, "pgd"):
     pgd, examples = nb06_experiments.pgd_sweep(suite, pgd_set, real_scores, thresholds, budgets,
@@ -297,6 +305,7 @@ metrics = nb06_evasion.write_metrics(
     out_dir, profile=profile, config=config, origin=origin, reals=reals, fakes=fakes, pgd_set=pgd_set,
     clean=clean, clean_per_generator=clean_per_generator, postprocess=postprocess, post_mean=post_mean,
     removal=removal, removal_psnr=removal_psnr, pgd=pgd, ten_tries=ten_tries, graceful=graceful,
-    graceful_auc=graceful_auc, scoring_seconds=suite.seconds, section_seconds=sections, started=started)
+    graceful_auc=graceful_auc, scoring_seconds=suite.seconds, section_seconds=sections, started=started,
+    pgd_generator=world.train_generator)
 print(json.dumps({"most_graceful": graceful["detector"], "rule": graceful["rule"],
                   "seconds": round(metrics["seconds"], 1)}, indent=1))

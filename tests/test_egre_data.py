@@ -97,7 +97,7 @@ def fake_world(folder: Path):
     profile = SimpleNamespace(seed=0, world=SimpleNamespace(train_generator="g1"))
     return SimpleNamespace(real=real, generated=lambda name, split="test": generated[(name, split)],
                            generators=[SimpleNamespace(name="g1"), SimpleNamespace(name="g2")],
-                           class_names=TINY_CLASS_NAMES, profile=profile, folder=folder)
+                           class_names=TINY_CLASS_NAMES, profile=profile, folder=folder, train_generator="g1")
 
 
 TINY_F4 = TinyLDMSpec(vae_widths=(8, 16, 16))

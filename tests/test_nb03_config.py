@@ -19,7 +19,6 @@ from lare2lib.studies.nb03_recon import Config
 
 SHRUNK = [
     # (notebook parameter, study_config keyword, mini default, smoke value, explicit)
-    ("CROP", "crop", 48, 24, 32),
     ("N_SEEDS", "n_seeds", 3, 1, 2),
     ("TRAIN_IMAGES", "train_images", 8000, 64, 96),
     ("BOOTSTRAP", "bootstrap", 1000, 50, 20),
@@ -57,3 +56,26 @@ def test_plan_trains_what_the_notebook_trained(profile):
                                            "epochs", "max_steps", "batch_size", "lr", "score_batch", "tries",
                                            "bootstrap"]
     assert study_config(Config, profile, lr=1e-3).plan(profile, 500).train.lr == 1e-3
+
+
+def _world(profile, recon: str, blade: list[str]):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(profile=profile, recon_autoencoder=recon, aeroblade_autoencoders=blade)
+
+
+@pytest.mark.parametrize("profile, crop", [(MINI, 48), (SMOKE, 24), (get_profile("full"), 256)],
+                         ids=["mini", "smoke", "full"])
+def test_for_world_fills_the_worlds_autoencoders_and_the_profiles_crop(profile, crop):
+    """Crop 0 is three quarters of the world's image side (the notebook's 48 px of 64), in full the
+    paper's 256; unnamed autoencoders are the world's; named ones are kept."""
+    config = study_config(Config, profile).for_world(_world(profile, "ae1", ["ae1", "ae2"]))
+    assert (config.crop, config.autoencoder, config.aeroblade_autoencoders()) == (crop, "ae1", ["ae1", "ae2"])
+    given = study_config(Config, profile, crop=32, autoencoder="x", aeroblade_aes="y,z")
+    assert given.for_world(_world(profile, "ae1", ["ae2"])) == given
+
+
+def test_for_world_gives_eva02_its_patch_multiple_in_full():
+    full = get_profile("full")
+    config = study_config(Config, full, backbone="eva02_large_patch14_448.mim_m38m_ft_in22k_in1k")
+    assert config.for_world(_world(full, "a", ["a"])).crop == 252

@@ -124,7 +124,7 @@ def world_data(world, detector_config: Mapping[str, Any], budget: SplitBudget, *
     """
     from lare2lib.core import paths
 
-    generator = world.profile.world.train_generator
+    generator = world.train_generator
     names = world.class_names
     pick = lambda images, n, k: _subsample(images, n, budget.seed + k)  # noqa: E731
     train = _join([(pick(world.real["train"], budget.train_per_class, 0), 0),

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from lare2lib.core.profiles import Profile
 
-__all__ = ["budget", "study_config", "with_overrides"]
+__all__ = ["budget", "load_study_world", "study_config", "with_overrides"]
 
 ConfigT = TypeVar("ConfigT")
 
@@ -65,3 +65,26 @@ def with_overrides(config: ConfigT, **overrides: Any) -> ConfigT:
 def study_config(config_class: type[ConfigT], profile: Profile, **overrides: Any) -> ConfigT:
     """The profile's budget of ``config_class``, then every parameter the user set (not ``None``)."""
     return with_overrides(budget(config_class, profile), **overrides)
+
+
+def load_study_world(profile: Profile, *, genimage_root: str = "", train_subset: str = "sdv4",
+                     val_classes: str = "", fit: str = "", sample: str = "", progress: bool = False):
+    """The world a notebook studies: the mini (or smoke) world of notebook 00, or in the full
+    profile GenImage under the same interface (:class:`lare2lib.world.genimage.GenImageWorld`:
+    ``genimage_root``, else the profile's ``data_root``; ``val_classes``: the release's
+    ``anns/filename_to_folder.json`` for the ``ILSVRC2012_val_*`` reals; ``fit``: how its images
+    are brought to one size, :attr:`lare2lib.world.genimage.Budget.fit`; ``sample``: images per set,
+    ``"train,val,test"``, empty for the :class:`~lare2lib.world.genimage.Budget`'s)."""
+    if profile.name == "full":
+        from lare2lib.world.genimage import Budget, load_genimage_world
+
+        root = genimage_root or profile.data_root
+        if not root:
+            raise ValueError("the full profile needs GENIMAGE_ROOT: the GenImage folder "
+                             "(<subset>/{train,val}/{ai,nature}), and VAL_CLASSES for its val reals' classes")
+        budget = Budget.parse(sample) if sample else None
+        return load_genimage_world(profile, root, train_subset, budget=budget, val_classes=val_classes or None,
+                                   fit=fit, progress=progress)
+    from lare2lib.world.build import load_world
+
+    return load_world(profile, progress=progress)

@@ -18,7 +18,7 @@ from lare2lib.data.imagesets import ImageSet
 from lare2lib.signals.set_maps import lare_maps
 
 __all__ = ["findings", "auc_figure", "cost_figure", "ensemble_figure", "map_gallery", "single_map_figure",
-           "timestep_figure"]
+           "timestep_figure", "timestep_panels"]
 
 
 def map_gallery(examples: Mapping[str, tuple[ImageSet, torch.Tensor]], per_set: int = 2,
@@ -67,6 +67,21 @@ def single_map_figure(components, images: ImageSet, index: int, class_names: Seq
     show_map(axes[-1], error_map.mean(0), float(error_map.mean(0).max()),
              f"mean {float(error_map.mean()):.3g}")
     fig.suptitle(f"t = {config.timestep}, K = {config.ensemble}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def timestep_panels(common: pd.DataFrame, own: pd.DataFrame, reference: str, own_generator: str | None,
+                    marked_t: int = 200):
+    """Loss over t scored by the common ``reference`` (left), and ``own_generator``'s samples by
+    their own LDM (right; only where the world has a second LDM)."""
+    import matplotlib.pyplot as plt
+
+    panels = 2 if own_generator is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.9), sharey=True, squeeze=False)
+    timestep_figure(common, f"{reference} (common reference)", marked_t, ax=axes[0, 0])
+    if own_generator is not None:
+        timestep_figure(own, f"{own_generator} (its own samples)", marked_t, ax=axes[0, 1])
     fig.tight_layout()
     return fig
 

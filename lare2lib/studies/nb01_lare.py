@@ -41,6 +41,8 @@ __all__ = [
     "lare_auc_interval",
     "loss_curves",
     "metrics_record",
+    "own_model",
+    "own_model_curves",
     "parse_ints",
     "write_metrics",
 ]
@@ -244,27 +246,51 @@ def _rowwise_corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # -- metrics.json -----------------------------------------------------------------------------
+def own_model(world) -> str | None:
+    """The generator whose samples the right panel of the loss-over-t figure scores with its *own*
+    LDM: the mini world's ``vq_ldm``. None where the world has only the reference LDM (GenImage:
+    its ``sdv5`` subset is already the reference's own samples, in the common panel)."""
+    names = {spec.name for spec in world.generators}
+    return "vq_ldm" if "vq_ldm" in names and world.reference_ldm != "vq_ldm" else None
+
+
+def own_model_curves(world, curve_sets: Mapping[str, ImageSet], generator: str | None,
+                     timesteps: Sequence[int], *, seed: int = 0, batch_size: int = 64) -> pd.DataFrame:
+    """:func:`curve_summary` of the reals and ``generator``'s samples under ``generator``'s own
+    LDM (empty when ``generator`` is None)."""
+    from lare2lib.world.weights import world_ldm
+
+    if generator is None:
+        return pd.DataFrame(columns=["set", "t", "mean", "sem"])
+    sets = {"real": curve_sets["real"], generator: curve_sets[generator]}
+    return curve_summary(loss_curves(world_ldm(world, world.generator(generator).ldm), sets, world.class_names,
+                                     timesteps, seed=seed, batch_size=batch_size))
+
+
 def metrics_record(profile, config: Config, *, auc: pd.DataFrame, mean_lare: Mapping[str, np.ndarray],
                    common: pd.DataFrame, own: pd.DataFrame, study: pd.DataFrame, cost,
-                   precision: dict | None, seconds: float,
-                   file_decoding: pd.DataFrame | None = None) -> dict[str, Any]:
+                   precision: dict | None, seconds: float, file_decoding: pd.DataFrame | None = None,
+                   reference: str = "kl_ldm", own_generator: str | None = "vq_ldm") -> dict[str, Any]:
     """Notebook 01's headline numbers, in the schema of its ``metrics.json`` (read by 07).
 
     ``auc``: :func:`auc_table`; ``common`` / ``own``: :func:`curve_summary` of the reference
-    model's and ``vq_ldm``'s own curves; ``study``: :func:`ensemble_study`; ``cost``: a
-    :class:`lare2lib.studies.nb01_cost.CostReport`; ``file_decoding``:
+    model's (``reference``) and ``own_generator``'s own curves; ``study``: :func:`ensemble_study`;
+    ``cost``: a :class:`lare2lib.studies.nb01_cost.CostReport`; ``file_decoding``:
     :func:`lare2lib.studies.nb01_decoding.decoding_table`.
     """
+    curves = {reference: curve_dict(common)}
+    if own_generator is not None:
+        curves[f"{own_generator}_own"] = curve_dict(own)
     return {
         "profile": profile.name,
         "seed": profile.seed,
         "timestep": config.timestep,
         "ensemble": config.ensemble,
-        "reference_ldm": "kl_ldm",
+        "reference_ldm": reference,
         "auc_convention": AUC_CONVENTION,
         "lare_auc": auc[["auc", "low", "high", "level", "n_real", "n_generated"]].to_dict(orient="index"),
         "mean_lare": {name: float(values.mean()) for name, values in mean_lare.items()},
-        "timestep_curve": {"kl_ldm": curve_dict(common), "vq_ldm_own": curve_dict(own)},
+        "timestep_curve": curves,
         "ensemble_study": study.to_dict(orient="records"),
         "cost": cost.to_dict(),
         "lare_vs_dire_speedup": cost.lare_vs_dire_speedup,

@@ -5,7 +5,7 @@ reconstruction distance over autoencoders), the bare mean-LaRE score of notebook
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,11 +54,13 @@ class AerobladeRun:
 
 
 def run_aeroblade(world, real: ImageSet, fakes: Mapping[str, ImageSet], autoencoders: Sequence[str],
-                  distractor: str, *, bootstrap: int, seed: int) -> AerobladeRun:
-    """Score ``real`` and ``fakes`` by AEROBLADE with the mini distances over ``autoencoders``, and
-    again with ``distractor`` added (``taef2`` only where its weights are on this machine)."""
+                  distractor: str, *, bootstrap: int, seed: int, distances: str = "") -> AerobladeRun:
+    """Score ``real`` and ``fakes`` by AEROBLADE over ``autoencoders``, and again with ``distractor``
+    added (``taef2`` only where its weights are on this machine). ``distances``: comma-separated
+    names of :data:`lare2lib.detectors.training_free.DISTANCES` (empty: the profile's defaults)."""
     from lare2lib.core import paths
     from lare2lib.detectors import aeroblade
+    from lare2lib.detectors.training_free import aeroblade_distance
     from lare2lib.models.autoencoders import load_autoencoder
 
     autoencoders = list(autoencoders)
@@ -66,7 +68,11 @@ def run_aeroblade(world, real: ImageSet, fakes: Mapping[str, ImageSet], autoenco
     ae_names = autoencoders + ([distractor] if distractor else [])
     models = {name: (load_autoencoder(str(paths.taef2_dir())) if name == "taef2" else world.autoencoder(name))
               for name in ae_names}
-    distances = aeroblade.default_distances("mini")
+    if distances:
+        modules = [aeroblade_distance(name) for name in distances.split(",")]
+        distances = {module.name: module for module in modules}
+    else:
+        distances = aeroblade.default_distances(world.profile.name)
     sets = {"real": real, **fakes}
     pixels = [image for images in sets.values() for image in images.pixels]
     ids = [i for images in sets.values() for i in images.ids]
@@ -83,10 +89,11 @@ def run_aeroblade(world, real: ImageSet, fakes: Mapping[str, ImageSet], autoenco
 
 
 def mean_lare_scores(world, sets: Mapping[str, ImageSet], *, seed: int = 0, batch_size: int = 32,
-                     ldm: str = "kl_ldm") -> dict[str, np.ndarray]:
-    """Score −mean LaRE (notebook 01's bare LaRE score) of every image, reference LDM ``ldm``."""
+                     ldm: str = "") -> dict[str, np.ndarray]:
+    """Score −mean LaRE (notebook 01's bare LaRE score) of every image, reference LDM ``ldm``
+    (empty: the world's, ``kl_ldm`` in mini, SD v1.5 in full)."""
 
-    components = world_ldm(world, ldm)
+    components = world_ldm(world, ldm or world.reference_ldm)
     config = world.profile.lare
     return {name: -set_maps.lare_maps(components, images, world.class_names, config, seed=seed,
                                      batch_size=batch_size).mean(dim=(1, 2, 3)).numpy().astype(np.float64)
@@ -94,8 +101,10 @@ def mean_lare_scores(world, sets: Mapping[str, ImageSet], *, seed: int = 0, batc
 
 
 
-def egre_rows(root: str | Path, variant: str = "egre") -> dict[str, dict[str, float]] | None:
-    """Notebook 02's EGRE detector per test set: ``{set: {"auc", "ap"}}`` (means over seeds), or None."""
+def egre_rows(root: str | Path, variant: str = "egre",
+              rename: Callable[[str], str] | None = None) -> dict[str, dict[str, float]] | None:
+    """Notebook 02's EGRE detector per test set: ``{set: {"auc", "ap"}}`` (means over seeds), or None.
+    ``rename`` maps 02's set names to this notebook's (GenImage: subset folder → generator tag)."""
     from lare2lib.core.plotting import read_metrics
 
     try:
@@ -105,7 +114,7 @@ def egre_rows(root: str | Path, variant: str = "egre") -> dict[str, dict[str, fl
     cells = ablation.get(variant)
     if not cells:
         return None
-    return {name: {m: float(cell[m]["mean"]) for m in ("auc", "ap") if m in cell}
+    return {(rename or str)(name): {m: float(cell[m]["mean"]) for m in ("auc", "ap") if m in cell}
             for name, cell in cells.items()}
 
 

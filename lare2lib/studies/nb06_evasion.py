@@ -133,11 +133,12 @@ def write_metrics(out_dir: str | Path, *, profile: Profile, config: Config, orig
                   removal: Mapping[str, Any], removal_psnr: Mapping[str, float], pgd: Mapping[str, Any],
                   ten_tries: Mapping[str, Any], graceful: Mapping[str, Any],
                   graceful_auc: Mapping[str, Any], scoring_seconds: Mapping[str, float],
-                  section_seconds: Mapping[str, Any], started: float) -> dict[str, Any]:
+                  section_seconds: Mapping[str, Any], started: float, pgd_generator: str = "kl_ldm") -> dict[str, Any]:
     """Write notebook 06's ``metrics.json`` under ``out_dir``; returns the metrics written.
 
     The results are the notebook's, section by section; ``started`` is the ``time.time()`` of
-    the run's start (CPU seconds, threads and load are read now).
+    the run's start (CPU seconds, threads and load are read now); ``pgd_generator``: whose images
+    PGD attacked (the world's training generator).
     """
     metrics = {
         "profile": profile.name,
@@ -154,7 +155,7 @@ def write_metrics(out_dir: str | Path, *, profile: Profile, config: Config, orig
         "artifact_removal": removal,
         "artifact_removal_psnr": removal_psnr,
         "pgd": pgd,
-        "pgd_setup": {"images": len(pgd_set), "generator": profile.world.train_generator,
+        "pgd_setup": {"images": len(pgd_set), "generator": pgd_generator,
                       "steps": config.pgd_steps, "step_size": "2.5*eps/steps", "random_start": True,
                       "objective": "log-odds (trained) / -mean LaRE / -min distance",
                       "quantised": "8-bit, within the budget"},

@@ -44,7 +44,6 @@ def _removal_sets(world, fakes: Mapping[str, ImageSet], seed: int) -> dict[str, 
     """attack → generator → attacked images (the generated images only; reals stay clean)."""
     from lare2lib.core import paths
     from lare2lib.models.autoencoders import load_autoencoder
-    from lare2lib.world.weights import LDM_AE
 
     def derived(images: ImageSet, pixels: torch.Tensor, attack: str) -> ImageSet:
         return ImageSet(f"{images.name}+{attack}", pixels, images.class_index.clone(), list(images.ids),
@@ -56,7 +55,7 @@ def _removal_sets(world, fakes: Mapping[str, ImageSet], seed: int) -> dict[str, 
         attacked["taef2"] = {}
         taef2_ae = load_autoencoder(str(taef2), kind="taef2")
     for name, images in fakes.items():
-        other = attacks.cross_family_autoencoder(LDM_AE[world.generator(name).ldm])
+        other = world.cross_family_autoencoder(name)
         attacked["cross_family_ae"][name] = derived(images, attacks.reencode_through(
             world.autoencoder(other), images.pixels, images.ids, seed=seed), f"ae:{other}")
         for method in ("median3", "blur_unsharp"):

@@ -111,7 +111,8 @@ def findings(stem: str, m: Mapping[str, Any]) -> list[str]:
                            f"{fmt(cell_interval(table[g])[1])}]" for g in ordered_sets(table))
         out.append(f"Mean LaRE alone, AUC vs held-out reals: {values} ({verdict(table)}; above "
                    f"0.5 = the premise holds).")
-    curve = (m.get("timestep_curve") or {}).get("kl_ldm") or {}
+    reference = m.get("reference_ldm", "kl_ldm")
+    curve = (m.get("timestep_curve") or {}).get(reference) or {}
     if "real" in curve:
         gaps = []
         for name in ordered_sets(curve):
@@ -121,7 +122,7 @@ def findings(stem: str, m: Mapping[str, Any]) -> list[str]:
                      if t in curve["real"]}
             t_best = max(diffs, key=lambda t: diffs[t])
             gaps.append(f"{name} {diffs[t_best]:+.3g} at t = {t_best:g}")
-        out.append("Largest loss gap, real − generated (scored by kl_ldm): " + ", ".join(gaps)
+        out.append(f"Largest loss gap, real − generated (scored by {reference}): " + ", ".join(gaps)
                    + " (positive = generated images have the lower loss).")
     if m.get("lare_vs_dire_speedup") is not None:
         out.append(f"LaRE ran {fmt(cell_value(m['lare_vs_dire_speedup']), 1)}× faster than the "

@@ -91,19 +91,21 @@ def seeded_latents(ae, x: torch.Tensor, ids: list[str], seed: int, stream: str) 
         return ae.encode(x).latents
     posterior = ae.encode(x).latent_dist
     noise = torch.stack([torch.randn(posterior.mean.shape[1:], generator=step_generator(seed, stream, i))
-                         for i in ids])
-    return posterior.mean + posterior.std * noise
+                         for i in ids])  # drawn on the CPU: the same numbers on every device
+    return posterior.mean + posterior.std * noise.to(posterior.mean.device, posterior.mean.dtype)
 
 
 @torch.no_grad()
 def reconstruct(ae, pixels: torch.Tensor, seed: int, ids: list[str], batch_size: int = 64,
                 progress: bool = False) -> torch.Tensor:
-    """uint8 images → encode (posterior sample seeded per image id) → decode → uint8 (rounded)."""
+    """uint8 images → encode (posterior sample seeded per image id) → decode → uint8 (rounded),
+    on the autoencoder's device and dtype; the result is on the CPU."""
+    weight = next(ae.parameters())
     out = []
     for start in tqdm(range(0, len(pixels), batch_size), disable=not progress, desc="reconstruct"):
-        x = to_model_range(pixels[start:start + batch_size])
+        x = to_model_range(pixels[start:start + batch_size]).to(weight.device, weight.dtype)
         z = seeded_latents(ae, x, ids[start:start + batch_size], seed, "recon")
-        out.append(to_uint8(decode_latents(ae, z)))
+        out.append(to_uint8(decode_latents(ae, z).float()).cpu())
     return torch.cat(out)
 
 

@@ -28,7 +28,8 @@ from lare2lib.world.real_crops import real_sets
 from lare2lib.world.recipes import GeneratorSpec, generator_specs
 from lare2lib.world.retrain import retrain_world
 from lare2lib.world.sampling import sample_images
-from lare2lib.world.weights import AE_NAMES, LDM_AE, load_autoencoder, load_ldm_parts, verify_weights
+from lare2lib.world.weights import (AE_NAMES, LDM_AE, cross_family_autoencoder, load_autoencoder, load_ldm_parts,
+                                    verify_weights)
 
 __all__ = ["World", "load_world", "sample_count", "sampling_image_forwards", "taef2_reconstruct"]
 
@@ -93,6 +94,34 @@ class World:
         if name not in self._models:
             self._models[name] = load_autoencoder(name, self.profile.world.recipe)
         return self._models[name]
+
+    @property
+    def train_generator(self) -> str:
+        """The generator whose samples detectors train on (``kl_ldm``)."""
+        return self.profile.world.train_generator
+
+    def cross_family_autoencoder(self, generator: str) -> str:
+        """The world autoencoder of the other family than ``generator``'s (artifact removal)."""
+        return cross_family_autoencoder(LDM_AE[self.generator(generator).ldm])
+
+    def set_name(self, name: str) -> str:
+        """This world's name of a set another notebook's table names (the same name here)."""
+        return name
+
+    @property
+    def reference_ldm(self) -> str:
+        """Name of LaRE's reference LDM (the profile's, ``kl_ldm``)."""
+        return self.profile.models.ldm.removeprefix("mini:")
+
+    @property
+    def recon_autoencoder(self) -> str:
+        """The autoencoder whose reconstructions train notebook 03's classifier (``kl_ae``)."""
+        return self.profile.models.recon_autoencoder.removeprefix("mini:")
+
+    @property
+    def aeroblade_autoencoders(self) -> list[str]:
+        """The generators' autoencoders, AEROBLADE's minimum runs over them."""
+        return [ref.removeprefix("mini:") for ref in self.profile.models.aeroblade_autoencoders]
 
     def ldm(self, name: str) -> tuple:
         """(autoencoder, UNet, prompt encoder, scaling factor) of ``kl_ldm`` or ``vq_ldm``."""

@@ -24,13 +24,22 @@ from lare2lib.models.conditioning import ClassPromptEncoder
 from lare2lib.models.autoencoders import load_autoencoder as load_any_autoencoder
 from lare2lib.models.devices import freeze
 
-__all__ = ["AE_NAMES", "LDM_AE", "WeightsError", "weights_root", "verify_weights", "record_quality",
+__all__ = ["AE_NAMES", "LDM_AE", "cross_family_autoencoder", "WeightsError", "weights_root", "verify_weights", "record_quality",
            "load_autoencoder", "load_ldm_parts", "world_ldm", "sha256_file"]
 
 AE_NAMES = {"kl_ae": "kl_ae", "vq_ae": "vq_ae"}
 """The world's autoencoders (name → weights folder)."""
 LDM_AE = {"kl_ldm": "kl_ae", "vq_ldm": "vq_ae"}
 """The world's latent diffusion models → the autoencoder each one's UNet was trained in."""
+
+
+def cross_family_autoencoder(generator_autoencoder: str) -> str:
+    """The world autoencoder of the *other* family: ``kl_ae`` → ``vq_ae`` and back."""
+    other = {"kl_ae": "vq_ae", "vq_ae": "kl_ae"}
+    if generator_autoencoder not in other:
+        raise ValueError(f"no cross-family autoencoder for {generator_autoencoder!r}; "
+                         f"valid: {sorted(other)}")
+    return other[generator_autoencoder]
 
 
 def sha256_file(path: Path) -> str:
@@ -98,7 +107,11 @@ def load_ldm_parts(name: str, recipe: str = "mini") -> tuple:
 
 def world_ldm(world, name: str):
     """:class:`lare2lib.models.ldm.LDMComponents` of one of the world's LDMs, loaded from its
-    folder (``mini``: the committed, hash-checked weights; ``smoke``: the tiny retrained ones)."""
+    folder (``mini``: the committed, hash-checked weights; ``smoke``: the tiny retrained ones).
+    A world that brings its own (:class:`lare2lib.world.genimage.GenImageWorld`: the hub's Stable
+    Diffusion) loads it itself."""
     from lare2lib.models.ldm import load_ldm
 
+    if hasattr(world, "load_reference"):
+        return world.load_reference(name)
     return load_ldm(str(weights_root(world.profile.world.recipe) / name))

@@ -27,7 +27,6 @@ from lare2lib.eval.attacks.pixels import ScoreFn, as_numpy, psnr, quantise_withi
 from lare2lib.eval.attacks.removal import (
     DENOISERS,
     blur_unsharp,
-    cross_family_autoencoder,
     denoise,
     median_filter,
     reencode_through,
@@ -66,5 +65,4 @@ __all__ = [
     "DENOISERS",
     "denoise",
     "reencode_through",
-    "cross_family_autoencoder",
 ]

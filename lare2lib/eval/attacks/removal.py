@@ -1,7 +1,7 @@
 """Artifact removal: re-encode a generated image through another autoencoder, or denoise it.
 
 The attacker hopes to replace the generator's decoder trace by another one
-(:func:`reencode_through`, :func:`cross_family_autoencoder`) or to wash it out
+(:func:`reencode_through`; which autoencoder: the world's ``cross_family_autoencoder``) or to wash it out
 (:func:`denoise` with one of :data:`DENOISERS`).
 """
 
@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["median_filter", "blur_unsharp", "DENOISERS", "denoise", "reencode_through",
-           "cross_family_autoencoder"]
+__all__ = ["median_filter", "blur_unsharp", "DENOISERS", "denoise", "reencode_through"]
 
 
 def median_filter(image: torch.Tensor, size: int = 3) -> torch.Tensor:
@@ -65,12 +64,3 @@ def reencode_through(autoencoder, images: torch.Tensor, image_ids: Sequence[str]
     if any(a.shape != b.shape for a, b in zip(images, cut)):
         raise ValueError("image sides are not multiples of the autoencoder's downsampling")
     return torch.stack(recon)
-
-
-def cross_family_autoencoder(generator_autoencoder: str) -> str:
-    """The world autoencoder of the *other* family: ``kl_ae`` → ``vq_ae`` and back."""
-    other = {"kl_ae": "vq_ae", "vq_ae": "kl_ae"}
-    if generator_autoencoder not in other:
-        raise ValueError(f"no cross-family autoencoder for {generator_autoencoder!r}; "
-                         f"valid: {sorted(other)}")
-    return other[generator_autoencoder]
