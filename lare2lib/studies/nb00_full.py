@@ -42,15 +42,15 @@ def genimage_inventory(root: str | Path, val_classes: str | Path | None = None) 
     """Images per (subset, split, label) under a GenImage root, from file names; ``classed``:
     how many carry an ImageNet class (from the name, or the ``val_classes`` mapping)."""
     from lare2lib.data.imagenet import class_index_from_filename, load_val_classes
-    from lare2lib.data.manifests import IMAGE_EXTENSIONS, discover_genimage
-    from lare2lib.world.genimage import generator_tag
+    from lare2lib.data.manifests import discover_genimage
+    from lare2lib.world.genimage import generator_tag, image_files
 
     mapping = load_val_classes(val_classes) if val_classes else None
     rows = []
     for subset, splits in discover_genimage(root).items():
         for split, labels in splits.items():
             for label, folder in labels.items():
-                names = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+                names = [p.name for p in image_files(folder)]
                 classed = sum(class_index_from_filename(n, val_classes=mapping) is not None for n in names)
                 rows.append({"generator": generator_tag(subset), "subset": subset, "split": split,
                              "label": label, "images": len(names), "classed": classed})

@@ -31,6 +31,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,8 @@ import torch
 from lare2lib.core.profiles import Profile
 from lare2lib.data.imagesets import ImageSet
 
-__all__ = ["Budget", "GenImageGenerator", "GenImageWorld", "generator_tag", "model_name", "load_genimage_world"]
+__all__ = ["Budget", "GenImageGenerator", "GenImageWorld", "generator_tag", "image_files", "model_name",
+           "load_genimage_world"]
 
 SPLITS = ("train", "val", "test")
 SD_VAE_GENERATORS = frozenset({"sdv4", "sdv5", "wukong"})
@@ -110,7 +112,8 @@ def _rank(seed: int, image_id: str) -> int:
     return image_seed(seed, image_id, "genimage-world")
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` by extension, sorted (nothing is opened)."""
     from lare2lib.data.manifests import IMAGE_EXTENSIONS
 
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -157,7 +160,7 @@ class GenImageWorld:
 
     # -- what the notebooks ask -----------------------------------------------------------
 
-    @property
+    @cached_property
     def class_names(self) -> tuple[str, ...]:
         """ImageNet-1k's class names, then ``""`` (no class: the prompt "a photo")."""
         from lare2lib.data.imagenet import NUM_CLASSES, class_name
@@ -280,7 +283,7 @@ class GenImageWorld:
         if name == "real" and split == "test":
             by_name = {}
             for subset in subsets.values():
-                for path in _image_files(subset["val"]["nature"]) if "nature" in subset.get("val", {}) else []:
+                for path in image_files(subset["val"]["nature"]) if "nature" in subset.get("val", {}) else []:
                     by_name.setdefault(path.name, path)
             candidates = list(by_name.values())
         else:
@@ -289,7 +292,7 @@ class GenImageWorld:
             label = "nature" if name == "real" else "ai"
             genimage_split = "val" if split == "test" else "train"
             folder = subsets[subset].get(genimage_split, {}).get(label)
-            candidates = _image_files(folder) if folder is not None else []
+            candidates = image_files(folder) if folder is not None else []
         ranked = sorted(candidates, key=lambda p: (_rank(self.profile.seed, p.name), p.name))
         if split == "test":
             return ranked[:self.budget.test_images]
