@@ -169,9 +169,14 @@ class GenImageWorld:
 
     @property
     def generators(self) -> list[GenImageGenerator]:
+        return [GenImageGenerator(generator_tag(subset), subset) for subset in self.subsets]
+
+    @cached_property
+    def subsets(self) -> dict[str, dict[str, dict[str, Path]]]:
+        """The root's subsets → split → label folder (:func:`~lare2lib.data.manifests.discover_genimage`), once."""
         from lare2lib.data.manifests import discover_genimage
 
-        return [GenImageGenerator(generator_tag(subset), subset) for subset in discover_genimage(self.root)]
+        return discover_genimage(self.root)
 
     def generator(self, name: str) -> GenImageGenerator:
         specs = {g.name: g for g in self.generators}
@@ -184,11 +189,8 @@ class GenImageWorld:
         MoVQ for the subsets decoded by SD's KL VAE (SD V1.4, V1.5, Wukong), SD 2.1's VAE for the
         others (pixel-space, VQ-diffusion, GAN and unknown models)."""
         self.generator(generator)
-        if generator in SD_VAE_GENERATORS:
-            vq = [name for name, ref in self.autoencoder_refs().items() if "movq" in ref or "kandinsky" in ref]
-            if vq:
-                return vq[0]
-        return self.recon_autoencoder
+        vq = [name for name, ref in self.autoencoder_refs().items() if "movq" in ref or "kandinsky" in ref]
+        return vq[0] if generator in SD_VAE_GENERATORS and vq else self.recon_autoencoder
 
     def set_name(self, subset: str) -> str:
         """This world's name of a GenImage subset folder (its generator tag), as other notebooks'
@@ -254,9 +256,10 @@ class GenImageWorld:
         """Reals of a split through an autoencoder (posterior sample seeded per id), cached."""
         path = self.folder / f"recon_{ae_name}_{split}.safetensors"
         source = self._set("real", split)
+        ids = [f"{i}@{ae_name}" for i in source.ids]
         if path.is_file():
             cached = ImageSet.load(path)
-            if cached.ids == [f"{i}@{ae_name}" for i in source.ids]:
+            if cached.ids == ids:
                 return cached
         if ae_name == "taef2":
             from lare2lib.world.build import taef2_reconstruct
@@ -267,8 +270,8 @@ class GenImageWorld:
 
             pixels = reconstruct(self.autoencoder(ae_name), source.pixels, self.profile.seed, source.ids,
                                  batch_size=16, progress=self.progress)
-        images = ImageSet(f"recon_{ae_name}_{split}", pixels, source.class_index.clone(),
-                          [f"{i}@{ae_name}" for i in source.ids], {"autoencoder": ae_name})
+        images = ImageSet(f"recon_{ae_name}_{split}", pixels, source.class_index.clone(), ids,
+                          {"autoencoder": ae_name})
         images.save(path)
         return images
 
@@ -276,10 +279,7 @@ class GenImageWorld:
 
     def _files(self, name: str, split: str) -> list[Path]:
         """The files of one set, in rank order (a hash of seed and id), at most the budget's count."""
-        from lare2lib.data.manifests import discover_genimage
-
-        subsets = discover_genimage(self.root)
-        train_subset = self.generator(self.train_generator).subset
+        subsets, train_subset = self.subsets, self.generator(self.train_generator).subset
         if name == "real" and split == "test":
             by_name = {}
             for subset in subsets.values():
@@ -308,10 +308,11 @@ class GenImageWorld:
         if not files:
             raise FileNotFoundError(f"GenImage world: no images for {name!r}/{split!r} under {self.root}")
         fingerprint = _fingerprint(files)
-        path = self.folder / f"{'real' if name == 'real' else 'gen_' + name}_{split}.safetensors"
+        set_name = f"real_{split}" if name == "real" else f"gen_{name}_{split}"
+        path = self.folder / f"{set_name}.safetensors"
         images = ImageSet.load(path) if path.is_file() else None
         if images is None or images.meta.get("fingerprint") != fingerprint:
-            images = self._decode(files, f"real_{split}" if name == "real" else f"gen_{name}_{split}", fingerprint)
+            images = self._decode(files, set_name, fingerprint)
             images.save(path)
         self.skipped += images.meta.get("skipped", [])
         self._sets[key] = images
